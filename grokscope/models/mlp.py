@@ -1,0 +1,76 @@
+"""The MLP of the memorization papers: one-hot(a)‖one-hot(b) → d_mlp hidden → act → p.
+
+Parameters: `embed.W_E` (p, d_embed) when d_embed > 0 (shared by a and b), `mlp.W_in` (d_in, d_mlp)
+with d_in = 2p (rows 0..p-1 read a, rows p..2p-1 read b) or 2·d_embed, `mlp.W_out` (d_mlp, p), and
+`mlp.b_in`, `mlp.b_out` when bias is on. Hooks: `hook_embed`, `mlp.hook_pre`, `mlp.hook_post`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from transformer_lens import HookedRootModule
+from transformer_lens.hook_points import HookPoint
+
+from grokscope.config import ModelConfig
+from grokscope.models.common import activation, read_out, scaled
+from grokscope.tasks import one_hots
+
+
+class Embed(nn.Module):
+    def __init__(self, p: int, d_embed: int, g: torch.Generator):
+        super().__init__()
+        self.W_E = scaled((p, d_embed), 1, g)
+
+
+class Hidden(nn.Module):
+    def __init__(self, d_in: int, d_mlp: int, p: int, bias: bool, g: torch.Generator):
+        super().__init__()
+        self.W_in = scaled((d_in, d_mlp), d_in, g)
+        self.W_out = scaled((d_mlp, p), d_mlp, g)
+        self.b_in = nn.Parameter(torch.zeros(d_mlp)) if bias else None
+        self.b_out = nn.Parameter(torch.zeros(p)) if bias else None
+        self.hook_pre, self.hook_post = HookPoint(), HookPoint()
+
+
+class MLP(HookedRootModule):
+    def __init__(self, cfg: ModelConfig, p: int, generator: torch.Generator):
+        super().__init__()
+        self.cfg, self.p = cfg, p
+        self.embed = Embed(p, cfg.d_embed, generator) if cfg.d_embed else None
+        self.mlp = Hidden(2 * (cfg.d_embed or p), cfg.d_mlp, p, cfg.bias, generator)
+        self.act = activation(cfg.act)
+        self.hook_embed = HookPoint()
+        self.setup()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: concatenated one-hots (batch, 2p) → logits (batch, p)."""
+        p, mlp = self.p, self.mlp
+        if self.embed is not None:
+            x = self.hook_embed(torch.cat([x[:, :p] @ self.embed.W_E, x[:, p:] @ self.embed.W_E], dim=1))
+        pre = x @ mlp.W_in
+        if mlp.b_in is not None:
+            pre = pre + mlp.b_in
+        logits = mlp.hook_post(self.act(mlp.hook_pre(pre))) @ mlp.W_out
+        return logits if mlp.b_out is None else logits + mlp.b_out
+
+    def plain_logits(self, rows: torch.Tensor) -> torch.Tensor:
+        return self(one_hots(rows, self.p).to(self.mlp.W_in))
+
+    def grid_cache(self) -> dict[str, torch.Tensor]:
+        """pre(a, b) = A[a] + B[b] (+ b_in) as a broadcast sum over the p×p grid: no one-hot products."""
+        p, mlp = self.p, self.mlp
+        W_a, W_b = mlp.W_in[: len(mlp.W_in) // 2], mlp.W_in[len(mlp.W_in) // 2 :]
+        if self.embed is not None:
+            W_a, W_b = self.embed.W_E @ W_a, self.embed.W_E @ W_b  # (p, d_mlp)
+        pre = W_a[:, None] + W_b[None, :]
+        if mlp.b_in is not None:
+            pre = pre + mlp.b_in
+        cache = {"pre": pre.reshape(p * p, -1), "M": mlp.W_out}
+        if mlp.b_out is not None:
+            cache["b_out"] = mlp.b_out
+        return cache
+
+    def grid_logits(self, cache: dict[str, torch.Tensor], rows: torch.Tensor) -> torch.Tensor:
+        """Logits for grid rows, equal to `plain_logits(rows)` to float32 precision: (len(rows), p)."""
+        return read_out(cache, rows, self.act)

@@ -1,0 +1,164 @@
+"""The canonical grokking transformer (Nanda et al. 2023): no LayerNorm, no biases, learned positional
+embedding, untied embed/unembed, logits read at the last position. Names follow HookedTransformer:
+`embed.W_E` (d_vocab, d_model), `pos_embed.W_pos` (n_ctx, d_model), `blocks.{l}.attn.W_Q/W_K/W_V`
+(n_heads, d_model, d_head), `blocks.{l}.attn.W_O` (n_heads, d_head, d_model), `blocks.{l}.mlp.W_in`
+(d_model, d_mlp), `blocks.{l}.mlp.W_out` (d_mlp, d_model), `unembed.W_U` (d_model, d_vocab_out).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from transformer_lens import HookedRootModule
+from transformer_lens.hook_points import HookPoint
+
+from grokscope.config import ModelConfig
+from grokscope.models.common import activation, read_out, scaled
+from grokscope.tasks import tokens
+
+N_CTX = 3  # `a b =`
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig, g: torch.Generator):
+        super().__init__()
+        H, d, e = cfg.n_heads, cfg.d_model, cfg.d_head
+        self.W_Q = scaled((H, d, e), d, g)
+        self.W_K = scaled((H, d, e), d, g)
+        self.W_V = scaled((H, d, e), d, g)
+        self.W_O = scaled((H, e, d), d, g)
+        self.scale = 1 / math.sqrt(e)
+        self.register_buffer("causal", torch.tril(torch.ones(N_CTX, N_CTX, dtype=torch.bool)), persistent=False)
+        self.hook_q, self.hook_k, self.hook_v = HookPoint(), HookPoint(), HookPoint()
+        self.hook_attn_scores, self.hook_pattern, self.hook_z = HookPoint(), HookPoint(), HookPoint()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (batch, pos, d_model) → (batch, pos, d_model)."""
+        q = self.hook_q(torch.einsum("bpd,hde->bphe", x, self.W_Q))
+        k = self.hook_k(torch.einsum("bpd,hde->bphe", x, self.W_K))
+        v = self.hook_v(torch.einsum("bpd,hde->bphe", x, self.W_V))
+        scores = torch.einsum("bqhe,bkhe->bhqk", q, k) * self.scale
+        scores = self.hook_attn_scores(scores.masked_fill(~self.causal, float("-inf")))
+        pattern = self.hook_pattern(scores.softmax(-1))
+        z = self.hook_z(torch.einsum("bhqk,bkhe->bqhe", pattern, v))
+        return torch.einsum("bqhe,hed->bqd", z, self.W_O)
+
+
+class MLPBlock(nn.Module):
+    def __init__(self, cfg: ModelConfig, g: torch.Generator):
+        super().__init__()
+        self.W_in = scaled((cfg.d_model, cfg.d_mlp), cfg.d_model, g)
+        self.W_out = scaled((cfg.d_mlp, cfg.d_model), cfg.d_model, g)
+        self.act = activation(cfg.act)
+        self.hook_pre, self.hook_post = HookPoint(), HookPoint()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        post = self.hook_post(self.act(self.hook_pre(x @ self.W_in)))
+        return post @ self.W_out
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig, g: torch.Generator):
+        super().__init__()
+        self.attn = Attention(cfg, g)
+        self.mlp = MLPBlock(cfg, g)
+        self.hook_resid_pre, self.hook_attn_out = HookPoint(), HookPoint()
+        self.hook_resid_mid, self.hook_mlp_out, self.hook_resid_post = HookPoint(), HookPoint(), HookPoint()
+
+    def forward(self, resid: torch.Tensor) -> torch.Tensor:
+        resid = self.hook_resid_pre(resid)
+        resid = self.hook_resid_mid(resid + self.hook_attn_out(self.attn(resid)))
+        return self.hook_resid_post(resid + self.hook_mlp_out(self.mlp(resid)))
+
+
+class Embed(nn.Module):
+    def __init__(self, d_vocab: int, d_model: int, g: torch.Generator):
+        super().__init__()
+        self.W_E = scaled((d_vocab, d_model), d_model, g)
+
+
+class PosEmbed(nn.Module):
+    def __init__(self, d_model: int, g: torch.Generator):
+        super().__init__()
+        self.W_pos = scaled((N_CTX, d_model), d_model, g)
+
+
+class Unembed(nn.Module):
+    def __init__(self, d_model: int, d_vocab_out: int, g: torch.Generator):
+        super().__init__()
+        self.W_U = scaled((d_model, d_vocab_out), d_vocab_out, g)
+
+
+class Transformer(HookedRootModule):
+    """Inputs `a b =` as tokens (batch, 3) with `=` = p; d_vocab = p + 1, d_vocab_out = p."""
+
+    def __init__(self, cfg: ModelConfig, p: int, generator: torch.Generator):
+        super().__init__()
+        self.cfg, self.p = cfg, p
+        self.embed = Embed(p + 1, cfg.d_model, generator)
+        self.pos_embed = PosEmbed(cfg.d_model, generator)
+        self.blocks = nn.ModuleList(Block(cfg, generator) for _ in range(cfg.n_layers))
+        self.unembed = Unembed(cfg.d_model, p, generator)
+        self.hook_embed, self.hook_pos_embed = HookPoint(), HookPoint()
+        self.setup()
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens: int (batch, 3) → logits (batch, 3, p) at every position."""
+        resid = self.hook_embed(self.embed.W_E[tokens]) + self.hook_pos_embed(self.pos_embed.W_pos)
+        for block in self.blocks:
+            resid = block(resid)
+        return resid @ self.unembed.W_U
+
+    def plain_logits(self, rows: torch.Tensor) -> torch.Tensor:
+        """The plain forward's logits at `=` for grid rows: (len(rows), p)."""
+        return self(tokens(rows, self.p).to(self.embed.W_E.device))[:, -1]
+
+    def grid_cache(self) -> dict[str, torch.Tensor] | None:
+        """Per-step precomputation for `grid_logits`, over all p² inputs; None for n_layers > 1.
+
+        Only the `=` position feeds the logits, its query is the same for every input, and attention's
+        keys and values depend on one token each. So per token (not per input) compute the scores and
+        the value vectors already mapped through W_O into the MLP input and the unembedding; per input
+        only the 3-way attention softmax and an (n_heads)-weighted sum of those tables remain.
+        Returns pre (p², d_mlp), base (p², p) = the logits' direct path, M = W_out @ W_U (d_mlp, p).
+        """
+        if len(self.blocks) != 1:
+            return None
+        p, blk = self.p, self.blocks[0]
+        W_E, W_pos, W_U = self.embed.W_E, self.pos_embed.W_pos, self.unembed.W_U
+        attn, mlp = blk.attn, blk.mlp
+        x_a, x_b, x_eq = W_E[:p] + W_pos[0], W_E[:p] + W_pos[1], W_E[p] + W_pos[2]  # (p, d), (p, d), (d,)
+        q = torch.einsum("d,hde->he", x_eq, attn.W_Q)
+        keys = [torch.einsum("td,hde->the", x, attn.W_K) for x in (x_a, x_b, x_eq[None])]
+        scores = [torch.einsum("the,he->th", k, q) * attn.scale for k in keys]  # (p, H), (p, H), (1, H)
+        H = q.shape[0]
+        pattern = torch.stack(
+            [
+                scores[0][:, None].expand(p, p, H),
+                scores[1][None, :].expand(p, p, H),
+                scores[2][None].expand(p, p, H),
+            ]
+        ).softmax(0)  # (3, a, b, H): attention of `=` to a, b and itself
+        readers = torch.cat([mlp.W_in, W_U], dim=1)  # (d, d_mlp + p): what reads the residual stream
+        ov_read = torch.einsum("hef,fr->her", attn.W_O, readers)  # (H, d_head, d_mlp + p)
+        tables = [  # value of each token through W_O then the readers: (t, H, d_mlp + p)
+            torch.einsum("the,her->thr", torch.einsum("td,hde->the", x, attn.W_V), ov_read).contiguous()
+            for x in (x_a, x_b, x_eq[None])
+        ]
+        # the a-side term, the `=`-side term and the constant x_eq @ readers in one bmm batched over a
+        weights_a = torch.cat([pattern[0], pattern[2], pattern.new_ones(p, p, 1)], dim=-1)  # (a, b, 2H + 1)
+        const = torch.cat([tables[2][0], (x_eq @ readers)[None]]).expand(p, -1, -1)  # (a, H + 1, r)
+        read_a = torch.bmm(weights_a, torch.cat([tables[0], const], dim=1))  # (a, b, r)
+        read_b = torch.bmm(pattern[1].transpose(0, 1).contiguous(), tables[1])  # (b, a, r), batched over b
+        read = read_a + read_b.transpose(0, 1).contiguous()  # the contiguous copy makes the add fast
+        read = read.reshape(p * p, -1)
+        d_mlp = mlp.W_in.shape[1]
+        return {"pre": read[:, :d_mlp], "base": read[:, d_mlp:], "M": mlp.W_out @ W_U}
+
+    def grid_logits(self, cache: dict[str, torch.Tensor] | None, rows: torch.Tensor) -> torch.Tensor:
+        """Logits at `=` for grid rows, equal to `plain_logits(rows)` to float32 precision: (len(rows), p)."""
+        if cache is None:
+            return self.plain_logits(rows)
+        return read_out(cache, rows, self.blocks[0].mlp.act)

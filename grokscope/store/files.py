@@ -1,0 +1,109 @@
+"""The run directory's file names and the crash-safe primitives both the writer and the reader use.
+
+Layout of checkpoints/<run>/:
+    config.json               the RunConfig (dotted keys as `--set` takes them)
+    meta.json                 provenance: package versions, git revision, device, parameter shapes
+    data.npz                  the split, labels and corruption mask (grokscope.tasks.Dataset)
+    steps.npy                 int64 (n_scheduled,) the steps the schedule will save, in order
+    params/<name>.npy         float32 (n_scheduled, *shape) one memmap per parameter, filled as training goes
+    metrics/<column>.npy      float64 (steps + 1,) one value per training step
+    state/step_<s>.safetensors  optimizer state at the last durable step s (for --resume)
+    progress.json             what is durable: rows of params/ and metrics/ a reader may trust
+    final.safetensors         the final weights, for interchange
+    COMPLETE                  written last
+Nothing is unpickled: JSON, `.npy`/`.npz` with allow_pickle=False, and safetensors only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from grokscope.errors import GrokscopeError
+
+CONFIG, META, DATA, STEPS, PROGRESS = "config.json", "meta.json", "data.npz", "steps.npy", "progress.json"
+PARAMS, METRICS, STATE = "params", "metrics", "state"
+FINAL, COMPLETE = "final.safetensors", "COMPLETE"
+METRIC_COLUMNS = ("train_loss", "test_loss", "train_acc", "test_acc", "weight_norm")
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, write) -> None:
+    """Write through `write(tmp_path)`, fsync, then rename over `path`: readers see old or new, never half."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    write(tmp)
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def write_json(path: Path, data: dict) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
+
+
+def write_npy(path: Path, array: np.ndarray) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.save(f, array, allow_pickle=False)
+
+    atomic_write(path, write)
+
+
+def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+
+    atomic_write(path, write)
+
+
+def read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise GrokscopeError(f"{path}: missing") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise GrokscopeError(f"{path}: unreadable or corrupt ({e})") from None
+    if not isinstance(data, dict):
+        raise GrokscopeError(f"{path}: corrupt (expected a JSON object)")
+    return data
+
+
+def open_array(path: Path, dtype: np.dtype, shape: tuple[int, ...] | None = None, mode: str = "r") -> np.ndarray:
+    """Memmap a `.npy` file, checking dtype and shape; a truncated or corrupt file raises naming it."""
+    try:
+        array = np.load(path, mmap_mode=mode, allow_pickle=False)
+    except FileNotFoundError:
+        raise GrokscopeError(f"{path}: missing") from None
+    except (OSError, ValueError, EOFError) as e:
+        raise GrokscopeError(f"{path}: truncated or corrupt ({e})") from None
+    if array.dtype != dtype or (shape is not None and array.shape != tuple(shape)):
+        raise GrokscopeError(
+            f"{path}: corrupt (holds {array.dtype} {array.shape}, expected {np.dtype(dtype)} {tuple(shape or ())})"
+        )
+    return array
+
+
+def load_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except FileNotFoundError:
+        raise GrokscopeError(f"{path}: missing") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise GrokscopeError(f"{path}: truncated or corrupt ({e})") from None

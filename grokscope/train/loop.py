@@ -1,0 +1,231 @@
+"""The training loop: the fast grid forward, metrics every step, dense crash-safe checkpoints, resume.
+
+Step s means the parameters after s updates. At every step the loop (1) saves a checkpoint if s is
+scheduled, (2) evaluates train/test loss and accuracy and the weight norm at those parameters,
+(3) updates them (except at the last step). Metrics stay on the device in one (columns, steps + 1)
+buffer and reach the host only at checkpoints, so on CUDA nothing syncs between checkpoints.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from tqdm.auto import tqdm
+
+from grokscope.config import RunConfig
+from grokscope.errors import GrokscopeError
+from grokscope.models import build_model
+from grokscope.store import RunWriter, open_run
+from grokscope.store import files as F
+from grokscope.tasks import Dataset, make_dataset
+from grokscope.train.losses import LOSSES, accuracy
+from grokscope.train.optim import load_state_tensors, lr_at, make_optimizer, state_tensors
+from grokscope.train.schedule import checkpoint_steps
+
+RUNS_DIR = Path("checkpoints")
+COMMIT_EVERY_S = 2.0  # how often training state is made durable (at the next checkpoint after this)
+
+
+def train(
+    config: RunConfig | None = None,
+    out: str | Path | None = None,
+    *,
+    device: str = "cpu",
+    resume: bool = False,
+    force: bool = False,
+    progress: bool = True,
+    commit_every_s: float = COMMIT_EVERY_S,
+) -> Path:
+    """Train a run into `out` (default checkpoints/<config.name>) and return its directory.
+
+    resume: continue the run in `out` from its last durable checkpoint (its own config is used);
+    on CPU the result is bit-for-bit the uninterrupted run. force: replace an existing run in `out`.
+    """
+    device = check_device(device)
+    if resume:
+        if out is None:
+            raise GrokscopeError("--resume needs the run directory (--out RUN)")
+        out = Path(out)
+        run = open_run(out)
+        if run.complete:
+            return out
+        config, dataset, writer = run.config, run.dataset, RunWriter(out)
+    else:
+        if config is None:
+            raise GrokscopeError("train needs a config (or resume=True)")
+        out = Path(out) if out is not None else RUNS_DIR / config.name
+        clear_run_dir(out, force)
+        dataset = make_dataset(config.task)
+        shapes_model = build_model(config)
+        meta = provenance(config, shapes_model, device)
+        writer = RunWriter.create(
+            out, config, dataset, dict(shapes_model.named_parameters()), meta, checkpoint_steps(config.train.steps, config.checkpoints)
+        )
+    Trainer(config, dataset, writer, device, commit_every_s).run(progress)
+    return out
+
+
+def check_device(device: str) -> torch.device:
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise GrokscopeError(f"unknown device '{device}' (use cpu or cuda)")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise GrokscopeError("--device cuda: CUDA is not available on this machine")
+    return torch.device(device)
+
+
+def clear_run_dir(out: Path, force: bool) -> None:
+    """Make room for a new run at `out`, refusing to touch anything that is not a run."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise GrokscopeError(f"{out} exists and is not a directory")
+    if not any(out.iterdir()):
+        out.rmdir()
+        return
+    if not force:
+        raise GrokscopeError(f"{out} already exists: use --resume to continue it or --force to replace it")
+    if not (out / F.CONFIG).is_file():
+        raise GrokscopeError(f"{out} is not a grokscope run; refusing to replace it")
+    shutil.rmtree(out)
+
+
+def provenance(config: RunConfig, model: torch.nn.Module, device: torch.device) -> dict:
+    """What config.json alone does not say: versions, revision, machine, parameter shapes."""
+    versions = {"python": platform.python_version()}
+    for package in ("grokscope", "torch", "numpy", "transformer-lens", "safetensors"):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    try:
+        revision = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        ).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        revision = None
+    return {
+        "versions": versions,
+        "git_revision": revision,
+        "device": str(device),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "param_shapes": {n: list(p.shape) for n, p in model.named_parameters()},
+    }
+
+
+class Trainer:
+    def __init__(self, config: RunConfig, dataset: Dataset, writer: RunWriter, device: torch.device, commit_every_s: float):
+        self.config, self.writer, self.device, self.commit_every_s = config, writer, device, commit_every_s
+        self.model = build_model(config).to(device)
+        self.params = dict(self.model.named_parameters())
+        self.names = list(self.params)
+        self.opt = make_optimizer(self.params, config.optim)
+        self.loss_fn = LOSSES[config.train.loss]
+
+        def on_device(a: np.ndarray) -> torch.Tensor:
+            return torch.as_tensor(a, device=device)
+
+        self.train_rows, self.train_labels = on_device(dataset.train_rows), on_device(dataset.train_labels)
+        self.test_rows, self.test_labels = on_device(dataset.test_rows), on_device(dataset.test_labels)
+        self.schedule = np.asarray(writer.steps)
+        self.metrics = torch.full((len(F.METRIC_COLUMNS), config.train.steps + 1), float("nan"), dtype=torch.float64, device=device)
+        self.start = self.restore()
+
+    def restore(self) -> int:
+        """Load the last durable state from the run; returns the step to continue from (0 if none)."""
+        progress = self.writer.progress
+        if not progress["n_checkpoints"]:
+            return 0
+        row = progress["n_checkpoints"] - 1
+        with torch.no_grad():
+            for name, p in self.params.items():
+                p.copy_(torch.from_numpy(np.array(self.writer.params[name][row])))
+        try:
+            state = load_file(self.writer.path / progress["state"])
+        except Exception as e:  # safetensors raises its own error types for corrupt files
+            raise GrokscopeError(f"{self.writer.path / progress['state']}: unreadable training state ({e})") from None
+        load_state_tensors(self.opt, self.names, state)
+        step = progress["step"]
+        n = progress["n_metric_steps"]
+        for i, column in enumerate(F.METRIC_COLUMNS):
+            self.metrics[i, :n] = torch.from_numpy(np.array(self.writer.metrics[column][:n]))
+        return step
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rows and labels trained on at `step`: all of them, or a minibatch from a seeded per-epoch order."""
+        size, n = self.config.train.batch_size, len(self.train_rows)
+        if not size or size >= n:
+            return self.train_rows, self.train_labels
+        per_epoch = -(-n // size)
+        epoch, i = divmod(step, per_epoch)
+        order = np.random.default_rng([self.config.train.seed, epoch]).permutation(n)[i * size : (i + 1) * size]
+        index = torch.as_tensor(order, device=self.device)
+        return self.train_rows[index], self.train_labels[index]
+
+    def step(self, step: int) -> None:
+        """Evaluate at the current parameters, record metrics[:, step], then update them."""
+        cache = self.model.grid_cache()
+        rows, labels = self.batch(step)
+        logits = self.model.grid_logits(cache, rows)
+        loss = self.loss_fn(logits, labels)
+        with torch.no_grad():
+            if rows is self.train_rows:
+                train_loss, train_acc = loss, accuracy(logits, labels)
+            else:
+                train_logits = self.model.grid_logits(cache, self.train_rows)
+                train_loss, train_acc = self.loss_fn(train_logits, self.train_labels), accuracy(train_logits, self.train_labels)
+            test_logits = self.model.grid_logits(cache, self.test_rows)
+            norm = torch.stack([p.detach().double().square().sum() for p in self.params.values()]).sum().sqrt()
+            self.metrics[:, step] = torch.stack(
+                [train_loss, self.loss_fn(test_logits, self.test_labels), train_acc, accuracy(test_logits, self.test_labels), norm]
+            )
+        if step < self.config.train.steps:
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            for group in self.opt.param_groups:
+                group["lr"] = lr_at(step, self.config.optim)
+            self.opt.step()
+
+    def commit(self, step: int, n_checkpoints: int, n_metric_steps: int) -> None:
+        host = self.metrics[:, self.committed_metrics : n_metric_steps].cpu().numpy()
+        self.writer.save_metrics(self.committed_metrics, dict(zip(F.METRIC_COLUMNS, host)))
+        self.writer.commit(step, n_checkpoints, n_metric_steps, state_tensors(self.opt, self.names))
+        self.committed_metrics, self.last_commit = n_metric_steps, time.monotonic()
+
+    def run(self, show_progress: bool) -> None:
+        steps = self.config.train.steps
+        row = int(np.searchsorted(self.schedule, self.start))
+        self.committed_metrics, self.last_commit = self.start, time.monotonic()
+        bar = tqdm(total=steps, initial=self.start, disable=not show_progress, unit="step", dynamic_ncols=True)
+        for step in range(self.start, steps + 1):
+            if row < len(self.schedule) and self.schedule[row] == step:
+                self.writer.save_checkpoint(row, self.params)
+                row += 1
+                if step > self.start and time.monotonic() - self.last_commit >= self.commit_every_s:
+                    self.commit(step, row, step)
+                if step > self.start:
+                    self.show(bar, step, step - 1)
+            self.step(step)
+        self.commit(steps, row, steps + 1)
+        self.show(bar, steps, steps)
+        bar.close()
+        self.writer.finish(self.params)
+
+    def show(self, bar: tqdm, n_updates: int, step: int) -> None:
+        """Progress bar at `n_updates` with the metrics of `step` (a host sync: at checkpoints only)."""
+        if bar.disable:
+            return
+        values = dict(zip(F.METRIC_COLUMNS, self.metrics[:, step].tolist()))
+        bar.set_postfix_str(
+            f"train {values['train_loss']:.3g}/{values['train_acc']:.1%} test {values['test_loss']:.3g}/{values['test_acc']:.1%}",
+            refresh=False,
+        )
+        bar.update(n_updates - bar.n)

@@ -1,0 +1,24 @@
+"""Losses and accuracy on logits (batch, classes). Losses are computed in float64."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy, log-softmax in float64 (float32 rounds small losses to zero late in training)."""
+    return F.cross_entropy(logits.double(), labels)
+
+
+def mse(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Squared error to one-hot targets, summed over classes, averaged over examples (float64)."""
+    target = F.one_hot(labels, logits.shape[-1]).double()
+    return (logits.double() - target).square().sum(-1).mean()
+
+
+LOSSES = {"ce": cross_entropy, "mse": mse}
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return (logits.argmax(-1) == labels).double().mean()

@@ -1,0 +1,42 @@
+"""Optimizers (torch's AdamW and SGD), the warm-up schedule, and optimizer state as flat tensors
+(for safetensors, so that resuming never unpickles)."""
+
+from __future__ import annotations
+
+import torch
+
+from grokscope.config import OptimConfig
+
+
+def make_optimizer(params: dict[str, torch.nn.Parameter], cfg: OptimConfig) -> torch.optim.Optimizer:
+    if cfg.name == "adamw":
+        return torch.optim.AdamW(
+            params.values(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas, eps=cfg.eps
+        )
+    return torch.optim.SGD(params.values(), lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum)
+
+
+def lr_at(step: int, cfg: OptimConfig) -> float:
+    """Linear warm-up over `warmup_steps` updates, then constant."""
+    return cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
+
+
+def state_tensors(opt: torch.optim.Optimizer, names: list[str]) -> dict[str, torch.Tensor]:
+    """Optimizer state as {"<param name>.<key>": tensor} (CPU, contiguous)."""
+    flat = {}
+    for index, state in opt.state_dict()["state"].items():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor):
+                flat[f"{names[index]}.{key}"] = value.detach().cpu().contiguous()
+    return flat
+
+
+def load_state_tensors(opt: torch.optim.Optimizer, names: list[str], flat: dict[str, torch.Tensor]) -> None:
+    """Inverse of state_tensors."""
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for index, name in enumerate(names):
+        prefix = f"{name}."
+        entries = {k[len(prefix) :]: v for k, v in flat.items() if k.startswith(prefix)}
+        if entries:
+            state[index] = entries
+    opt.load_state_dict({"state": state, "param_groups": opt.state_dict()["param_groups"]})
