@@ -12,20 +12,20 @@ PRESETS: dict[str, tuple[str, dict]] = {
         {},
     ),
     "demo": (
-        "groks on a 2-core CPU in about a minute: (a + b) mod 59, 50% train, the canonical architecture, "
-        "lr 3e-3, 3k steps",
-        {"task.p": 59, "task.train_frac": 0.5, "optim.lr": 3e-3, "train.steps": 3000},
+        "groks on a 2-core CPU in about a minute: (a + b) mod 59, 40% train, the canonical architecture, "
+        "lr 3e-3, 2.5k steps",
+        {"task.p": 59, "task.train_frac": 0.4, "optim.lr": 3e-3, "train.steps": 2500},
     ),
     "tiny": (
-        "a smoke test in seconds: (a + b) mod 23, 50% train, d_model 32, d_mlp 128, 1.5k steps",
+        "groks in seconds, for smoke tests: (a + b) mod 31, 60% train, d_model 64, d_mlp 256, 1k steps",
         {
-            "task.p": 23,
-            "task.train_frac": 0.5,
-            "model.d_model": 32,
-            "model.d_head": 8,
-            "model.d_mlp": 128,
+            "task.p": 31,
+            "task.train_frac": 0.6,
+            "model.d_model": 64,
+            "model.d_head": 16,
+            "model.d_mlp": 256,
             "optim.lr": 3e-3,
-            "train.steps": 1500,
+            "train.steps": 1000,
             "checkpoints.n_log": 100,
             "checkpoints.n_uniform": 200,
         },

@@ -123,6 +123,7 @@ class Transformer(HookedRootModule):
         the value vectors already mapped through W_O into the MLP input and the unembedding; per input
         only the 3-way attention softmax and an (n_heads)-weighted sum of those tables remain.
         Returns pre (p², d_mlp), base (p², p) = the logits' direct path, M = W_out @ W_U (d_mlp, p).
+        This form grows with p² · (d_mlp + p) rather than p² · d_model · d_mlp.
         """
         if len(self.blocks) != 1:
             return None
@@ -141,21 +142,21 @@ class Transformer(HookedRootModule):
                 scores[2][None].expand(p, p, H),
             ]
         ).softmax(0)  # (3, a, b, H): attention of `=` to a, b and itself
-        readers = torch.cat([mlp.W_in, W_U], dim=1)  # (d, d_mlp + p): what reads the residual stream
-        ov_read = torch.einsum("hef,fr->her", attn.W_O, readers)  # (H, d_head, d_mlp + p)
-        tables = [  # value of each token through W_O then the readers: (t, H, d_mlp + p)
-            torch.einsum("the,her->thr", torch.einsum("td,hde->the", x, attn.W_V), ov_read).contiguous()
-            for x in (x_a, x_b, x_eq[None])
-        ]
-        # the a-side term, the `=`-side term and the constant x_eq @ readers in one bmm batched over a
+        values = [torch.einsum("td,hde->the", x, attn.W_V) for x in (x_a, x_b, x_eq[None])]
+        # the a-side and `=`-side attention terms and the constant x_eq in one bmm batched over a
         weights_a = torch.cat([pattern[0], pattern[2], pattern.new_ones(p, p, 1)], dim=-1)  # (a, b, 2H + 1)
-        const = torch.cat([tables[2][0], (x_eq @ readers)[None]]).expand(p, -1, -1)  # (a, H + 1, r)
-        read_a = torch.bmm(weights_a, torch.cat([tables[0], const], dim=1))  # (a, b, r)
-        read_b = torch.bmm(pattern[1].transpose(0, 1).contiguous(), tables[1])  # (b, a, r), batched over b
-        read = read_a + read_b.transpose(0, 1).contiguous()  # the contiguous copy makes the add fast
-        read = read.reshape(p * p, -1)
-        d_mlp = mlp.W_in.shape[1]
-        return {"pre": read[:, :d_mlp], "base": read[:, d_mlp:], "M": mlp.W_out @ W_U}
+        weights_b = pattern[1].transpose(0, 1).contiguous()  # (b, a, H)
+
+        def read(reader: torch.Tensor) -> torch.Tensor:
+            """What `reader` (d_model, r) reads off the residual stream at `=`, for every input: (p², r)."""
+            ov = torch.einsum("hef,fr->her", attn.W_O, reader)  # (H, d_head, r)
+            tables = [torch.einsum("the,her->thr", v, ov) for v in values]  # per token: (t, H, r)
+            const = torch.cat([tables[2][0], (x_eq @ reader)[None]]).expand(p, -1, -1)  # (a, H + 1, r)
+            read_a = torch.bmm(weights_a, torch.cat([tables[0], const], dim=1))  # (a, b, r)
+            read_b = torch.bmm(weights_b, tables[1].contiguous())  # (b, a, r): batched over b
+            return (read_a + read_b.transpose(0, 1).contiguous()).reshape(p * p, -1)  # contiguous: fast add
+
+        return {"pre": read(mlp.W_in), "base": read(W_U), "M": mlp.W_out @ W_U}
 
     def grid_logits(self, cache: dict[str, torch.Tensor] | None, rows: torch.Tensor) -> torch.Tensor:
         """Logits at `=` for grid rows, equal to `plain_logits(rows)` to float32 precision: (len(rows), p)."""

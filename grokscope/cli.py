@@ -1,0 +1,175 @@
+"""The `grokscope` command. User mistakes print one line `grokscope: error: ...` and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import json
+import sys
+import time
+from pathlib import Path
+
+from grokscope.config import RunConfig, known_keys, parse_override
+from grokscope.errors import GrokscopeError
+from grokscope.presets import PRESETS, load_preset
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args) or 0
+    except GrokscopeError as e:
+        print(f"grokscope: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("grokscope: interrupted; what was saved is kept (continue with `grokscope train --resume --out RUN`)", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # output piped into e.g. `head`
+        return 0
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            print(f"grokscope: error: no space left on the device ({e.filename or 'while writing'}); the run keeps its last saved checkpoint", file=sys.stderr)
+            return 2
+        raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="grokscope", description="An interpretability workbench for grokking.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a run with dense checkpoints")
+    p.add_argument("--preset", help=f"one of: {', '.join(PRESETS)} (see `grokscope presets`)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. task.p=59 (repeatable)")
+    p.add_argument("--steps", type=int, help="training length (sets train.steps)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.add_argument("--out", help="run directory (default checkpoints/<preset>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--force", action="store_true", help="replace an existing run in --out")
+    p.add_argument("--commit-every", type=float, default=2.0, metavar="SECONDS", help="how often progress is made crash-safe (default 2)")
+    p.set_defaults(handler=cmd_train)
+
+    p = sub.add_parser("presets", help="list presets and their settings")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_presets)
+
+    p = sub.add_parser("info", help="summarize a run")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_info)
+
+    p = sub.add_parser("demo", help="train the demo run on CPU into checkpoints/demo and summarize it")
+    p.add_argument("--no-app", action="store_true", help="do not open the app afterwards")
+    p.add_argument("--force", action="store_true", help="retrain even if checkpoints/demo is complete")
+    p.set_defaults(handler=cmd_demo)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    if not args.preset:
+        raise GrokscopeError("train needs --preset NAME (or --resume --out RUN)")
+    overrides = dict(parse_override(text) for text in args.overrides)
+    if args.steps is not None:
+        overrides["train.steps"] = args.steps
+    return load_preset(args.preset).with_overrides(overrides)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from grokscope.train import train
+
+    if args.resume:
+        if args.preset or args.overrides or args.steps is not None or args.force:
+            raise GrokscopeError("--resume continues a run with its own config: drop --preset, --set, --steps and --force")
+        if not args.out:
+            raise GrokscopeError("--resume needs the run directory: --out RUN")
+        config = None
+    else:
+        config = config_from_args(args)
+    start = time.perf_counter()
+    out = train(config, args.out, device=args.device, resume=args.resume, force=args.force, commit_every_s=args.commit_every)
+    report(out, time.perf_counter() - start)
+    return 0
+
+
+def report(out: Path, seconds: float) -> None:
+    from grokscope.store import open_run
+
+    summary = open_run(out).summary()
+    final = summary["final"]
+    grok = summary["grok_step"]
+    print(f"run: {out}")
+    print(
+        f"{summary['n_checkpoints']} checkpoints, steps {summary['first_step']}..{summary['last_step']}, {seconds:.0f} s; "
+        f"final train loss {final['train_loss']:.3g} acc {final['train_acc']:.1%}, "
+        f"test loss {final['test_loss']:.3g} acc {final['test_acc']:.1%}"
+    )
+    print(f"grokked at step {grok} (test accuracy >= 99%)" if grok is not None else "did not grok (test accuracy stayed below 99%)")
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    listing = {name: {"description": text, "config": load_preset(name).to_dict()} for name, (text, _) in PRESETS.items()}
+    if args.json:
+        print(json.dumps(listing, indent=2))
+        return 0
+    defaults = dict(_flat(RunConfig().to_dict()))
+    for name, (text, overrides) in PRESETS.items():
+        print(f"{name}: {text}")
+        for key, value in overrides.items():
+            print(f"    {key} = {json.dumps(value)}")
+    print("\ndefaults (every key `--set` takes):")
+    for key in known_keys():
+        if key not in ("name", "preset"):
+            print(f"    {key} = {json.dumps(defaults[key])}")
+    return 0
+
+
+def _flat(data: dict, prefix: str = ""):
+    for key, value in data.items():
+        if isinstance(value, dict):
+            yield from _flat(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from grokscope.store import open_run
+
+    run = open_run(args.run)
+    summary = run.summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return 0
+    status = "complete" if summary["complete"] else f"incomplete (saved up to step {summary['last_step']})"
+    print(f"{summary['name']}: {status}")
+    print(f"  checkpoints: {summary['n_checkpoints']} (steps {summary['first_step']}..{summary['last_step']})")
+    print(f"  grok step: {summary['grok_step']}")
+    for key, value in summary["final"].items():
+        print(f"  final {key}: {value:.6g}")
+    print("  config:")
+    for key, value in _flat(summary["config"]):
+        print(f"    {key} = {json.dumps(value)}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from grokscope.store import open_run
+    from grokscope.train import RUNS_DIR, train
+
+    out = RUNS_DIR / "demo"
+    start = time.perf_counter()
+    if (out / "COMPLETE").is_file() and not args.force:
+        print(f"the demo run is already trained in {out} (retrain with --force)")
+    elif out.exists() and not args.force and open_run(out):
+        print(f"continuing the interrupted demo run in {out}")
+        train(out=out, resume=True)
+    else:
+        print(f"training the demo preset ({PRESETS['demo'][0]}) into {out}")
+        train(load_preset("demo"), out, force=args.force)
+    report(out, time.perf_counter() - start)
+    if not args.no_app:
+        print("the app is not available yet; inspect the run with `grokscope info checkpoints/demo` or grokscope.open_run")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

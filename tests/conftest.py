@@ -1,0 +1,29 @@
+"""Shared fixtures: small runs trained once per test session."""
+
+from __future__ import annotations
+
+import pytest
+
+import grokscope
+
+
+def small_config(**overrides) -> grokscope.RunConfig:
+    """The tiny preset, shortened: a few hundred steps of a p = 31 transformer (about a second)."""
+    base = {"train.steps": 120, "checkpoints.dense_until": 20, "checkpoints.n_log": 20, "checkpoints.n_uniform": 20}
+    return grokscope.load_preset("tiny").with_overrides({**base, **overrides})
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory):
+    """A complete short run (does not grok): for store, reader and CLI tests."""
+    out = tmp_path_factory.mktemp("runs") / "small"
+    grokscope.train(small_config(), out, progress=False)
+    return grokscope.open_run(out)
+
+
+@pytest.fixture(scope="session")
+def grokked_run(tmp_path_factory):
+    """The tiny preset trained to the end: it groks (test accuracy >= 0.99) in ~700 of its 1,000 steps."""
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    grokscope.train(grokscope.load_preset("tiny"), out, progress=False)
+    return grokscope.open_run(out)

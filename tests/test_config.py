@@ -1,0 +1,69 @@
+import json
+
+import pytest
+
+from grokscope import GrokscopeError, RunConfig, load_preset
+from grokscope.config import known_keys, parse_override
+
+
+def test_json_round_trip_keeps_every_key():
+    config = load_preset("canonical").with_overrides({"task.p": 59, "optim.betas": [0.8, 0.9]})
+    again = RunConfig.from_dict(json.loads(config.to_json()))
+    assert again == config
+    assert again.optim.betas == (0.8, 0.9)
+
+
+def test_canonical_preset_matches_the_paper():
+    c = load_preset("canonical")
+    assert (c.task.op, c.task.p, c.task.train_frac) == ("add", 113, 0.3)
+    assert (c.model.n_layers, c.model.d_model, c.model.n_heads, c.model.d_head, c.model.d_mlp) == (1, 128, 4, 32, 512)
+    assert (c.optim.name, c.optim.lr, c.optim.weight_decay, c.optim.betas) == ("adamw", 1e-3, 1.0, (0.9, 0.98))
+    assert (c.train.batch_size, c.train.steps, c.train.loss) == (0, 25_000, "ce")
+
+
+@pytest.mark.parametrize(
+    "text, key, value",
+    [("task.p=59", "task.p", 59), ("optim.lr=3e-3", "optim.lr", 3e-3), ("task.op=mul", "task.op", "mul"),
+     ("model.bias=true", "model.bias", True), ("optim.betas=[0.9, 0.99]", "optim.betas", [0.9, 0.99])],
+)
+def test_parse_override(text, key, value):
+    assert parse_override(text) == (key, value)
+
+
+def test_integer_valued_float_is_accepted_for_int_keys():
+    assert load_preset("tiny").with_overrides({"train.steps": 200.0}).train.steps == 200
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"task.nope": 1}, "unknown config key 'task.nope'"),
+        ({"nope": 1}, "unknown config key 'nope'"),
+        ({"task": 1}, "unknown config key 'task'"),
+        ({"optim.lr": "fast"}, "'optim.lr' expects a number"),
+        ({"task.p": 3.5}, "'task.p' expects an integer"),
+        ({"model.bias": 1}, "'model.bias' expects true or false"),
+        ({"optim.betas": [0.9]}, "'optim.betas' expects a list of 2 numbers"),
+        ({"task.op": "div", "task.p": 33}, "needs a prime task.p; 33 is not prime"),
+        ({"task.op": "mul", "task.p": 32}, "needs a prime task.p"),
+        ({"task.train_frac": 0.0}, "task.train_frac must be in (0, 1)"),
+        ({"task.train_frac": 1.0}, "task.train_frac must be in (0, 1)"),
+        ({"task.op": "pow"}, "task.op must be one of"),
+        ({"model.kind": "rnn"}, "model.kind must be one of"),
+        ({"model.bias": True}, "apply to model.kind 'mlp' only"),
+        ({"train.steps": 0}, "train.steps must be at least 1"),
+    ],
+)
+def test_bad_config_is_rejected_with_a_clear_message(overrides, message):
+    with pytest.raises(GrokscopeError) as e:
+        load_preset("tiny").with_overrides(overrides)
+    assert message in str(e.value)
+
+
+def test_composite_modulus_is_fine_for_addition():
+    assert load_preset("tiny").with_overrides({"task.p": 30}).task.p == 30
+
+
+def test_known_keys_are_dotted():
+    keys = known_keys()
+    assert "task.p" in keys and "optim.betas" in keys and "checkpoints.n_uniform" in keys

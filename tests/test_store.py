@@ -1,0 +1,141 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import grokscope
+from grokscope import GrokscopeError, open_run
+from grokscope.store import files as F
+from grokscope.train import checkpoint_steps
+from grokscope.train.losses import accuracy, cross_entropy
+
+
+def test_schedule_is_dense_then_log_then_uniform():
+    canonical = grokscope.load_preset("canonical")
+    steps = checkpoint_steps(canonical.train.steps, canonical.checkpoints)
+    assert len(steps) >= 1000
+    assert np.array_equal(steps[:101], np.arange(101))  # every step for the first 100
+    assert steps[-1] == 25_000 and np.all(np.diff(steps) > 0)
+    gaps = np.diff(steps)
+    assert gaps.max() <= 25_000 / 800 + 1  # the uniform part bounds every gap
+
+
+def test_open_run_exposes_steps_params_trajectories_and_metrics(small_run):
+    run = small_run
+    assert run.complete
+    assert np.array_equal(run.steps, checkpoint_steps(run.config.train.steps, run.config.checkpoints))
+    step = int(run.steps[7])
+    params = run.params(step)
+    assert set(params) == set(run.param_names)
+    traj = run.trajectory("embed.W_E")
+    assert traj.shape == (len(run.steps), run.config.task.p + 1, run.config.model.d_model)
+    assert np.array_equal(traj[7], params["embed.W_E"].numpy())
+    assert not np.array_equal(traj[0], traj[-1])  # training moved the weights
+    metrics = run.metrics
+    assert set(metrics) == {"step", *F.METRIC_COLUMNS}
+    assert len(metrics["train_loss"]) == run.config.train.steps + 1
+    assert np.all(np.isfinite(metrics["test_loss"]))
+
+
+def test_saved_model_reproduces_the_recorded_metrics(small_run):
+    """A checkpoint is the exact state the metrics were measured at: evaluating it again gives them back."""
+    run, data = small_run, small_run.dataset
+    for step in (0, int(run.steps[len(run.steps) // 2]), run.config.train.steps):
+        model = run.model(step)
+        with torch.no_grad():
+            logits = model.plain_logits(torch.as_tensor(data.test_rows))
+        labels = torch.as_tensor(data.test_labels)
+        assert accuracy(logits, labels).item() == pytest.approx(run.metrics["test_acc"][step], abs=1e-12)
+        # plain vs fast forward differ in float32 rounding only
+        assert cross_entropy(logits, labels).item() == pytest.approx(run.metrics["test_loss"][step], rel=1e-4)
+
+
+def test_final_weights_are_safetensors_equal_to_the_last_checkpoint(small_run):
+    from safetensors.torch import load_file
+
+    final = load_file(small_run.path / F.FINAL)
+    last = small_run.params(int(small_run.steps[-1]))
+    assert final.keys() == last.keys()
+    assert all(torch.equal(final[k], last[k]) for k in final)
+
+
+def test_unsaved_step_is_a_clear_error(small_run):
+    unsaved = int(np.setdiff1d(np.arange(small_run.config.train.steps), small_run.steps)[0])
+    with pytest.raises(GrokscopeError, match=f"step {unsaved} was not saved"):
+        small_run.params(unsaved)
+    with pytest.raises(GrokscopeError, match="no parameter 'W_nope'"):
+        small_run.trajectory("W_nope")
+
+
+def test_config_and_provenance_are_saved(small_run):
+    config = json.loads((small_run.path / F.CONFIG).read_text())
+    assert grokscope.RunConfig.from_dict(config) == small_run.config
+    meta = json.loads((small_run.path / F.META).read_text())
+    assert meta["versions"]["torch"] == torch.__version__.split("+")[0] or meta["versions"]["torch"] == torch.__version__
+    assert meta["n_params"] == sum(np.prod(s) for s in meta["param_shapes"].values())
+
+
+def copy_run(run, tmp_path):
+    import shutil
+
+    dst = tmp_path / "copy"
+    shutil.copytree(run.path, dst)
+    return dst
+
+
+@pytest.mark.parametrize(
+    "damage, file",
+    [
+        ("truncate", "params/blocks.0.mlp.W_in.npy"),
+        ("garbage", "params/unembed.W_U.npy"),
+        ("truncate", "metrics/test_loss.npy"),
+        ("garbage", "config.json"),
+        ("garbage", "progress.json"),
+        ("delete", "params/embed.W_E.npy"),
+        ("garbage", "steps.npy"),
+    ],
+)
+def test_damaged_files_are_named_in_the_error(small_run, tmp_path, damage, file):
+    path = copy_run(small_run, tmp_path)
+    target = path / file
+    if damage == "truncate":
+        size = target.stat().st_size
+        with open(target, "r+b") as f:
+            f.truncate(size // 2)
+    elif damage == "garbage":
+        target.write_bytes(b"\x00not what it should be\xff" * 3)
+    else:
+        target.unlink()
+    with pytest.raises(GrokscopeError) as e:
+        open_run(path)
+    assert file in str(e.value)
+
+
+def test_corrupt_split_is_named(small_run, tmp_path):
+    path = copy_run(small_run, tmp_path)
+    (path / F.DATA).write_bytes(b"PK\x03\x04 broken zip")
+    with pytest.raises(GrokscopeError, match="data.npz"):
+        open_run(path).dataset
+
+
+def test_not_a_run(tmp_path):
+    with pytest.raises(GrokscopeError, match="not a grokscope run"):
+        open_run(tmp_path)
+    with pytest.raises(GrokscopeError, match="no such run directory"):
+        open_run(tmp_path / "missing")
+
+
+def test_reader_trusts_only_committed_rows(small_run, tmp_path):
+    """Rows past progress.json's count (written but not committed before a crash) are not shown."""
+    path = copy_run(small_run, tmp_path)
+    (path / F.COMPLETE).unlink()
+    progress = json.loads((path / F.PROGRESS).read_text())
+    progress.update(n_checkpoints=5, n_metric_steps=4, step=int(small_run.steps[4]))
+    (path / F.PROGRESS).write_text(json.dumps(progress))
+    run = open_run(path)
+    assert not run.complete
+    assert len(run.steps) == 5 and run.trajectory("embed.W_E").shape[0] == 5
+    assert len(run.metrics["test_acc"]) == 4
+    with pytest.raises(GrokscopeError, match="was not saved"):
+        run.params(int(small_run.steps[6]))
