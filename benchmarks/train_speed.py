@@ -29,7 +29,10 @@ def reference_ms_per_step(config: grokscope.RunConfig, n_steps: int, device: str
     data = make_dataset(config.task)
     model = build_model(config).to(device)
     opt = make_optimizer(dict(model.named_parameters()), config.optim)
-    x_train, x_test = tokens(data.train_rows, config.task.p).to(device), tokens(data.test_rows, config.task.p).to(device)
+    x_train, x_test = (
+        tokens(data.train_rows, config.task.p).to(device),
+        tokens(data.test_rows, config.task.p).to(device),
+    )
     y_train = torch.as_tensor(data.train_labels, device=device)
     y_test = torch.as_tensor(data.test_labels, device=device)
     saved = []
@@ -84,7 +87,11 @@ def main() -> None:
     config = grokscope.load_preset(args.preset).with_overrides({"checkpoints.n_uniform": 10**6})
     ref = reference_ms_per_step(config, args.ref_steps, args.device)
     ours = grokscope_ms_per_step(config, args.steps, args.device)
-    machine = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    machine = (
+        torch.cuda.get_device_name()
+        if args.device.startswith("cuda")
+        else f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    )
     print(f"preset {args.preset}, device {args.device} ({machine}), torch {torch.__version__}")
     print(f"reference (eager, all positions, test loss every step): {ref:8.2f} ms/step")
     print(f"grokscope (fast path, metrics every step, checkpoint every step): {ours:8.2f} ms/step")

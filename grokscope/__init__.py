@@ -1,8 +1,8 @@
 """grokscope: an interpretability workbench for grokking.
 
-    run_dir = grokscope.train(grokscope.load_preset("demo"))
-    run = grokscope.open_run(run_dir)
-    run.steps, run.params(step), run.model(step), run.trajectory("embed.W_E"), run.metrics
+run_dir = grokscope.train(grokscope.load_preset("demo"))
+run = grokscope.open_run(run_dir)
+run.steps, run.params(step), run.model(step), run.trajectory("embed.W_E"), run.metrics
 """
 
 from grokscope.config import RunConfig
@@ -13,4 +13,14 @@ from grokscope.store import Run, open_run
 from grokscope.tasks import make_dataset
 from grokscope.train import train
 
-__all__ = ["PRESETS", "GrokscopeError", "Run", "RunConfig", "build_model", "load_preset", "make_dataset", "open_run", "train"]
+__all__ = [
+    "PRESETS",
+    "GrokscopeError",
+    "Run",
+    "RunConfig",
+    "build_model",
+    "load_preset",
+    "make_dataset",
+    "open_run",
+    "train",
+]

@@ -23,13 +23,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"grokscope: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("grokscope: interrupted; what was saved is kept (continue with `grokscope train --resume --out RUN`)", file=sys.stderr)
+        print(
+            "grokscope: interrupted; what was saved is kept (continue with `grokscope train --resume --out RUN`)",
+            file=sys.stderr,
+        )
         return 130
     except BrokenPipeError:  # output piped into e.g. `head`
         return 0
     except OSError as e:
         if e.errno == errno.ENOSPC:
-            print(f"grokscope: error: no space left on the device ({e.filename or 'while writing'}); the run keeps its last saved checkpoint", file=sys.stderr)
+            print(
+                f"grokscope: error: no space left on the device ({e.filename or 'while writing'}); the run keeps its last saved checkpoint",
+                file=sys.stderr,
+            )
             return 2
         raise
 
@@ -40,13 +46,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a run with dense checkpoints")
     p.add_argument("--preset", help=f"one of: {', '.join(PRESETS)} (see `grokscope presets`)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. task.p=59 (repeatable)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. task.p=59 (repeatable)",
+    )
     p.add_argument("--steps", type=int, help="training length (sets train.steps)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--out", help="run directory (default checkpoints/<preset>)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--force", action="store_true", help="replace an existing run in --out")
-    p.add_argument("--commit-every", type=float, default=2.0, metavar="SECONDS", help="how often progress is made crash-safe (default 2)")
+    p.add_argument(
+        "--commit-every",
+        type=float,
+        default=2.0,
+        metavar="SECONDS",
+        help="how often progress is made crash-safe (default 2)",
+    )
     p.set_defaults(handler=cmd_train)
 
     p = sub.add_parser("presets", help="list presets and their settings")
@@ -79,14 +98,18 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     if args.resume:
         if args.preset or args.overrides or args.steps is not None or args.force:
-            raise GrokscopeError("--resume continues a run with its own config: drop --preset, --set, --steps and --force")
+            raise GrokscopeError(
+                "--resume continues a run with its own config: drop --preset, --set, --steps and --force"
+            )
         if not args.out:
             raise GrokscopeError("--resume needs the run directory: --out RUN")
         config = None
     else:
         config = config_from_args(args)
     start = time.perf_counter()
-    out = train(config, args.out, device=args.device, resume=args.resume, force=args.force, commit_every_s=args.commit_every)
+    out = train(
+        config, args.out, device=args.device, resume=args.resume, force=args.force, commit_every_s=args.commit_every
+    )
     report(out, time.perf_counter() - start)
     return 0
 
@@ -103,11 +126,17 @@ def report(out: Path, seconds: float) -> None:
         f"final train loss {final['train_loss']:.3g} acc {final['train_acc']:.1%}, "
         f"test loss {final['test_loss']:.3g} acc {final['test_acc']:.1%}"
     )
-    print(f"grokked at step {grok} (test accuracy >= 99%)" if grok is not None else "did not grok (test accuracy stayed below 99%)")
+    print(
+        f"grokked at step {grok} (test accuracy >= 99%)"
+        if grok is not None
+        else "did not grok (test accuracy stayed below 99%)"
+    )
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    listing = {name: {"description": text, "config": load_preset(name).to_dict()} for name, (text, _) in PRESETS.items()}
+    listing = {
+        name: {"description": text, "config": load_preset(name).to_dict()} for name, (text, _) in PRESETS.items()
+    }
     if args.json:
         print(json.dumps(listing, indent=2))
         return 0
@@ -167,7 +196,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         train(load_preset("demo"), out, force=args.force)
     report(out, time.perf_counter() - start)
     if not args.no_app:
-        print("the app is not available yet; inspect the run with `grokscope info checkpoints/demo` or grokscope.open_run")
+        print(
+            "the app is not available yet; inspect the run with `grokscope info checkpoints/demo` or grokscope.open_run"
+        )
     return 0
 
 

@@ -170,9 +170,9 @@ def _coerce(key: str, value: object, hint) -> object:
         raise bad("a string")
     if typing.get_origin(hint) is tuple:
         n = len(typing.get_args(hint))
-        if isinstance(value, (list, tuple)) and len(value) == n:
-            if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-                return tuple(float(v) for v in value)
+        numbers = isinstance(value, (list, tuple)) and len(value) == n
+        if numbers and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            return tuple(float(v) for v in value)
         raise bad(f"a list of {n} numbers")
     raise TypeError(f"unsupported config type {hint}")
 

@@ -7,13 +7,17 @@ from grokscope.errors import GrokscopeError
 
 PRESETS: dict[str, tuple[str, dict]] = {
     "canonical": (
-        "Nanda et al. 2023: (a + b) mod 113, 30% train, 1-layer transformer (d_model 128, 4 heads, d_mlp 512), "
-        "AdamW lr 1e-3, wd 1, full batch, 25k steps",
+        (
+            "Nanda et al. 2023: (a + b) mod 113, 30% train, 1-layer transformer (d_model 128, 4 heads, d_mlp 512), "
+            "AdamW lr 1e-3, wd 1, full batch, 25k steps"
+        ),
         {},
     ),
     "demo": (
-        "groks on a 2-core CPU in about a minute: (a + b) mod 59, 40% train, the canonical architecture, "
-        "lr 3e-3, 2.5k steps",
+        (
+            "groks on a 2-core CPU in about a minute: (a + b) mod 59, 40% train, the canonical architecture, "
+            "lr 3e-3, 2.5k steps"
+        ),
         {"task.p": 59, "task.train_frac": 0.4, "optim.lr": 3e-3, "train.steps": 2500},
     ),
     "tiny": (

@@ -23,8 +23,13 @@ def test_canonical_preset_matches_the_paper():
 
 @pytest.mark.parametrize(
     "text, key, value",
-    [("task.p=59", "task.p", 59), ("optim.lr=3e-3", "optim.lr", 3e-3), ("task.op=mul", "task.op", "mul"),
-     ("model.bias=true", "model.bias", True), ("optim.betas=[0.9, 0.99]", "optim.betas", [0.9, 0.99])],
+    [
+        ("task.p=59", "task.p", 59),
+        ("optim.lr=3e-3", "optim.lr", 3e-3),
+        ("task.op=mul", "task.op", "mul"),
+        ("model.bias=true", "model.bias", True),
+        ("optim.betas=[0.9, 0.99]", "optim.betas", [0.9, 0.99]),
+    ],
 )
 def test_parse_override(text, key, value):
     assert parse_override(text) == (key, value)

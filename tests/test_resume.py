@@ -1,7 +1,6 @@
 """A `kill -9` at any moment leaves a readable run; resuming it gives bit-for-bit the uninterrupted run."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -9,12 +8,11 @@ import time
 
 import numpy as np
 import pytest
+from conftest import small_config
 from safetensors.torch import load_file
 
 import grokscope
 from grokscope.store import files as F
-
-from conftest import small_config
 
 STEPS = 300
 

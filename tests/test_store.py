@@ -72,7 +72,9 @@ def test_config_and_provenance_are_saved(small_run):
     config = json.loads((small_run.path / F.CONFIG).read_text())
     assert grokscope.RunConfig.from_dict(config) == small_run.config
     meta = json.loads((small_run.path / F.META).read_text())
-    assert meta["versions"]["torch"] == torch.__version__.split("+")[0] or meta["versions"]["torch"] == torch.__version__
+    assert (
+        meta["versions"]["torch"] == torch.__version__.split("+")[0] or meta["versions"]["torch"] == torch.__version__
+    )
     assert meta["n_params"] == sum(np.prod(s) for s in meta["param_shapes"].values())
 
 
@@ -116,7 +118,7 @@ def test_corrupt_split_is_named(small_run, tmp_path):
     path = copy_run(small_run, tmp_path)
     (path / F.DATA).write_bytes(b"PK\x03\x04 broken zip")
     with pytest.raises(GrokscopeError, match="data.npz"):
-        open_run(path).dataset
+        _ = open_run(path).dataset
 
 
 def test_not_a_run(tmp_path):

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from grokscope.config import TaskConfig
-from grokscope.tasks import labels_of, make_dataset, one_hots, tokens
+from grokscope.tasks import make_dataset, one_hots, tokens
 
 P = 23
 
@@ -51,7 +51,9 @@ def test_corruption_replaces_the_requested_share_with_wrong_labels():
     assert np.all(data.train_labels[data.corrupted] != true[data.corrupted])
     assert np.array_equal(data.train_labels[~data.corrupted], true[~data.corrupted])
     # seeded: the same corruption again
-    assert np.array_equal(make_dataset(TaskConfig(p=P, train_frac=0.5, corrupt_frac=0.35, seed=1)).train_labels, data.train_labels)
+    assert np.array_equal(
+        make_dataset(TaskConfig(p=P, train_frac=0.5, corrupt_frac=0.35, seed=1)).train_labels, data.train_labels
+    )
 
 
 def test_encodings():

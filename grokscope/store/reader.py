@@ -59,7 +59,9 @@ class Run:
             self.n_metric_steps = int(progress["n_metric_steps"])
         except (KeyError, TypeError, ValueError):
             raise GrokscopeError(f"{self.path / F.PROGRESS}: corrupt") from None
-        if not (0 <= self.n_checkpoints <= len(self._scheduled) and 0 <= self.n_metric_steps <= self.config.train.steps + 1):
+        if not (
+            0 <= self.n_checkpoints <= len(self._scheduled) and 0 <= self.n_metric_steps <= self.config.train.steps + 1
+        ):
             raise GrokscopeError(f"{self.path / F.PROGRESS}: corrupt (counts out of range)")
         self.progress = progress
         self.complete = (self.path / F.COMPLETE).is_file()
@@ -128,7 +130,7 @@ class Run:
         return {
             "name": self.name,
             "complete": self.complete,
-            "n_checkpoints": int(len(steps)),
+            "n_checkpoints": len(steps),
             "first_step": int(steps[0]) if len(steps) else None,
             "last_step": int(steps[-1]) if len(steps) else None,
             "grok_step": self.grok_step,

@@ -40,14 +40,23 @@ class RunWriter:
         self.path = path
         self.steps = F.open_array(path / F.STEPS, np.dtype(np.int64))
         self.params = {
-            name_of(f): F.open_array(f, np.dtype(np.float32), mode="r+") for f in sorted((path / F.PARAMS).glob("*.npy"))
+            name_of(f): F.open_array(f, np.dtype(np.float32), mode="r+")
+            for f in sorted((path / F.PARAMS).glob("*.npy"))
         }
-        self.metrics = {c: F.open_array(path / F.METRICS / f"{c}.npy", np.dtype(np.float64), mode="r+") for c in F.METRIC_COLUMNS}
+        self.metrics = {
+            c: F.open_array(path / F.METRICS / f"{c}.npy", np.dtype(np.float64), mode="r+") for c in F.METRIC_COLUMNS
+        }
         self.progress = F.read_json(path / F.PROGRESS)
 
     @classmethod
     def create(
-        cls, path: Path, config: RunConfig, dataset: Dataset, params: dict[str, torch.Tensor], meta: dict, steps: np.ndarray
+        cls,
+        path: Path,
+        config: RunConfig,
+        dataset: Dataset,
+        params: dict[str, torch.Tensor],
+        meta: dict,
+        steps: np.ndarray,
     ) -> RunWriter:
         """Lay out a new run directory; on failure (e.g. a full disk) remove what was made and raise."""
         n_params = sum(t.numel() for t in params.values())
@@ -104,7 +113,12 @@ class RunWriter:
         state_name = f"{F.STATE}/step_{step}.safetensors"
         F.atomic_write(self.path / state_name, lambda tmp: save_file(state, str(tmp)))
         old = self.progress.get("state")
-        self.progress = {"n_checkpoints": n_checkpoints, "n_metric_steps": n_metric_steps, "step": step, "state": state_name}
+        self.progress = {
+            "n_checkpoints": n_checkpoints,
+            "n_metric_steps": n_metric_steps,
+            "step": step,
+            "state": state_name,
+        }
         F.write_json(self.path / F.PROGRESS, self.progress)
         if old and old != state_name:
             (self.path / old).unlink(missing_ok=True)

@@ -76,12 +76,12 @@ def make_dataset(task: TaskConfig) -> Dataset:
 
     rng = np.random.default_rng(task.seed)
     rows = rng.permutation(np.flatnonzero(valid))
-    n_train = int(round(task.train_frac * len(rows)))
+    n_train = round(task.train_frac * len(rows))
     train_rows, test_rows = np.sort(rows[:n_train]), np.sort(rows[n_train:])
 
     train_labels = true_labels[train_rows].copy()
     corrupted = np.zeros(n_train, dtype=bool)
-    n_corrupt = int(round(task.corrupt_frac * n_train))
+    n_corrupt = round(task.corrupt_frac * n_train)
     if n_corrupt:
         chosen = rng.choice(n_train, size=n_corrupt, replace=False)
         # a random *wrong* label: shift the true one by a uniform nonzero offset

@@ -67,7 +67,12 @@ def train(
         shapes_model = build_model(config)
         meta = provenance(config, shapes_model, device)
         writer = RunWriter.create(
-            out, config, dataset, dict(shapes_model.named_parameters()), meta, checkpoint_steps(config.train.steps, config.checkpoints)
+            out,
+            config,
+            dataset,
+            dict(shapes_model.named_parameters()),
+            meta,
+            checkpoint_steps(config.train.steps, config.checkpoints),
         )
     Trainer(config, dataset, writer, device, commit_every_s).run(progress)
     return out
@@ -106,9 +111,17 @@ def provenance(config: RunConfig, model: torch.nn.Module, device: torch.device) 
         except importlib.metadata.PackageNotFoundError:
             versions[package] = None
     try:
-        revision = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
-        ).stdout.strip() or None
+        revision = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                check=False,
+                cwd=Path(__file__).parent,
+                capture_output=True,
+                text=True,
+                timeout=5,
+            ).stdout.strip()
+            or None
+        )
     except (OSError, subprocess.SubprocessError):
         revision = None
     return {
@@ -122,7 +135,9 @@ def provenance(config: RunConfig, model: torch.nn.Module, device: torch.device) 
 
 
 class Trainer:
-    def __init__(self, config: RunConfig, dataset: Dataset, writer: RunWriter, device: torch.device, commit_every_s: float):
+    def __init__(
+        self, config: RunConfig, dataset: Dataset, writer: RunWriter, device: torch.device, commit_every_s: float
+    ):
         self.config, self.writer, self.device, self.commit_every_s = config, writer, device, commit_every_s
         self.model = build_model(config).to(device)
         self.params = dict(self.model.named_parameters())
@@ -136,7 +151,9 @@ class Trainer:
         self.train_rows, self.train_labels = on_device(dataset.train_rows), on_device(dataset.train_labels)
         self.test_rows, self.test_labels = on_device(dataset.test_rows), on_device(dataset.test_labels)
         self.schedule = np.asarray(writer.steps)
-        self.metrics = torch.full((len(F.METRIC_COLUMNS), config.train.steps + 1), float("nan"), dtype=torch.float64, device=device)
+        self.metrics = torch.full(
+            (len(F.METRIC_COLUMNS), config.train.steps + 1), float("nan"), dtype=torch.float64, device=device
+        )
         self.start = self.restore()
 
     def restore(self) -> int:
@@ -150,7 +167,7 @@ class Trainer:
                 p.copy_(torch.from_numpy(np.array(self.writer.params[name][row])))
         try:
             state = load_file(self.writer.path / progress["state"])
-        except Exception as e:  # safetensors raises its own error types for corrupt files
+        except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for corrupt files
             raise GrokscopeError(f"{self.writer.path / progress['state']}: unreadable training state ({e})") from None
         load_state_tensors(self.opt, self.names, state)
         step = progress["step"]
@@ -181,11 +198,20 @@ class Trainer:
                 train_loss, train_acc = loss, accuracy(logits, labels)
             else:
                 train_logits = self.model.grid_logits(cache, self.train_rows)
-                train_loss, train_acc = self.loss_fn(train_logits, self.train_labels), accuracy(train_logits, self.train_labels)
+                train_loss, train_acc = (
+                    self.loss_fn(train_logits, self.train_labels),
+                    accuracy(train_logits, self.train_labels),
+                )
             test_logits = self.model.grid_logits(cache, self.test_rows)
             norm = torch.stack([p.detach().double().square().sum() for p in self.params.values()]).sum().sqrt()
             self.metrics[:, step] = torch.stack(
-                [train_loss, self.loss_fn(test_logits, self.test_labels), train_acc, accuracy(test_logits, self.test_labels), norm]
+                [
+                    train_loss,
+                    self.loss_fn(test_logits, self.test_labels),
+                    train_acc,
+                    accuracy(test_logits, self.test_labels),
+                    norm,
+                ]
             )
         if step < self.config.train.steps:
             self.opt.zero_grad(set_to_none=True)

@@ -1,0 +1,108 @@
+import json
+import subprocess
+import sys
+from collections import namedtuple
+
+import pytest
+
+import grokscope
+from grokscope.cli import main
+from grokscope.store import files as F
+
+SMALL = ["--preset", "tiny", "--steps", "60", "--set", "checkpoints.n_log=10", "--set", "checkpoints.n_uniform=10"]
+
+
+def run_cli(args, capsys):
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_then_info_json(tmp_path, capsys):
+    out = tmp_path / "run"
+    code, stdout, _ = run_cli(["train", *SMALL, "--set", "task.p=23", "--out", str(out)], capsys)
+    assert code == 0 and f"run: {out}" in stdout
+    code, stdout, _ = run_cli(["info", str(out), "--json"], capsys)
+    info = json.loads(stdout)
+    assert set(info) == {"name", "complete", "n_checkpoints", "first_step", "last_step", "grok_step", "final", "config"}
+    assert info["complete"] is True and info["first_step"] == 0 and info["last_step"] == 60
+    assert info["config"]["task"]["p"] == 23 and info["config"]["train"]["steps"] == 60
+    assert {"train_loss", "test_loss", "train_acc", "test_acc"} <= set(info["final"])
+    assert info["n_checkpoints"] == len(grokscope.open_run(out).steps)
+    code, stdout, _ = run_cli(["info", str(out)], capsys)
+    assert code == 0 and "complete" in stdout and "task.p = 23" in stdout
+
+
+def test_existing_run_needs_resume_or_force(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_cli(["train", *SMALL, "--out", str(out)], capsys)[0] == 0
+    before = (out / F.PROGRESS).read_text()
+    code, _, err = run_cli(["train", *SMALL, "--out", str(out)], capsys)
+    assert code == 2 and "already exists: use --resume" in err
+    assert (out / F.PROGRESS).read_text() == before  # untouched
+    code, stdout, _ = run_cli(["train", "--resume", "--out", str(out)], capsys)
+    assert code == 0 and "run:" in stdout  # a complete run resumes to itself
+    code, _, _ = run_cli(["train", *SMALL, "--set", "task.p=23", "--out", str(out), "--force"], capsys)
+    assert code == 0 and grokscope.open_run(out).config.task.p == 23
+
+
+def test_force_refuses_to_delete_what_is_not_a_run(tmp_path, capsys):
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("do not delete")
+    code, _, err = run_cli(["train", *SMALL, "--out", str(precious), "--force"], capsys)
+    assert code == 2 and "not a grokscope run" in err
+    assert (precious / "thesis.tex").read_text() == "do not delete"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--preset", "nope"], "unknown preset 'nope'"),
+        (["train", "--preset", "tiny", "--set", "task.q=1"], "unknown config key 'task.q'"),
+        (["train", "--preset", "tiny", "--set", "optim.lr=fast"], "expects a number"),
+        (["train", "--preset", "tiny", "--set", "task.op=div", "--set", "task.p=21"], "not prime"),
+        (["train", "--preset", "tiny", "--set", "task.train_frac=1.2"], "must be in (0, 1)"),
+        (["train", "--preset", "tiny", "--set", "novalue"], "--set expects key=value"),
+        (["train", "--preset", "tiny", "--device", "tpu"], "unknown device 'tpu'"),
+        (["train"], "needs --preset"),
+        (["train", "--resume"], "--resume needs the run directory"),
+        (["train", "--resume", "--out", "/nonexistent/run"], "no such run directory"),
+        (["info", "/"], "not a grokscope run"),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_2(args, message, capsys):
+    code, _, err = run_cli(args, capsys)
+    assert code == 2
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_bad_input_from_the_shell_prints_no_traceback(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "grokscope", "info", str(tmp_path)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("grokscope: error:") and "Traceback" not in result.stderr
+
+
+def test_no_disk_space_is_detected_before_writing(tmp_path, capsys, monkeypatch):
+    Usage = namedtuple("Usage", "total used free")
+    monkeypatch.setattr("shutil.disk_usage", lambda path: Usage(10**9, 10**9 - 1000, 1000))
+    out = tmp_path / "run"
+    code, _, err = run_cli(["train", *SMALL, "--out", str(out)], capsys)
+    assert code == 2 and "not enough disk space" in err
+    assert not out.exists()
+
+
+def test_presets_lists_every_preset_and_key(capsys):
+    code, stdout, _ = run_cli(["presets"], capsys)
+    assert code == 0
+    for name in grokscope.PRESETS:
+        assert f"{name}:" in stdout
+    assert "optim.weight_decay = 1.0" in stdout
+    code, stdout, _ = run_cli(["presets", "--json"], capsys)
+    assert json.loads(stdout)["canonical"]["config"]["task"]["p"] == 113
