@@ -2,8 +2,8 @@
 
 Each model has two forms of the same maths:
 - `forward(inputs)`: the plain, hooked form (`run_with_cache`, hooks, TransformerLens habits);
-- `grid_cache()` + `grid_logits(cache, rows)`: the fast form used for training and whole-grid analysis.
-  It computes only what the output reads, for inputs given as grid rows `a * p + b`, and fires no hooks.
+- `grid_logits()`: the fast form used for training and whole-grid analysis: the logits of all p² inputs
+  (row `a * p + b`), computing only what the output reads; it fires no hooks.
 `plain_logits(rows)` runs the plain form on the same rows, for checking one against the other.
 """
 

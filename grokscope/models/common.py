@@ -23,16 +23,11 @@ def scaled(shape: tuple[int, ...], fan: int, generator: torch.Generator) -> nn.P
     return normal_param(shape, 1 / math.sqrt(fan), generator)
 
 
-def read_out(cache: dict[str, torch.Tensor], rows: torch.Tensor, act) -> torch.Tensor:
-    """Logits for grid rows from a grid cache: base[rows] + act(pre[rows]) @ M.
+def read_out(pre: torch.Tensor, M: torch.Tensor, act, base: torch.Tensor | None = None) -> torch.Tensor:
+    """Logits for every grid row: act(pre) @ M + base.
 
-    cache["pre"]: (p², d_mlp) MLP pre-activations; cache["M"]: (d_mlp, d_vocab_out) the map from
-    MLP activations to logits; optional cache["base"]: (p², d_vocab_out), the rest of the logits per
-    row; optional cache["b_out"]: (d_vocab_out,) a constant logit bias. Returns (len(rows), d_vocab_out).
+    pre: (p², d_mlp) MLP pre-activations; M: (d_mlp, d_vocab_out) the map from MLP activations to
+    logits; base: (p², d_vocab_out) or (d_vocab_out,), everything else in the logits. → (p², d_vocab_out).
     """
-    logits = act(cache["pre"][rows]) @ cache["M"]
-    if "base" in cache:
-        logits = logits + cache["base"][rows]
-    if "b_out" in cache:
-        logits = logits + cache["b_out"]
-    return logits
+    logits = act(pre) @ M
+    return logits if base is None else logits + base

@@ -57,8 +57,9 @@ class MLP(HookedRootModule):
     def plain_logits(self, rows: torch.Tensor) -> torch.Tensor:
         return self(one_hots(rows, self.p).to(self.mlp.W_in))
 
-    def grid_cache(self) -> dict[str, torch.Tensor]:
-        """pre(a, b) = A[a] + B[b] (+ b_in) as a broadcast sum over the p×p grid: no one-hot products."""
+    def grid_logits(self) -> torch.Tensor:
+        """Logits for every input, row a * p + b: (p², p), equal to the plain forward's to float32 precision.
+        pre(a, b) = A[a] + B[b] (+ b_in) as a broadcast sum over the p×p grid: no one-hot products."""
         p, mlp = self.p, self.mlp
         W_a, W_b = mlp.W_in[: len(mlp.W_in) // 2], mlp.W_in[len(mlp.W_in) // 2 :]
         if self.embed is not None:
@@ -66,11 +67,4 @@ class MLP(HookedRootModule):
         pre = W_a[:, None] + W_b[None, :]
         if mlp.b_in is not None:
             pre = pre + mlp.b_in
-        cache = {"pre": pre.reshape(p * p, -1), "M": mlp.W_out}
-        if mlp.b_out is not None:
-            cache["b_out"] = mlp.b_out
-        return cache
-
-    def grid_logits(self, cache: dict[str, torch.Tensor], rows: torch.Tensor) -> torch.Tensor:
-        """Logits for grid rows, equal to `plain_logits(rows)` to float32 precision: (len(rows), p)."""
-        return read_out(cache, rows, self.act)
+        return read_out(pre.reshape(p * p, -1), mlp.W_out, self.act, base=mlp.b_out)

@@ -115,18 +115,18 @@ class Transformer(HookedRootModule):
         """The plain forward's logits at `=` for grid rows: (len(rows), p)."""
         return self(tokens(rows, self.p).to(self.embed.W_E.device))[:, -1]
 
-    def grid_cache(self) -> dict[str, torch.Tensor] | None:
-        """Per-step precomputation for `grid_logits`, over all p² inputs; None for n_layers > 1.
+    def grid_logits(self) -> torch.Tensor:
+        """Logits at `=` for every input, row a * p + b: (p², p). Equal to the plain forward's to float32
+        precision; fires no hooks. For n_layers > 1 it is the plain forward.
 
         Only the `=` position feeds the logits, its query is the same for every input, and attention's
         keys and values depend on one token each. So per token (not per input) compute the scores and
         the value vectors already mapped through W_O into the MLP input and the unembedding; per input
         only the 3-way attention softmax and an (n_heads)-weighted sum of those tables remain.
-        Returns pre (p², d_mlp), base (p², p) = the logits' direct path, M = W_out @ W_U (d_mlp, p).
-        This form grows with p² · (d_mlp + p) rather than p² · d_model · d_mlp.
+        The cost grows with p² · (d_mlp + p) rather than p² · d_model · d_mlp; W_out @ W_U is one map.
         """
         if len(self.blocks) != 1:
-            return None
+            return self.plain_logits(torch.arange(self.p**2, device=self.embed.W_E.device))
         p, blk = self.p, self.blocks[0]
         W_E, W_pos, W_U = self.embed.W_E, self.pos_embed.W_pos, self.unembed.W_U
         attn, mlp = blk.attn, blk.mlp
@@ -156,10 +156,4 @@ class Transformer(HookedRootModule):
             read_b = torch.bmm(weights_b, tables[1].contiguous())  # (b, a, r): batched over b
             return (read_a + read_b.transpose(0, 1).contiguous()).reshape(p * p, -1)  # contiguous: fast add
 
-        return {"pre": read(mlp.W_in), "base": read(W_U), "M": mlp.W_out @ W_U}
-
-    def grid_logits(self, cache: dict[str, torch.Tensor] | None, rows: torch.Tensor) -> torch.Tensor:
-        """Logits at `=` for grid rows, equal to `plain_logits(rows)` to float32 precision: (len(rows), p)."""
-        if cache is None:
-            return self.plain_logits(rows)
-        return read_out(cache, rows, self.blocks[0].mlp.act)
+        return read_out(read(mlp.W_in), mlp.W_out @ W_U, mlp.act, base=read(W_U))
