@@ -31,30 +31,31 @@ def perturbed(model):
     return model
 
 
-def fast_and_plain(model, rows, labels):
-    fast = model.grid_logits()[rows]
+def fast_and_plain(model, rows, labels, grad_rows):
+    fast = model.grid_logits(grad_rows=rows if grad_rows else None)[rows]
     fast_grads = torch.autograd.grad(cross_entropy(fast, labels), list(model.parameters()))
     plain = model.plain_logits(rows)
     plain_grads = torch.autograd.grad(cross_entropy(plain, labels), list(model.parameters()))
     return fast, plain, fast_grads, plain_grads
 
 
+@pytest.mark.parametrize("grad_rows", [False, True], ids=["autograd", "grad-rows"])
 @pytest.mark.parametrize("case", CASES)
-def test_fast_logits_and_gradients_equal_the_plain_forward(case):
+def test_fast_logits_and_gradients_equal_the_plain_forward(case, grad_rows):
     model = perturbed(build_model(config(**CASES[case])))
     names = [n for n, _ in model.named_parameters()]
     rows = torch.randperm(P * P, generator=torch.Generator().manual_seed(0))[:300]
     labels = torch.randint(0, P, (300,), generator=torch.Generator().manual_seed(2))
 
     # in float64 the two forms are the same maths up to rounding at ~1e-16: any wrong term shows
-    fast, plain, fast_grads, plain_grads = fast_and_plain(model.double(), rows, labels)
+    fast, plain, fast_grads, plain_grads = fast_and_plain(model.double(), rows, labels, grad_rows)
     torch.testing.assert_close(fast, plain, rtol=1e-10, atol=1e-10)
     for name, a, b in zip(names, fast_grads, plain_grads):
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12, msg=f"float64 gradient of {name}")
 
     # in float32 (as trained) they agree to float32 precision: they sum the same terms in another
     # order, so differences are a few ulps of the largest terms (~1e-6 relative to the logit scale)
-    fast, plain, fast_grads, plain_grads = fast_and_plain(model.float(), rows, labels)
+    fast, plain, fast_grads, plain_grads = fast_and_plain(model.float(), rows, labels, grad_rows)
     scale = plain.abs().max().item()
     torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5 * scale)
     for name, a, b in zip(names, fast_grads, plain_grads):

@@ -57,8 +57,9 @@ class MLP(HookedRootModule):
     def plain_logits(self, rows: torch.Tensor) -> torch.Tensor:
         return self(one_hots(rows, self.p).to(self.mlp.W_in))
 
-    def grid_logits(self) -> torch.Tensor:
-        """Logits for every input, row a * p + b: (p², p), equal to the plain forward's to float32 precision.
+    def grid_logits(self, grad_rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits for every input, row a * p + b: (p², p), equal to the plain forward's to float32 precision
+        (grad_rows: see read_out).
         pre(a, b) = A[a] + B[b] (+ b_in) as a broadcast sum over the p×p grid: no one-hot products."""
         p, mlp = self.p, self.mlp
         W_a, W_b = mlp.W_in[: len(mlp.W_in) // 2], mlp.W_in[len(mlp.W_in) // 2 :]
@@ -67,4 +68,4 @@ class MLP(HookedRootModule):
         pre = W_a[:, None] + W_b[None, :]
         if mlp.b_in is not None:
             pre = pre + mlp.b_in
-        return read_out(pre.reshape(p * p, -1), mlp.W_out, self.act, base=mlp.b_out)
+        return read_out(pre.reshape(p * p, -1), mlp.W_out, self.act, base=mlp.b_out, grad_rows=grad_rows)

@@ -115,9 +115,9 @@ class Transformer(HookedRootModule):
         """The plain forward's logits at `=` for grid rows: (len(rows), p)."""
         return self(tokens(rows, self.p).to(self.embed.W_E.device))[:, -1]
 
-    def grid_logits(self) -> torch.Tensor:
+    def grid_logits(self, grad_rows: torch.Tensor | None = None) -> torch.Tensor:
         """Logits at `=` for every input, row a * p + b: (p², p). Equal to the plain forward's to float32
-        precision; fires no hooks. For n_layers > 1 it is the plain forward.
+        precision; fires no hooks. For n_layers > 1 it is the plain forward. grad_rows: see read_out.
 
         Only the `=` position feeds the logits, its query is the same for every input, and attention's
         keys and values depend on one token each. So per token (not per input) compute the scores and
@@ -156,4 +156,4 @@ class Transformer(HookedRootModule):
             read_b = torch.bmm(weights_b, tables[1].contiguous())  # (b, a, r): batched over b
             return (read_a + read_b.transpose(0, 1).contiguous()).reshape(p * p, -1)  # contiguous: fast add
 
-        return read_out(read(mlp.W_in), mlp.W_out @ W_U, mlp.act, base=read(W_U))
+        return read_out(read(mlp.W_in), mlp.W_out @ W_U, mlp.act, base=read(W_U), grad_rows=grad_rows)

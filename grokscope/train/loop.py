@@ -189,8 +189,8 @@ class Trainer:
 
     def step(self, step: int) -> None:
         """Evaluate at the current parameters, record metrics[:, step], then update them."""
-        grid = self.model.grid_logits()  # (p², p): every input at once, so metrics cost no extra pass
         rows, labels = self.batch(step)
+        grid = self.model.grid_logits(grad_rows=rows)  # (p², p): all inputs, so metrics need no extra pass
         loss = self.loss_fn(grid[rows], labels)
         with torch.no_grad():
             train_logits, test_logits = grid[self.train_rows], grid[self.test_rows]
