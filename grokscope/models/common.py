@@ -24,40 +24,57 @@ def scaled(shape: tuple[int, ...], fan: int, generator: torch.Generator) -> nn.P
 
 
 def read_out(
-    pre: torch.Tensor, M: torch.Tensor, act, base: torch.Tensor | None = None, grad_rows: torch.Tensor | None = None
+    x: torch.Tensor,
+    W_in: torch.Tensor | None,
+    M: torch.Tensor,
+    act,
+    W_skip: torch.Tensor | None = None,
+    grad_rows: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Logits for every grid row: act(pre) @ M + base.
+    """Logits for every grid row: act(x @ W_in) @ M + x @ W_skip (W_in None: act(x) @ M).
 
-    pre: (p², d_mlp) MLP pre-activations; M: (d_mlp, d_vocab_out) the map from MLP activations to
-    logits; base: (p², d_vocab_out) or (d_vocab_out,), everything else in the logits. → (p², d_vocab_out).
-    grad_rows: when given, the caller promises its loss reads only these rows (unique), and the
-    backward pass through act(pre) @ M skips the others: two (p², d_mlp, d_vocab_out) matrix products
-    become (len(grad_rows), ...) ones.
+    x: (p², d_x); W_in: (d_x, d_mlp); M: (d_mlp, d_vocab_out) the map from MLP activations to logits;
+    W_skip: (d_x, d_vocab_out) the direct path, or None. → (p², d_vocab_out).
+    grad_rows: when given, the caller promises its loss reads only these rows (unique), and the backward
+    pass recomputes and differentiates only them: the forward runs on all p² rows (test metrics need
+    them), the backward's matrix products shrink to len(grad_rows) rows.
     """
     if grad_rows is None or not torch.is_grad_enabled():
-        logits = act(pre) @ M
-    else:
-        logits = _RowsReadout.apply(pre, M, grad_rows, act)
-    return logits if base is None else logits + base
+        return _read_out(x, W_in, M, W_skip, act)
+    return _RowsReadout.apply(x, W_in, M, W_skip, grad_rows, act)
+
+
+def _read_out(x, W_in, M, W_skip, act) -> torch.Tensor:
+    logits = act(x if W_in is None else x @ W_in) @ M
+    return logits if W_skip is None else torch.addmm(logits, x, W_skip)
 
 
 class _RowsReadout(torch.autograd.Function):
-    """act(pre) @ M on every row, differentiated on `rows` only (the gradient elsewhere must be zero)."""
+    """_read_out on every row, differentiated on `rows` only (the incoming gradient elsewhere must be zero)."""
 
     @staticmethod
-    def forward(ctx, pre, M, rows, act):
-        ctx.save_for_backward(pre, M, rows)
+    def forward(ctx, x, W_in, M, W_skip, rows, act):
+        pre = x if W_in is None else x @ W_in
+        logits = act(pre) @ M
+        ctx.save_for_backward(x, pre, W_in, M, W_skip, rows)
         ctx.act = act
-        return act(pre) @ M
+        return logits if W_skip is None else torch.addmm(logits, x, W_skip)
 
     @staticmethod
     def backward(ctx, grad):
-        pre, M, rows = ctx.saved_tensors
-        g = grad[rows]
+        x, pre, W_in, M, W_skip, rows = ctx.saved_tensors
+        g, x_r = grad[rows], x[rows]  # (n, V), (n, d_x)
         with torch.enable_grad():
-            x = pre[rows].detach().requires_grad_()
-            h = ctx.act(x)
-        (grad_x,) = torch.autograd.grad(h, x, g @ M.T)
-        grad_pre = torch.zeros_like(pre)
-        grad_pre[rows] = grad_x
-        return grad_pre, h.detach().T @ g, None, None
+            pre_r = pre[rows].requires_grad_()
+            h = ctx.act(pre_r)  # (n, d_mlp)
+        (grad_pre,) = torch.autograd.grad(h, pre_r, g @ M.T)
+        grad_M = h.detach().T @ g
+        grad_x_r = grad_pre if W_in is None else grad_pre @ W_in.T
+        grad_W_in = None if W_in is None else x_r.T @ grad_pre
+        grad_W_skip = None
+        if W_skip is not None:
+            grad_x_r = grad_x_r + g @ W_skip.T
+            grad_W_skip = x_r.T @ g
+        grad_x = torch.zeros_like(x)
+        grad_x[rows] = grad_x_r
+        return grad_x, grad_W_in, grad_M, grad_W_skip, None, None

@@ -68,4 +68,5 @@ class MLP(HookedRootModule):
         pre = W_a[:, None] + W_b[None, :]
         if mlp.b_in is not None:
             pre = pre + mlp.b_in
-        return read_out(pre.reshape(p * p, -1), mlp.W_out, self.act, base=mlp.b_out, grad_rows=grad_rows)
+        logits = read_out(pre.reshape(p * p, -1), None, mlp.W_out, self.act, grad_rows=grad_rows)
+        return logits if mlp.b_out is None else logits + mlp.b_out

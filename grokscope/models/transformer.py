@@ -120,10 +120,10 @@ class Transformer(HookedRootModule):
         precision; fires no hooks. For n_layers > 1 it is the plain forward. grad_rows: see read_out.
 
         Only the `=` position feeds the logits, its query is the same for every input, and attention's
-        keys and values depend on one token each. So per token (not per input) compute the scores and
-        the value vectors already mapped through W_O into the MLP input and the unembedding; per input
-        only the 3-way attention softmax and an (n_heads)-weighted sum of those tables remain.
-        The cost grows with p² · (d_mlp + p) rather than p² · d_model · d_mlp; W_out @ W_U is one map.
+        keys and values depend on one token each. So per token (not per input) compute the attention
+        scores and the values mapped through W_O; per input only the 3-way softmax per head and a
+        head-weighted sum of those vectors remain (one batched matrix product over the p×p grid) to give
+        the residual stream at `=`, which the MLP and the unembedding (W_out @ W_U folded) then read.
         """
         if len(self.blocks) != 1:
             return self.plain_logits(torch.arange(self.p**2, device=self.embed.W_E.device))
@@ -142,18 +142,14 @@ class Transformer(HookedRootModule):
                 scores[2][None].expand(p, p, H),
             ]
         ).softmax(0)  # (3, a, b, H): attention of `=` to a, b and itself
-        values = [torch.einsum("td,hde->the", x, attn.W_V) for x in (x_a, x_b, x_eq[None])]
-        # the a-side and `=`-side attention terms and the constant x_eq in one bmm batched over a
+        ov_a, ov_b, ov_eq = [  # each token's value through W_O, per head: (t, H, d)
+            torch.einsum("td,hde,hef->thf", x, attn.W_V, attn.W_O) for x in (x_a, x_b, x_eq[None])
+        ]
+        # the a-side and `=`-side attention terms and x_eq itself in one bmm batched over a ...
         weights_a = torch.cat([pattern[0], pattern[2], pattern.new_ones(p, p, 1)], dim=-1)  # (a, b, 2H + 1)
-        weights_b = pattern[1].transpose(0, 1).contiguous()  # (b, a, H)
-
-        def read(reader: torch.Tensor) -> torch.Tensor:
-            """What `reader` (d_model, r) reads off the residual stream at `=`, for every input: (p², r)."""
-            ov = torch.einsum("hef,fr->her", attn.W_O, reader)  # (H, d_head, r)
-            tables = [torch.einsum("the,her->thr", v, ov) for v in values]  # per token: (t, H, r)
-            const = torch.cat([tables[2][0], (x_eq @ reader)[None]]).expand(p, -1, -1)  # (a, H + 1, r)
-            read_a = torch.bmm(weights_a, torch.cat([tables[0], const], dim=1))  # (a, b, r)
-            read_b = torch.bmm(weights_b, tables[1].contiguous())  # (b, a, r): batched over b
-            return (read_a + read_b.transpose(0, 1).contiguous()).reshape(p * p, -1)  # contiguous: fast add
-
-        return read_out(read(mlp.W_in), mlp.W_out @ W_U, mlp.act, base=read(W_U), grad_rows=grad_rows)
+        fixed = torch.cat([ov_eq[0], x_eq[None]]).expand(p, -1, -1)  # (a, H + 1, d)
+        resid = torch.bmm(weights_a, torch.cat([ov_a, fixed], dim=1))  # (a, b, d)
+        # ... and the b-side term batched over b, brought to (a, b) order by a copy (a strided add is slow)
+        resid_b = torch.bmm(pattern[1].transpose(0, 1).contiguous(), ov_b)  # (b, a, d)
+        resid = (resid + resid_b.transpose(0, 1).contiguous()).reshape(p * p, -1)  # resid_mid at `=`
+        return read_out(resid, mlp.W_in, mlp.W_out @ W_U, mlp.act, W_skip=W_U, grad_rows=grad_rows)
