@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import sys
 import time
 from pathlib import Path
 
-from grokscope.config import RunConfig, known_keys, parse_override
+from grokscope.config import RunConfig, flatten, known_keys, parse_override
 from grokscope.errors import GrokscopeError
 from grokscope.presets import PRESETS, load_preset
+from grokscope.store.reader import GROK_ACC
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,14 +30,13 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:  # output piped into e.g. `head`
         return 0
-    except OSError as e:
-        if e.errno == errno.ENOSPC:
-            print(
-                f"grokscope: error: no space left on the device ({e.filename or 'while writing'}); the run keeps its last saved checkpoint",
-                file=sys.stderr,
-            )
-            return 2
-        raise
+    except OSError as e:  # permissions, a full or read-only disk, a path through a file, ...
+        where = f": {e.filename}" if e.filename else ""
+        print(f"grokscope: error: {e.strerror or e}{where} (a run keeps its last saved checkpoint)", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("grokscope: error: out of memory (try a smaller task.p or model)", file=sys.stderr)
+        return 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,9 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--commit-every",
         type=float,
-        default=2.0,
+        default=None,
         metavar="SECONDS",
-        help="how often progress is made crash-safe (default 2)",
+        help="how often progress is made crash-safe (default 2 seconds)",
     )
     p.set_defaults(handler=cmd_train)
 
@@ -101,15 +100,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise GrokscopeError(
                 "--resume continues a run with its own config: drop --preset, --set, --steps and --force"
             )
-        if not args.out:
-            raise GrokscopeError("--resume needs the run directory: --out RUN")
         config = None
     else:
         config = config_from_args(args)
     start = time.perf_counter()
-    out = train(
-        config, args.out, device=args.device, resume=args.resume, force=args.force, commit_every_s=args.commit_every
-    )
+    timing = {} if args.commit_every is None else {"commit_every_s": args.commit_every}
+    out = train(config, args.out, device=args.device, resume=args.resume, force=args.force, **timing)
     report(out, time.perf_counter() - start)
     return 0
 
@@ -127,9 +123,9 @@ def report(out: Path, seconds: float) -> None:
         f"test loss {final['test_loss']:.3g} acc {final['test_acc']:.1%}"
     )
     print(
-        f"grokked at step {grok} (test accuracy >= 99%)"
+        f"grokked at step {grok} (test accuracy >= {GROK_ACC:.0%})"
         if grok is not None
-        else "did not grok (test accuracy stayed below 99%)"
+        else f"did not grok (test accuracy stayed below {GROK_ACC:.0%})"
     )
 
 
@@ -140,7 +136,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(listing, indent=2))
         return 0
-    defaults = dict(_flat(RunConfig().to_dict()))
+    defaults = flatten(RunConfig().to_dict())
     for name, (text, overrides) in PRESETS.items():
         print(f"{name}: {text}")
         for key, value in overrides.items():
@@ -150,14 +146,6 @@ def cmd_presets(args: argparse.Namespace) -> int:
         if key not in ("name", "preset"):
             print(f"    {key} = {json.dumps(defaults[key])}")
     return 0
-
-
-def _flat(data: dict, prefix: str = ""):
-    for key, value in data.items():
-        if isinstance(value, dict):
-            yield from _flat(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}", value
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -173,22 +161,22 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"  checkpoints: {summary['n_checkpoints']} (steps {summary['first_step']}..{summary['last_step']})")
     print(f"  grok step: {summary['grok_step']}")
     for key, value in summary["final"].items():
-        print(f"  final {key}: {value:.6g}")
+        print(f"  final {key}: {'n/a' if value is None else format(value, '.6g')}")
     print("  config:")
-    for key, value in _flat(summary["config"]):
+    for key, value in flatten(summary["config"]).items():
         print(f"    {key} = {json.dumps(value)}")
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from grokscope.store import open_run
+    from grokscope.store import layout
     from grokscope.train import RUNS_DIR, train
 
     out = RUNS_DIR / "demo"
     start = time.perf_counter()
-    if (out / "COMPLETE").is_file() and not args.force:
+    if (out / layout.COMPLETE).is_file() and not args.force:
         print(f"the demo run is already trained in {out} (retrain with --force)")
-    elif out.exists() and not args.force and open_run(out):
+    elif layout.is_run(out) and not args.force:
         print(f"continuing the interrupted demo run in {out}")
         train(out=out, resume=True)
     else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 
@@ -103,7 +104,7 @@ class RunConfig:
     def from_dict(cls, data: dict) -> RunConfig:
         """Build and validate a config; every key must be known and every value of the right type."""
         config = cls()
-        for key, value in _flatten(data).items():
+        for key, value in flatten(data).items():
             set_value(config, key, value)
         validate(config)
         return config
@@ -117,18 +118,18 @@ class RunConfig:
         return config
 
 
-def _flatten(data: dict, prefix: str = "") -> dict[str, object]:
+def flatten(data: dict, prefix: str = "") -> dict[str, object]:
     flat = {}
     for key, value in data.items():
         if isinstance(value, dict):
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten(value, f"{prefix}{key}."))
         else:
             flat[f"{prefix}{key}"] = value
     return flat
 
 
 def known_keys() -> list[str]:
-    return list(_flatten(RunConfig().to_dict()))
+    return list(flatten(RunConfig().to_dict()))
 
 
 def set_value(config: RunConfig, key: str, value: object) -> None:
@@ -161,9 +162,9 @@ def _coerce(key: str, value: object, hint) -> object:
             return int(value)
         raise bad("an integer")
     if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             return float(value)
-        raise bad("a number")
+        raise bad("a finite number")
     if hint is str:
         if isinstance(value, str):
             return value
@@ -171,7 +172,7 @@ def _coerce(key: str, value: object, hint) -> object:
     if typing.get_origin(hint) is tuple:
         n = len(typing.get_args(hint))
         numbers = isinstance(value, (list, tuple)) and len(value) == n
-        if numbers and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        if numbers and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value):
             return tuple(float(v) for v in value)
         raise bad(f"a list of {n} numbers")
     raise TypeError(f"unsupported config type {hint}")
@@ -227,4 +228,5 @@ def validate(config: RunConfig) -> None:
     check(tr.loss in LOSSES, f"train.loss must be one of {', '.join(LOSSES)}; got '{tr.loss}'")
     check(c.dense_until >= 0, f"checkpoints.dense_until must be >= 0; got {c.dense_until}")
     check(c.n_log >= 0 and c.n_uniform >= 0, "checkpoints.n_log and checkpoints.n_uniform must be >= 0")
-    check(bool(config.name) and "/" not in config.name, f"name must be a plain name; got '{config.name}'")
+    plain = bool(config.name) and "/" not in config.name and config.name not in (".", "..")
+    check(plain, f"name must be a plain file name; got '{config.name}'")

@@ -7,7 +7,7 @@ import pytest
 
 import grokscope
 from grokscope.cli import main
-from grokscope.store import files as F
+from grokscope.store import layout
 
 SMALL = ["--preset", "tiny", "--steps", "60", "--set", "checkpoints.n_log=10", "--set", "checkpoints.n_uniform=10"]
 
@@ -36,10 +36,10 @@ def test_train_then_info_json(tmp_path, capsys):
 def test_existing_run_needs_resume_or_force(tmp_path, capsys):
     out = tmp_path / "run"
     assert run_cli(["train", *SMALL, "--out", str(out)], capsys)[0] == 0
-    before = (out / F.PROGRESS).read_text()
+    before = (out / layout.PROGRESS).read_text()
     code, _, err = run_cli(["train", *SMALL, "--out", str(out)], capsys)
     assert code == 2 and "already exists: use --resume" in err
-    assert (out / F.PROGRESS).read_text() == before  # untouched
+    assert (out / layout.PROGRESS).read_text() == before  # untouched
     code, stdout, _ = run_cli(["train", "--resume", "--out", str(out)], capsys)
     assert code == 0 and "run:" in stdout  # a complete run resumes to itself
     code, _, _ = run_cli(["train", *SMALL, "--set", "task.p=23", "--out", str(out), "--force"], capsys)
@@ -60,7 +60,7 @@ def test_force_refuses_to_delete_what_is_not_a_run(tmp_path, capsys):
     [
         (["train", "--preset", "nope"], "unknown preset 'nope'"),
         (["train", "--preset", "tiny", "--set", "task.q=1"], "unknown config key 'task.q'"),
-        (["train", "--preset", "tiny", "--set", "optim.lr=fast"], "expects a number"),
+        (["train", "--preset", "tiny", "--set", "optim.lr=fast"], "expects a finite number"),
         (["train", "--preset", "tiny", "--set", "task.op=div", "--set", "task.p=21"], "not prime"),
         (["train", "--preset", "tiny", "--set", "task.train_frac=1.2"], "must be in (0, 1)"),
         (["train", "--preset", "tiny", "--set", "novalue"], "--set expects key=value"),

@@ -45,7 +45,7 @@ def test_integer_valued_float_is_accepted_for_int_keys():
         ({"task.nope": 1}, "unknown config key 'task.nope'"),
         ({"nope": 1}, "unknown config key 'nope'"),
         ({"task": 1}, "unknown config key 'task'"),
-        ({"optim.lr": "fast"}, "'optim.lr' expects a number"),
+        ({"optim.lr": "fast"}, "'optim.lr' expects a finite number"),
         ({"task.p": 3.5}, "'task.p' expects an integer"),
         ({"model.bias": 1}, "'model.bias' expects true or false"),
         ({"optim.betas": [0.9]}, "'optim.betas' expects a list of 2 numbers"),

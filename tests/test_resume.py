@@ -12,7 +12,7 @@ from conftest import small_config
 from safetensors.torch import load_file
 
 import grokscope
-from grokscope.store import files as F
+from grokscope.store import layout
 
 STEPS = 300
 
@@ -29,7 +29,7 @@ def kill_when_past(process, out, step):
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
-            progress = json.loads((out / F.PROGRESS).read_text())
+            progress = json.loads((out / layout.PROGRESS).read_text())
             if (progress["step"] or 0) >= step:
                 break
         except (FileNotFoundError, json.JSONDecodeError):
@@ -63,9 +63,9 @@ def test_resume_after_kill_is_bit_exact(tmp_path, batch_size):
         assert np.array_equal(resumed.trajectory(name), reference.trajectory(name)), name
     for column, values in reference.metrics.items():
         assert np.array_equal(resumed.metrics[column], values), column
-    final, expected = load_file(out / F.FINAL), load_file(reference.path / F.FINAL)
+    final, expected = load_file(out / layout.FINAL), load_file(reference.path / layout.FINAL)
     assert all((final[k] == expected[k]).all() for k in expected)
-    assert len(list((out / F.STATE).iterdir())) == 1  # older training states are cleaned up
+    assert len(list((out / layout.STATE).iterdir())) == 1  # older training states are cleaned up
 
 
 def test_kill_before_the_first_commit_resumes_from_scratch(tmp_path):
@@ -74,11 +74,13 @@ def test_kill_before_the_first_commit_resumes_from_scratch(tmp_path):
     out = tmp_path / "fresh"
     grokscope.train(config, out, progress=False)
     # roll the run back to the state right after creation, before any checkpoint was committed
-    for item in (F.COMPLETE, F.FINAL):
+    for item in (layout.COMPLETE, layout.FINAL):
         (out / item).unlink()
-    progress = json.loads((out / F.PROGRESS).read_text())
+    progress = json.loads((out / layout.PROGRESS).read_text())
     (out / progress["state"]).unlink()
-    (out / F.PROGRESS).write_text(json.dumps({"n_checkpoints": 0, "n_metric_steps": 0, "step": None, "state": None}))
+    (out / layout.PROGRESS).write_text(
+        json.dumps({"n_checkpoints": 0, "n_metric_steps": 0, "step": None, "state": None})
+    )
     assert len(grokscope.open_run(out).steps) == 0
 
     grokscope.train(out=out, resume=True, progress=False)

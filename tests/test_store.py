@@ -6,7 +6,7 @@ import torch
 
 import grokscope
 from grokscope import GrokscopeError, open_run
-from grokscope.store import files as F
+from grokscope.store import layout
 from grokscope.train import checkpoint_steps
 from grokscope.train.losses import accuracy, cross_entropy
 
@@ -33,7 +33,7 @@ def test_open_run_exposes_steps_params_trajectories_and_metrics(small_run):
     assert np.array_equal(traj[7], params["embed.W_E"].numpy())
     assert not np.array_equal(traj[0], traj[-1])  # training moved the weights
     metrics = run.metrics
-    assert set(metrics) == {"step", *F.METRIC_COLUMNS}
+    assert set(metrics) == {"step", *layout.METRIC_COLUMNS}
     assert len(metrics["train_loss"]) == run.config.train.steps + 1
     assert np.all(np.isfinite(metrics["test_loss"]))
 
@@ -54,7 +54,7 @@ def test_saved_model_reproduces_the_recorded_metrics(small_run):
 def test_final_weights_are_safetensors_equal_to_the_last_checkpoint(small_run):
     from safetensors.torch import load_file
 
-    final = load_file(small_run.path / F.FINAL)
+    final = load_file(small_run.path / layout.FINAL)
     last = small_run.params(int(small_run.steps[-1]))
     assert final.keys() == last.keys()
     assert all(torch.equal(final[k], last[k]) for k in final)
@@ -69,9 +69,9 @@ def test_unsaved_step_is_a_clear_error(small_run):
 
 
 def test_config_and_provenance_are_saved(small_run):
-    config = json.loads((small_run.path / F.CONFIG).read_text())
+    config = json.loads((small_run.path / layout.CONFIG).read_text())
     assert grokscope.RunConfig.from_dict(config) == small_run.config
-    meta = json.loads((small_run.path / F.META).read_text())
+    meta = json.loads((small_run.path / layout.META).read_text())
     assert (
         meta["versions"]["torch"] == torch.__version__.split("+")[0] or meta["versions"]["torch"] == torch.__version__
     )
@@ -116,7 +116,7 @@ def test_damaged_files_are_named_in_the_error(small_run, tmp_path, damage, file)
 
 def test_corrupt_split_is_named(small_run, tmp_path):
     path = copy_run(small_run, tmp_path)
-    (path / F.DATA).write_bytes(b"PK\x03\x04 broken zip")
+    (path / layout.DATA).write_bytes(b"PK\x03\x04 broken zip")
     with pytest.raises(GrokscopeError, match="data.npz"):
         _ = open_run(path).dataset
 
@@ -131,13 +131,14 @@ def test_not_a_run(tmp_path):
 def test_reader_trusts_only_committed_rows(small_run, tmp_path):
     """Rows past progress.json's count (written but not committed before a crash) are not shown."""
     path = copy_run(small_run, tmp_path)
-    (path / F.COMPLETE).unlink()
-    progress = json.loads((path / F.PROGRESS).read_text())
-    progress.update(n_checkpoints=5, n_metric_steps=4, step=int(small_run.steps[4]))
-    (path / F.PROGRESS).write_text(json.dumps(progress))
+    (path / layout.COMPLETE).unlink()
+    progress = json.loads((path / layout.PROGRESS).read_text())
+    step = int(small_run.steps[4])
+    progress.update(n_checkpoints=5, n_metric_steps=step, step=step, state=f"state/step_{step}.safetensors")
+    (path / layout.PROGRESS).write_text(json.dumps(progress))
     run = open_run(path)
     assert not run.complete
     assert len(run.steps) == 5 and run.trajectory("embed.W_E").shape[0] == 5
-    assert len(run.metrics["test_acc"]) == 4
+    assert len(run.metrics["test_acc"]) == step
     with pytest.raises(GrokscopeError, match="was not saved"):
         run.params(int(small_run.steps[6]))

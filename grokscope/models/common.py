@@ -7,6 +7,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 
 def activation(name: str):
@@ -61,6 +62,7 @@ class _RowsReadout(torch.autograd.Function):
         return logits if W_skip is None else torch.addmm(logits, x, W_skip)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad):
         x, pre, W_in, M, W_skip, rows = ctx.saved_tensors
         g, x_r = grad[rows], x[rows]  # (n, V), (n, d_x)

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from grokscope.config import RunConfig
+from grokscope.config import RunConfig, flatten, known_keys
 from grokscope.errors import GrokscopeError
-from grokscope.store import files as F
+from grokscope.store import layout
 from grokscope.tasks import Dataset
 
 GROK_ACC = 0.99  # grok_step: the first step with test accuracy at least this
@@ -31,40 +31,38 @@ class Run:
         self.path = path
         if not path.is_dir():
             raise GrokscopeError(f"{path}: no such run directory")
-        if not (path / F.CONFIG).is_file():
-            raise GrokscopeError(f"{path}: not a grokscope run (no {F.CONFIG})")
+        if not (path / layout.CONFIG).is_file():
+            raise GrokscopeError(f"{path}: not a grokscope run (no {layout.CONFIG})")
+        config = layout.read_json(path / layout.CONFIG)
+        missing = set(known_keys()) - set(flatten(config))
+        if missing:
+            raise GrokscopeError(f"{path / layout.CONFIG}: corrupt (missing {', '.join(sorted(missing))})")
         try:
-            self.config = RunConfig.from_dict(F.read_json(path / F.CONFIG))
+            self.config = RunConfig.from_dict(config)
         except GrokscopeError as e:
-            raise GrokscopeError(f"{path / F.CONFIG}: {e}") from None
-        self.meta = F.read_json(path / F.META)
+            raise GrokscopeError(f"{path / layout.CONFIG}: {e}") from None
+        self.meta = layout.read_json(path / layout.META)
+        shapes = self.meta.get("param_shapes")
+        if not isinstance(shapes, dict) or not shapes:
+            raise GrokscopeError(f"{path / layout.META}: corrupt (no parameter shapes)")
         self.name = path.name
-        self._scheduled = F.open_array(path / F.STEPS, np.dtype(np.int64))
-        shapes = self.meta.get("param_shapes", {})
+        self._scheduled = layout.open_array(path / layout.STEPS, np.dtype(np.int64))
         self._params = {
-            n: F.open_array(path / F.PARAMS / f"{n}.npy", np.dtype(np.float32), (len(self._scheduled), *s))
+            n: layout.open_array(path / layout.PARAMS / f"{n}.npy", np.dtype(np.float32), (len(self._scheduled), *s))
             for n, s in shapes.items()
         }
         n_steps = self.config.train.steps + 1
         self._metrics = {
-            c: F.open_array(path / F.METRICS / f"{c}.npy", np.dtype(np.float64), (n_steps,)) for c in F.METRIC_COLUMNS
+            c: layout.open_array(path / layout.METRICS / f"{c}.npy", np.dtype(np.float64), (n_steps,))
+            for c in layout.METRIC_COLUMNS
         }
         self.refresh()
 
     def refresh(self) -> None:
         """Re-read progress.json: picks up checkpoints a training process has committed since."""
-        progress = F.read_json(self.path / F.PROGRESS)
-        try:
-            self.n_checkpoints = int(progress["n_checkpoints"])
-            self.n_metric_steps = int(progress["n_metric_steps"])
-        except (KeyError, TypeError, ValueError):
-            raise GrokscopeError(f"{self.path / F.PROGRESS}: corrupt") from None
-        if not (
-            0 <= self.n_checkpoints <= len(self._scheduled) and 0 <= self.n_metric_steps <= self.config.train.steps + 1
-        ):
-            raise GrokscopeError(f"{self.path / F.PROGRESS}: corrupt (counts out of range)")
-        self.progress = progress
-        self.complete = (self.path / F.COMPLETE).is_file()
+        progress = layout.read_progress(self.path, self._scheduled, self.config.train.steps)
+        self.n_checkpoints, self.n_metric_steps = progress["n_checkpoints"], progress["n_metric_steps"]
+        self.complete = (self.path / layout.COMPLETE).is_file()
 
     @property
     def steps(self) -> np.ndarray:
@@ -109,11 +107,11 @@ class Run:
 
     @property
     def dataset(self) -> Dataset:
-        arrays = F.load_npz(self.path / F.DATA)
+        arrays = layout.load_npz(self.path / layout.DATA)
         try:
             return Dataset(p=self.config.task.p, **arrays)
         except TypeError:
-            raise GrokscopeError(f"{self.path / F.DATA}: corrupt (unexpected arrays)") from None
+            raise GrokscopeError(f"{self.path / layout.DATA}: corrupt (unexpected arrays)") from None
 
     @property
     def grok_step(self) -> int | None:
@@ -124,9 +122,9 @@ class Run:
     def summary(self) -> dict:
         """What `grokscope info --json` prints."""
         metrics, steps = self.metrics, self.steps
-        final = {c: float(v[-1]) for c, v in metrics.items() if c != "step"} if self.n_metric_steps else {}
-        if self.n_metric_steps:
-            final["step"] = self.n_metric_steps - 1
+        last = self.n_metric_steps - 1
+        final = {c: finite_or_none(v[last]) if last >= 0 else None for c, v in metrics.items() if c != "step"}
+        final["step"] = last if last >= 0 else None
         return {
             "name": self.name,
             "complete": self.complete,
@@ -137,3 +135,8 @@ class Run:
             "final": final,
             "config": self.config.to_dict(),
         }
+
+
+def finite_or_none(value: float) -> float | None:
+    """JSON has no NaN or infinity: a diverged metric is reported as null."""
+    return float(value) if np.isfinite(value) else None

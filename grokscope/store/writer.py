@@ -1,8 +1,9 @@
 """Writing a run: preallocated memmaps filled as training goes, made durable at commit points.
 
-A commit flushes the memmaps, writes the optimizer state for that step, then atomically replaces
-progress.json, which is the only thing that tells a reader (or `--resume`) which rows to trust.
-So a `kill -9` at any moment leaves the previous commit intact and readable.
+A run directory is built under a temporary name and renamed into place when laid out, so it either
+exists whole or not at all. A commit flushes the memmaps, writes the optimizer state for that step,
+then atomically replaces progress.json, the only thing that tells a reader (or `--resume`) which rows
+to trust. So a `kill -9` at any moment leaves the previous commit intact and readable.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from grokscope.config import RunConfig
 from grokscope.errors import GrokscopeError
-from grokscope.store import files as F
+from grokscope.store import layout
 from grokscope.tasks import Dataset
 
 
@@ -35,18 +36,30 @@ def reserve(path: Path, n_bytes: int) -> None:
         os.close(fd)
 
 
+def creating_dir(path: Path) -> Path:
+    """Where a run is laid out before it is renamed to `path` (left behind only by a crash)."""
+    return path.with_name(f".{path.name}.creating")
+
+
 class RunWriter:
     def __init__(self, path: Path):
         self.path = path
-        self.steps = F.open_array(path / F.STEPS, np.dtype(np.int64))
+        meta = layout.read_json(path / layout.META)
+        self.steps = layout.open_array(path / layout.STEPS, np.dtype(np.int64))
+        self.total_steps = layout.read_json(path / layout.CONFIG)["train"]["steps"]
         self.params = {
-            name_of(f): F.open_array(f, np.dtype(np.float32), mode="r+")
-            for f in sorted((path / F.PARAMS).glob("*.npy"))
+            name: layout.open_array(path / layout.PARAMS / f"{name}.npy", np.dtype(np.float32), mode="r+")
+            for name in meta["param_shapes"]
         }
         self.metrics = {
-            c: F.open_array(path / F.METRICS / f"{c}.npy", np.dtype(np.float64), mode="r+") for c in F.METRIC_COLUMNS
+            c: layout.open_array(path / layout.METRICS / f"{c}.npy", np.dtype(np.float64), mode="r+")
+            for c in layout.METRIC_COLUMNS
         }
-        self.progress = F.read_json(path / F.PROGRESS)
+        self.progress = layout.read_progress(path, self.steps, self.total_steps)
+        # a crash between writing a state file and replacing progress.json can leave strays
+        for stray in (path / layout.STATE).iterdir():
+            if f"{layout.STATE}/{stray.name}" != self.progress["state"]:
+                stray.unlink()
 
     @classmethod
     def create(
@@ -58,9 +71,10 @@ class RunWriter:
         meta: dict,
         steps: np.ndarray,
     ) -> RunWriter:
-        """Lay out a new run directory; on failure (e.g. a full disk) remove what was made and raise."""
+        """Lay out a new run directory at `path` (which must not exist); on failure nothing is left."""
         n_params = sum(t.numel() for t in params.values())
-        need = len(steps) * n_params * 4 + len(F.METRIC_COLUMNS) * (config.train.steps + 1) * 8
+        # checkpoints, the optimizer state (two copies during a commit) and the final weights, in float32
+        need = (len(steps) + 3) * n_params * 4 + len(layout.METRIC_COLUMNS) * (config.train.steps + 1) * 8
         path.parent.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(path.parent).free
         if need > free:
@@ -68,29 +82,33 @@ class RunWriter:
                 f"not enough disk space in {path.parent}: the run needs {need / 1e9:.2f} GB "
                 f"({len(steps)} checkpoints), {free / 1e9:.2f} GB free; lower checkpoints.n_uniform or free space"
             )
-        path.mkdir()
+        tmp = creating_dir(path)
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
         try:
-            F.write_json(path / F.CONFIG, config.to_dict())
-            F.write_json(path / F.META, meta)
-            F.write_npz(path / F.DATA, dataset.arrays())
-            F.write_npy(path / F.STEPS, steps.astype(np.int64))
+            layout.write_json(tmp / layout.CONFIG, config.to_dict())
+            layout.write_json(tmp / layout.META, meta)
+            layout.write_npz(tmp / layout.DATA, dataset.arrays())
+            layout.write_npy(tmp / layout.STEPS, steps.astype(np.int64))
             for folder, arrays in (
-                (F.PARAMS, {n: ((len(steps), *t.shape), np.float32) for n, t in params.items()}),
-                (F.METRICS, {c: ((config.train.steps + 1,), np.float64) for c in F.METRIC_COLUMNS}),
+                (layout.PARAMS, {n: ((len(steps), *t.shape), np.float32) for n, t in params.items()}),
+                (layout.METRICS, {c: ((config.train.steps + 1,), np.float64) for c in layout.METRIC_COLUMNS}),
             ):
-                (path / folder).mkdir()
+                (tmp / folder).mkdir()
                 for name, (shape, dtype) in arrays.items():
-                    file = path / folder / f"{name}.npy"
+                    file = tmp / folder / f"{name}.npy"
                     array = np.lib.format.open_memmap(file, mode="w+", dtype=dtype, shape=shape)
                     reserve(file, array.offset + array.nbytes)
-                    if folder == F.METRICS:
+                    if folder == layout.METRICS:
                         array[:] = np.nan
                     array.flush()
                     del array
-            (path / F.STATE).mkdir()
-            F.write_json(path / F.PROGRESS, {"n_checkpoints": 0, "n_metric_steps": 0, "step": None, "state": None})
+            (tmp / layout.STATE).mkdir()
+            layout.write_json(tmp / layout.PROGRESS, layout.empty_progress())
+            os.rename(tmp, path)
+            layout.fsync_dir(path.parent)
         except OSError as e:
-            shutil.rmtree(path, ignore_errors=True)
+            shutil.rmtree(tmp, ignore_errors=True)
             if e.errno == errno.ENOSPC:
                 raise GrokscopeError(f"no space left on the device while creating {path}") from None
             raise
@@ -110,25 +128,17 @@ class RunWriter:
         at `step` (the step of checkpoint row n_checkpoints - 1)."""
         for array in (*self.params.values(), *self.metrics.values()):
             array.flush()
-        state_name = f"{F.STATE}/step_{step}.safetensors"
-        F.atomic_write(self.path / state_name, lambda tmp: save_file(state, str(tmp)))
-        old = self.progress.get("state")
-        self.progress = {
-            "n_checkpoints": n_checkpoints,
-            "n_metric_steps": n_metric_steps,
-            "step": step,
-            "state": state_name,
-        }
-        F.write_json(self.path / F.PROGRESS, self.progress)
-        if old and old != state_name:
+        name = layout.state_name(step)
+        layout.write_bytes(self.path / name, save(state))
+        old = self.progress["state"]
+        self.progress = {"n_checkpoints": n_checkpoints, "n_metric_steps": n_metric_steps, "step": step, "state": name}
+        layout.write_json(self.path / layout.PROGRESS, self.progress)
+        if old and old != name:
             (self.path / old).unlink(missing_ok=True)
 
     def finish(self, final_params: dict[str, torch.Tensor]) -> None:
         """Write the final weights, then the COMPLETE marker, last."""
-        tensors = {n: t.detach().cpu().contiguous() for n, t in final_params.items()}
-        F.atomic_write(self.path / F.FINAL, lambda tmp: save_file(tensors, str(tmp)))
-        F.atomic_write(self.path / F.COMPLETE, lambda tmp: tmp.write_text("complete\n"))
-
-
-def name_of(file: Path) -> str:
-    return file.name[: -len(".npy")]
+        layout.write_bytes(
+            self.path / layout.FINAL, save({n: t.detach().cpu().contiguous() for n, t in final_params.items()})
+        )
+        layout.write_bytes(self.path / layout.COMPLETE, b"complete\n")

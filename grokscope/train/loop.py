@@ -23,8 +23,7 @@ from tqdm.auto import tqdm
 from grokscope.config import RunConfig
 from grokscope.errors import GrokscopeError
 from grokscope.models import build_model
-from grokscope.store import RunWriter, open_run
-from grokscope.store import files as F
+from grokscope.store import RunWriter, layout, open_run
 from grokscope.tasks import Dataset, make_dataset
 from grokscope.train.losses import LOSSES, accuracy
 from grokscope.train.optim import load_state_tensors, lr_at, make_optimizer, state_tensors
@@ -62,18 +61,19 @@ def train(
         if config is None:
             raise GrokscopeError("train needs a config (or resume=True)")
         out = Path(out) if out is not None else RUNS_DIR / config.name
-        clear_run_dir(out, force)
         dataset = make_dataset(config.task)
-        shapes_model = build_model(config)
-        meta = provenance(config, shapes_model, device)
-        writer = RunWriter.create(
-            out,
-            config,
-            dataset,
-            dict(shapes_model.named_parameters()),
-            meta,
-            checkpoint_steps(config.train.steps, config.checkpoints),
-        )
+        model = build_model(config)
+        params = dict(model.named_parameters())
+        schedule = checkpoint_steps(config.train.steps, config.checkpoints)
+        old = move_aside(out, force)
+        try:
+            writer = RunWriter.create(out, config, dataset, params, provenance(model, device), schedule)
+        except BaseException:
+            if old is not None:
+                old.rename(out)  # the replaced run comes back untouched
+            raise
+        if old is not None:
+            shutil.rmtree(old)
     Trainer(config, dataset, writer, device, commit_every_s).run(progress)
     return out
 
@@ -86,23 +86,27 @@ def check_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def clear_run_dir(out: Path, force: bool) -> None:
-    """Make room for a new run at `out`, refusing to touch anything that is not a run."""
+def move_aside(out: Path, force: bool) -> Path | None:
+    """Make room for a new run at `out`: an existing run is renamed aside (deleted once the new one is
+    laid out) and returned; anything that is not a grokscope run is never touched."""
     if not out.exists():
-        return
+        return None
     if not out.is_dir():
         raise GrokscopeError(f"{out} exists and is not a directory")
     if not any(out.iterdir()):
         out.rmdir()
-        return
+        return None
     if not force:
         raise GrokscopeError(f"{out} already exists: use --resume to continue it or --force to replace it")
-    if not (out / F.CONFIG).is_file():
+    if not layout.is_run(out):
         raise GrokscopeError(f"{out} is not a grokscope run; refusing to replace it")
-    shutil.rmtree(out)
+    aside = out.with_name(f".{out.name}.replaced")
+    shutil.rmtree(aside, ignore_errors=True)
+    out.rename(aside)
+    return aside
 
 
-def provenance(config: RunConfig, model: torch.nn.Module, device: torch.device) -> dict:
+def provenance(model: torch.nn.Module, device: torch.device) -> dict:
     """What config.json alone does not say: versions, revision, machine, parameter shapes."""
     versions = {"python": platform.python_version()}
     for package in ("grokscope", "torch", "numpy", "transformer-lens", "safetensors"):
@@ -151,9 +155,9 @@ class Trainer:
         self.train_rows, self.train_labels = on_device(dataset.train_rows), on_device(dataset.train_labels)
         self.test_rows, self.test_labels = on_device(dataset.test_rows), on_device(dataset.test_labels)
         self.schedule = np.asarray(writer.steps)
-        self.metrics = torch.full(
-            (len(F.METRIC_COLUMNS), config.train.steps + 1), float("nan"), dtype=torch.float64, device=device
-        )
+        n_columns = len(layout.METRIC_COLUMNS)
+        self.metrics = torch.full((n_columns, config.train.steps + 1), torch.nan, dtype=torch.float64, device=device)
+        self.epoch_order = (-1, None)  # (epoch, its minibatch order on the device)
         self.start = self.restore()
 
     def restore(self) -> int:
@@ -165,26 +169,27 @@ class Trainer:
         with torch.no_grad():
             for name, p in self.params.items():
                 p.copy_(torch.from_numpy(np.array(self.writer.params[name][row])))
+        state_file = self.writer.path / progress["state"]
         try:
-            state = load_file(self.writer.path / progress["state"])
+            load_state_tensors(self.opt, self.params, load_file(state_file))
         except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for corrupt files
-            raise GrokscopeError(f"{self.writer.path / progress['state']}: unreadable training state ({e})") from None
-        load_state_tensors(self.opt, self.names, state)
-        step = progress["step"]
+            raise GrokscopeError(f"{state_file}: unreadable or incomplete training state ({e})") from None
         n = progress["n_metric_steps"]
-        for i, column in enumerate(F.METRIC_COLUMNS):
+        for i, column in enumerate(layout.METRIC_COLUMNS):
             self.metrics[i, :n] = torch.from_numpy(np.array(self.writer.metrics[column][:n]))
-        return step
+        return progress["step"]
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rows and labels trained on at `step`: all of them, or a minibatch from a seeded per-epoch order."""
+        """Rows and labels trained on at `step`: all of them, or a minibatch from a seeded per-epoch order
+        (made once per epoch and kept on the device: no host transfer per step)."""
         size, n = self.config.train.batch_size, len(self.train_rows)
         if not size or size >= n:
             return self.train_rows, self.train_labels
-        per_epoch = -(-n // size)
-        epoch, i = divmod(step, per_epoch)
-        order = np.random.default_rng([self.config.train.seed, epoch]).permutation(n)[i * size : (i + 1) * size]
-        index = torch.as_tensor(order, device=self.device)
+        epoch, i = divmod(step, -(-n // size))
+        if self.epoch_order[0] != epoch:
+            order = np.random.default_rng([self.config.train.seed, epoch]).permutation(n)
+            self.epoch_order = (epoch, torch.as_tensor(order, device=self.device))
+        index = self.epoch_order[1][i * size : (i + 1) * size]
         return self.train_rows[index], self.train_labels[index]
 
     def step(self, step: int) -> None:
@@ -215,7 +220,7 @@ class Trainer:
 
     def commit(self, step: int, n_checkpoints: int, n_metric_steps: int) -> None:
         host = self.metrics[:, self.committed_metrics : n_metric_steps].cpu().numpy()
-        self.writer.save_metrics(self.committed_metrics, dict(zip(F.METRIC_COLUMNS, host)))
+        self.writer.save_metrics(self.committed_metrics, dict(zip(layout.METRIC_COLUMNS, host)))
         self.writer.commit(step, n_checkpoints, n_metric_steps, state_tensors(self.opt, self.names))
         self.committed_metrics, self.last_commit = n_metric_steps, time.monotonic()
 
@@ -242,7 +247,7 @@ class Trainer:
         """Progress bar at `n_updates` with the metrics of `step` (a host sync: at checkpoints only)."""
         if bar.disable:
             return
-        values = dict(zip(F.METRIC_COLUMNS, self.metrics[:, step].tolist()))
+        values = dict(zip(layout.METRIC_COLUMNS, self.metrics[:, step].tolist()))
         bar.set_postfix_str(
             f"train {values['train_loss']:.3g}/{values['train_acc']:.1%} test {values['test_loss']:.3g}/{values['test_acc']:.1%}",
             refresh=False,

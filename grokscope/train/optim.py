@@ -31,12 +31,24 @@ def state_tensors(opt: torch.optim.Optimizer, names: list[str]) -> dict[str, tor
     return flat
 
 
-def load_state_tensors(opt: torch.optim.Optimizer, names: list[str], flat: dict[str, torch.Tensor]) -> None:
-    """Inverse of state_tensors."""
+def load_state_tensors(
+    opt: torch.optim.Optimizer, params: dict[str, torch.Tensor], flat: dict[str, torch.Tensor]
+) -> None:
+    """Inverse of state_tensors, for an optimizer that has taken at least one step: every parameter's
+    state must be there with the right shapes, else resuming could not be exact (ValueError)."""
+    if isinstance(opt, torch.optim.AdamW):
+        expected = ("step", "exp_avg", "exp_avg_sq")
+    else:  # SGD keeps a momentum buffer only when momentum is on
+        expected = ("momentum_buffer",) if opt.defaults["momentum"] else ()
+    wanted = {f"{name}.{key}" for name in params for key in expected}
+    if set(flat) != wanted:
+        raise ValueError(f"holds {len(flat)} tensors, expected {len(wanted)}")
     state: dict[int, dict[str, torch.Tensor]] = {}
-    for index, name in enumerate(names):
-        prefix = f"{name}."
-        entries = {k[len(prefix) :]: v for k, v in flat.items() if k.startswith(prefix)}
-        if entries:
-            state[index] = entries
-    opt.load_state_dict({"state": state, "param_groups": opt.state_dict()["param_groups"]})
+    for index, (name, p) in enumerate(params.items()):
+        state[index] = {key: flat[f"{name}.{key}"] for key in expected}
+        for key, value in state[index].items():
+            if key != "step" and value.shape != p.shape:
+                raise ValueError(f"{name}.{key} has shape {tuple(value.shape)}, expected {tuple(p.shape)}")
+    opt.load_state_dict(
+        {"state": {i: s for i, s in state.items() if s}, "param_groups": opt.state_dict()["param_groups"]}
+    )

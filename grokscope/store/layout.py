@@ -42,14 +42,21 @@ def fsync_dir(path: Path) -> None:
 def atomic_write(path: Path, write) -> None:
     """Write through `write(tmp_path)`, fsync, then rename over `path`: readers see old or new, never half."""
     tmp = path.with_name(f".{path.name}.tmp")
-    write(tmp)
-    fd = os.open(tmp, os.O_RDONLY)
     try:
-        os.fsync(fd)
+        write(tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
     finally:
-        os.close(fd)
-    os.replace(tmp, path)
+        tmp.unlink(missing_ok=True)
     fsync_dir(path.parent)
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -77,6 +84,8 @@ def read_json(path: Path) -> dict:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise GrokscopeError(f"{path}: missing") from None
+    except PermissionError:
+        raise GrokscopeError(f"{path}: permission denied") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise GrokscopeError(f"{path}: unreadable or corrupt ({e})") from None
     if not isinstance(data, dict):
@@ -90,6 +99,8 @@ def open_array(path: Path, dtype: np.dtype, shape: tuple[int, ...] | None = None
         array = np.load(path, mmap_mode=mode, allow_pickle=False)
     except FileNotFoundError:
         raise GrokscopeError(f"{path}: missing") from None
+    except PermissionError:
+        raise GrokscopeError(f"{path}: permission denied") from None
     except (OSError, ValueError, EOFError) as e:
         raise GrokscopeError(f"{path}: truncated or corrupt ({e})") from None
     if array.dtype != dtype or (shape is not None and array.shape != tuple(shape)):
@@ -107,3 +118,42 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
         raise GrokscopeError(f"{path}: missing") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise GrokscopeError(f"{path}: truncated or corrupt ({e})") from None
+
+
+def empty_progress() -> dict:
+    return {"n_checkpoints": 0, "n_metric_steps": 0, "step": None, "state": None}
+
+
+def state_name(step: int) -> str:
+    return f"{STATE}/step_{step}.safetensors"
+
+
+def read_progress(run: Path, schedule: np.ndarray, total_steps: int) -> dict:
+    """progress.json, checked against the schedule: what a reader may trust and where to resume.
+
+    n_checkpoints rows of params/ are durable, the last at `step`; metrics for steps < n_metric_steps
+    (= step, or total_steps + 1 once the last step is evaluated); `state` holds the optimizer at `step`.
+    """
+    path = run / PROGRESS
+    progress = read_json(path)
+    try:
+        n, n_metrics, step, state = (progress[k] for k in ("n_checkpoints", "n_metric_steps", "step", "state"))
+        if n == 0:
+            ok = n_metrics == 0 and step is None and state is None
+        else:
+            ok = (
+                0 < n <= len(schedule)
+                and step == int(schedule[n - 1])
+                and n_metrics in (step, total_steps + 1 if step == total_steps else step)
+                and state == state_name(step)
+            )
+    except (KeyError, TypeError, IndexError):
+        ok = False
+    if not ok:
+        raise GrokscopeError(f"{path}: corrupt (inconsistent with {STEPS} or the config)")
+    return progress
+
+
+def is_run(path: Path) -> bool:
+    """A directory grokscope made: config.json, meta.json and steps.npy all present."""
+    return all((path / name).is_file() for name in (CONFIG, META, STEPS))
