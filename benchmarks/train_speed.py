@@ -2,8 +2,8 @@
 
 The reference trains the way the TransformerLens grokking demo does: the hooked model's forward over
 all positions, loss at the last position in float64, backward, AdamW, the test loss every step, and a
-state-dict copy at each scheduled checkpoint. grokscope's loop is measured with its run store on and
-a checkpoint at every step (the canonical schedule's densest stretch, so the worst case).
+state-dict copy every step. grokscope's loop is measured with its run store on and a checkpoint at every
+step too (the canonical schedule's densest stretch, so the worst case for both).
 
     python benchmarks/train_speed.py [--preset canonical] [--steps 200] [--ref-steps 30] [--device cpu]
 """

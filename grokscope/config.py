@@ -35,7 +35,7 @@ class TaskConfig:
     op: str = "add"
     p: int = 113
     train_frac: float = 0.3
-    corrupt_frac: float = 0.0  # ξ: share of training labels replaced by a random wrong label
+    corrupt_frac: float = 0.0  # ξ: share of training labels replaced by uniformly random labels
     seed: int = 598
 
 

@@ -69,6 +69,10 @@ def test_force_refuses_to_delete_what_is_not_a_run(tmp_path, capsys):
         (["train", "--resume"], "--resume needs the run directory"),
         (["train", "--resume", "--out", "/nonexistent/run"], "no such run directory"),
         (["info", "/"], "not a grokscope run"),
+        (["info", "/etc/hostname"], "not a directory"),
+        (["train", "--preset", "tiny", "--set", "optim.lr=Infinity"], "expects a finite number"),
+        (["train", "--preset", "tiny", "--set", "optim.weight_decay=NaN"], "expects a finite number"),
+        (["train", "--preset", "tiny", "--set", "name=.."], "name must be a plain file name"),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_2(args, message, capsys):
@@ -106,3 +110,40 @@ def test_presets_lists_every_preset_and_key(capsys):
     assert "optim.weight_decay = 1.0" in stdout
     code, stdout, _ = run_cli(["presets", "--json"], capsys)
     assert json.loads(stdout)["canonical"]["config"]["task"]["p"] == 113
+
+
+def test_corrupt_training_state_stops_resume_with_the_file_named(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_cli(["train", *SMALL, "--out", str(out)], capsys)[0] == 0
+    (out / layout.COMPLETE).unlink()
+    state = out / json.loads((out / layout.PROGRESS).read_text())["state"]
+    state.write_bytes(b"garbage")
+    code, _, err = run_cli(["train", "--resume", "--out", str(out)], capsys)
+    assert code == 2 and str(state) in err and err.count("\n") == 1
+
+
+def test_full_disk_during_training_is_one_line_and_keeps_the_run(tmp_path, capsys, monkeypatch):
+    """ENOSPC at a commit: a one-line error; the run opens at its last commit and resumes to the end."""
+    import errno
+    import os
+
+    from grokscope.store import writer
+
+    real, calls = writer.layout.write_bytes, {"n": 0}
+
+    def write_bytes(path, data):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        real(path, data)
+
+    monkeypatch.setattr(writer.layout, "write_bytes", write_bytes)
+    out = tmp_path / "run"
+    code, _, err = run_cli(["train", *SMALL, "--out", str(out), "--commit-every", "0"], capsys)
+    errors = [line for line in err.splitlines() if "error" in line]  # the rest is the progress bar
+    assert code == 2 and len(errors) == 1 and "No space left on device" in errors[0] and "Traceback" not in err
+    monkeypatch.undo()
+    run = grokscope.open_run(out)
+    assert not run.complete and len(run.steps) > 0
+    assert run_cli(["train", "--resume", "--out", str(out)], capsys)[0] == 0
+    assert grokscope.open_run(out).complete

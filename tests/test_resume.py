@@ -1,6 +1,7 @@
 """A `kill -9` at any moment leaves a readable run; resuming it gives bit-for-bit the uninterrupted run."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -40,6 +41,27 @@ def kill_when_past(process, out, step):
     process.wait()
 
 
+def blank_uncommitted(run):
+    """Overwrite what a reader may not trust with NaN, so resuming must really rewrite it."""
+    for name in run.param_names:
+        array = np.load(run.path / layout.PARAMS / f"{name}.npy", mmap_mode="r+")
+        array[run.n_checkpoints :] = np.nan
+        array.flush()
+    for column in layout.METRIC_COLUMNS:
+        array = np.load(run.path / layout.METRICS / f"{column}.npy", mmap_mode="r+")
+        array[run.n_metric_steps :] = np.nan
+        array.flush()
+
+
+def assert_same_run(run, reference):
+    assert run.complete
+    assert np.array_equal(run.steps, reference.steps)
+    for name in reference.param_names:
+        assert np.array_equal(run.trajectory(name), reference.trajectory(name)), name
+    for column, values in reference.metrics.items():
+        assert np.array_equal(run.metrics[column], values), column
+
+
 @pytest.mark.parametrize("batch_size", [0, 64])
 def test_resume_after_kill_is_bit_exact(tmp_path, batch_size):
     overrides = {"train.steps": STEPS, "train.batch_size": batch_size, "checkpoints.n_uniform": STEPS // 2}
@@ -55,36 +77,56 @@ def test_resume_after_kill_is_bit_exact(tmp_path, batch_size):
     assert len(killed.metrics["test_acc"]) == killed.steps[-1]  # metrics up to the last durable step
     assert np.all(np.isfinite(killed.metrics["test_loss"]))
 
+    blank_uncommitted(killed)
     grokscope.train(out=out, resume=True, progress=False)
-    resumed = grokscope.open_run(out)
-    assert resumed.complete
-    assert np.array_equal(resumed.steps, reference.steps)
-    for name in reference.param_names:
-        assert np.array_equal(resumed.trajectory(name), reference.trajectory(name)), name
-    for column, values in reference.metrics.items():
-        assert np.array_equal(resumed.metrics[column], values), column
+    assert_same_run(grokscope.open_run(out), reference)
     final, expected = load_file(out / layout.FINAL), load_file(reference.path / layout.FINAL)
     assert all((final[k] == expected[k]).all() for k in expected)
     assert len(list((out / layout.STATE).iterdir())) == 1  # older training states are cleaned up
 
 
-def test_kill_before_the_first_commit_resumes_from_scratch(tmp_path):
-    config = small_config()
-    reference = grokscope.open_run(grokscope.train(config, tmp_path / "reference", progress=False))
-    out = tmp_path / "fresh"
-    grokscope.train(config, out, progress=False)
-    # roll the run back to the state right after creation, before any checkpoint was committed
-    for item in (layout.COMPLETE, layout.FINAL):
-        (out / item).unlink()
-    progress = json.loads((out / layout.PROGRESS).read_text())
-    (out / progress["state"]).unlink()
-    (out / layout.PROGRESS).write_text(
-        json.dumps({"n_checkpoints": 0, "n_metric_steps": 0, "step": None, "state": None})
-    )
-    assert len(grokscope.open_run(out).steps) == 0
+class Crash(Exception):
+    """Stands in for the process dying at one file replacement."""
 
-    grokscope.train(out=out, resume=True, progress=False)
-    resumed = grokscope.open_run(out)
-    for name in reference.param_names:
-        assert np.array_equal(resumed.trajectory(name), reference.trajectory(name)), name
-    assert np.array_equal(resumed.metrics["train_loss"], reference.metrics["train_loss"])
+
+def count_replacements(monkeypatch, crash_at=None):
+    calls = {"n": 0}
+    real = os.replace
+
+    def replace(src, dst):
+        calls["n"] += 1
+        if calls["n"] == crash_at:
+            raise Crash
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    return calls
+
+
+@pytest.fixture(scope="module")
+def reference_and_writes(tmp_path_factory):
+    """An uninterrupted run committing at every checkpoint, and how many files it replaced atomically."""
+    monkeypatch = pytest.MonkeyPatch()
+    calls = count_replacements(monkeypatch)
+    out = tmp_path_factory.mktemp("ref") / "run"
+    grokscope.train(small_config(), out, progress=False, commit_every_s=0)
+    monkeypatch.undo()
+    return grokscope.open_run(out), calls["n"]
+
+
+@pytest.mark.parametrize("when", [1, 4, 5, 6, 7, 0.5, -2, -1])
+def test_a_crash_at_any_write_leaves_a_run_that_resumes_exactly(tmp_path, monkeypatch, reference_and_writes, when):
+    """Crash at the k-th atomic replacement: during creation (k <= 5), at a commit, or while finishing."""
+    reference, n_writes = reference_and_writes
+    k = {0.5: n_writes // 2, -2: n_writes - 1, -1: n_writes}.get(when, when)
+    out = tmp_path / "run"
+    count_replacements(monkeypatch, crash_at=k)
+    with pytest.raises(Crash):
+        grokscope.train(small_config(), out, progress=False, commit_every_s=0)
+    monkeypatch.undo()
+    if out.exists():  # laid out: it opens, says it is incomplete, and resumes to the same run
+        assert not grokscope.open_run(out).complete
+        grokscope.train(out=out, resume=True, progress=False)
+    else:  # crashed while being laid out: nothing at `out`; training again starts cleanly
+        grokscope.train(small_config(), out, progress=False)
+    assert_same_run(grokscope.open_run(out), reference)

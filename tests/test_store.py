@@ -96,6 +96,7 @@ def copy_run(run, tmp_path):
         ("garbage", "progress.json"),
         ("delete", "params/embed.W_E.npy"),
         ("garbage", "steps.npy"),
+        ("garbage", "meta.json"),
     ],
 )
 def test_damaged_files_are_named_in_the_error(small_run, tmp_path, damage, file):

@@ -30,7 +30,7 @@ class Run:
     def __init__(self, path: Path):
         self.path = path
         if not path.is_dir():
-            raise GrokscopeError(f"{path}: no such run directory")
+            raise GrokscopeError(f"{path}: {'not a directory' if path.exists() else 'no such run directory'}")
         if not (path / layout.CONFIG).is_file():
             raise GrokscopeError(f"{path}: not a grokscope run (no {layout.CONFIG})")
         config = layout.read_json(path / layout.CONFIG)

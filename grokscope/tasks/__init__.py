@@ -41,7 +41,7 @@ class Dataset:
     train_rows, test_rows: int64 (n_train,), (n_test,) disjoint, sorted
     train_labels: int64 (n_train,) the labels trained on (corrupted where `corrupted`)
     true_labels: int64 (p*p,) the correct label of every grid row (-1 where the pair is not an input)
-    corrupted: bool (n_train,) which training labels were replaced
+    corrupted: bool (n_train,) which training labels were replaced by a random one
     """
 
     p: int
@@ -84,8 +84,8 @@ def make_dataset(task: TaskConfig) -> Dataset:
     n_corrupt = round(task.corrupt_frac * n_train)
     if n_corrupt:
         chosen = rng.choice(n_train, size=n_corrupt, replace=False)
-        # a random *wrong* label: shift the true one by a uniform nonzero offset
-        train_labels[chosen] = (train_labels[chosen] + rng.integers(1, p, size=n_corrupt)) % p
+        # uniformly random labels (Doshi et al.): about 1 in p of them equals the true label by chance
+        train_labels[chosen] = rng.integers(0, p, size=n_corrupt)
         corrupted[chosen] = True
     return Dataset(p, train_rows, test_rows, train_labels, true_labels, corrupted)
 

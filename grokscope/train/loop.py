@@ -226,21 +226,20 @@ class Trainer:
 
     def run(self, show_progress: bool) -> None:
         steps = self.config.train.steps
-        row = int(np.searchsorted(self.schedule, self.start))
+        next_row = int(np.searchsorted(self.schedule, self.start))  # the next checkpoint's row
         self.committed_metrics, self.last_commit = self.start, time.monotonic()
-        bar = tqdm(total=steps, initial=self.start, disable=not show_progress, unit="step", dynamic_ncols=True)
-        for step in range(self.start, steps + 1):
-            if row < len(self.schedule) and self.schedule[row] == step:
-                self.writer.save_checkpoint(row, self.params)
-                row += 1
-                if step > self.start and time.monotonic() - self.last_commit >= self.commit_every_s:
-                    self.commit(step, row, step)
-                if step > self.start:
-                    self.show(bar, step, step - 1)
-            self.step(step)
-        self.commit(steps, row, steps + 1)
-        self.show(bar, steps, steps)
-        bar.close()
+        with tqdm(total=steps, initial=self.start, disable=not show_progress, unit="step", dynamic_ncols=True) as bar:
+            for step in range(self.start, steps + 1):
+                if next_row < len(self.schedule) and self.schedule[next_row] == step:
+                    self.writer.save_checkpoint(next_row, self.params)
+                    next_row += 1
+                    if step > self.start and time.monotonic() - self.last_commit >= self.commit_every_s:
+                        self.commit(step, n_checkpoints=next_row, n_metric_steps=step)
+                    if step > self.start:
+                        self.show(bar, step, step - 1)
+                self.step(step)
+            self.commit(steps, n_checkpoints=next_row, n_metric_steps=steps + 1)
+            self.show(bar, steps, steps)
         self.writer.finish(self.params)
 
     def show(self, bar: tqdm, n_updates: int, step: int) -> None:
