@@ -4,6 +4,7 @@ import sys
 from collections import namedtuple
 
 import pytest
+import torch
 
 import grokscope
 from grokscope.cli import main
@@ -147,3 +148,9 @@ def test_full_disk_during_training_is_one_line_and_keeps_the_run(tmp_path, capsy
     assert not run.complete and len(run.steps) > 0
     assert run_cli(["train", "--resume", "--out", str(out)], capsys)[0] == 0
     assert grokscope.open_run(out).complete
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA: the unavailable-CUDA message cannot show")
+def test_cuda_requested_without_cuda_is_one_line(capsys):
+    code, _, err = run_cli(["train", *SMALL, "--device", "cuda", "--out", "/tmp/never-created"], capsys)
+    assert code == 2 and "CUDA is not available" in err and err.count("\n") == 1
