@@ -59,7 +59,21 @@ class MLP(HookedRootModule):
 
     def grid_logits(self, grad_rows: torch.Tensor | None = None) -> torch.Tensor:
         """Logits for every input, row a * p + b: (p², p), equal to the plain forward's to float32 precision
-        (grad_rows: see read_out).
+        (grad_rows: see read_out)."""
+        mlp = self.mlp
+        logits = read_out(self.grid_pre(), None, mlp.W_out, self.act, grad_rows=grad_rows)
+        return logits if mlp.b_out is None else logits + mlp.b_out
+
+    @torch.no_grad()
+    def grid_activations(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(hidden activations (p², d_mlp), logits (p², p)) for every input, in one pass."""
+        mlp = self.mlp
+        post = self.act(self.grid_pre())
+        logits = post @ mlp.W_out
+        return post, logits if mlp.b_out is None else logits + mlp.b_out
+
+    def grid_pre(self) -> torch.Tensor:
+        """Pre-activations for every input: (p², d_mlp).
         pre(a, b) = A[a] + B[b] (+ b_in) as a broadcast sum over the p×p grid: no one-hot products."""
         p, mlp = self.p, self.mlp
         W_a, W_b = mlp.W_in[: len(mlp.W_in) // 2], mlp.W_in[len(mlp.W_in) // 2 :]
@@ -68,5 +82,4 @@ class MLP(HookedRootModule):
         pre = W_a[:, None] + W_b[None, :]
         if mlp.b_in is not None:
             pre = pre + mlp.b_in
-        logits = read_out(pre.reshape(p * p, -1), None, mlp.W_out, self.act, grad_rows=grad_rows)
-        return logits if mlp.b_out is None else logits + mlp.b_out
+        return pre.reshape(p * p, -1)

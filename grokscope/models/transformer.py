@@ -117,7 +117,30 @@ class Transformer(HookedRootModule):
 
     def grid_logits(self, grad_rows: torch.Tensor | None = None) -> torch.Tensor:
         """Logits at `=` for every input, row a * p + b: (p², p). Equal to the plain forward's to float32
-        precision; fires no hooks. For n_layers > 1 it is the plain forward. grad_rows: see read_out.
+        precision; fires no hooks. For n_layers > 1 it is the plain forward. grad_rows: see read_out."""
+        if len(self.blocks) != 1:
+            return self.plain_logits(torch.arange(self.p**2, device=self.embed.W_E.device))
+        mlp, W_U = self.blocks[0].mlp, self.unembed.W_U
+        return read_out(self.grid_resid(), mlp.W_in, mlp.W_out @ W_U, mlp.act, W_skip=W_U, grad_rows=grad_rows)
+
+    @torch.no_grad()
+    def grid_activations(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(block 0's MLP activations at `=` (p², d_mlp), logits at `=` (p², p)) for every input, in one pass;
+        the fast form for 1 layer, hooks on the plain forward otherwise."""
+        if len(self.blocks) != 1:
+            _, cache = self.run_with_cache(
+                tokens(torch.arange(self.p**2), self.p).to(self.embed.W_E.device),
+                names_filter="blocks.0.mlp.hook_post",
+                return_type=None,
+            )
+            return cache["blocks.0.mlp.hook_post"][:, -1], self.grid_logits()
+        mlp, W_U = self.blocks[0].mlp, self.unembed.W_U
+        resid = self.grid_resid()
+        post = mlp.act(resid @ mlp.W_in)
+        return post, torch.addmm(post @ (mlp.W_out @ W_U), resid, W_U)
+
+    def grid_resid(self) -> torch.Tensor:
+        """The residual stream at `=` after attention (resid_mid) for every input, 1-layer model: (p², d_model).
 
         Only the `=` position feeds the logits, its query is the same for every input, and attention's
         keys and values depend on one token each. So per token (not per input) compute the attention
@@ -125,11 +148,8 @@ class Transformer(HookedRootModule):
         head-weighted sum of those vectors remain (one batched matrix product over the p×p grid) to give
         the residual stream at `=`, which the MLP and the unembedding (W_out @ W_U folded) then read.
         """
-        if len(self.blocks) != 1:
-            return self.plain_logits(torch.arange(self.p**2, device=self.embed.W_E.device))
-        p, blk = self.p, self.blocks[0]
-        W_E, W_pos, W_U = self.embed.W_E, self.pos_embed.W_pos, self.unembed.W_U
-        attn, mlp = blk.attn, blk.mlp
+        p, attn = self.p, self.blocks[0].attn
+        W_E, W_pos = self.embed.W_E, self.pos_embed.W_pos
         x_a, x_b, x_eq = W_E[:p] + W_pos[0], W_E[:p] + W_pos[1], W_E[p] + W_pos[2]  # (p, d), (p, d), (d,)
         q = torch.einsum("d,hde->he", x_eq, attn.W_Q)
         keys = [torch.einsum("td,hde->the", x, attn.W_K) for x in (x_a, x_b, x_eq[None])]
@@ -151,5 +171,4 @@ class Transformer(HookedRootModule):
         resid = torch.bmm(weights_a, torch.cat([ov_a, fixed], dim=1))  # (a, b, d)
         # ... and the b-side term batched over b, brought to (a, b) order by a copy (a strided add is slow)
         resid_b = torch.bmm(pattern[1].transpose(0, 1).contiguous(), ov_b)  # (b, a, d)
-        resid = (resid + resid_b.transpose(0, 1).contiguous()).reshape(p * p, -1)  # resid_mid at `=`
-        return read_out(resid, mlp.W_in, mlp.W_out @ W_U, mlp.act, W_skip=W_U, grad_rows=grad_rows)
+        return (resid + resid_b.transpose(0, 1).contiguous()).reshape(p * p, -1)

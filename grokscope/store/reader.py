@@ -105,6 +105,13 @@ class Run:
         n = self.n_metric_steps
         return {"step": np.arange(n), **{c: np.asarray(a[:n]) for c, a in self._metrics.items()}}
 
+    def analysis(self, name: str) -> dict[str, np.ndarray]:
+        """A cached analysis (see `grokscope.analysis`), computed first if missing or stale: name → array,
+        per-checkpoint arrays indexed like `steps` (their "steps" entry)."""
+        from grokscope.analysis import load
+
+        return load(self, name)
+
     @property
     def dataset(self) -> Dataset:
         arrays = layout.load_npz(self.path / layout.DATA)

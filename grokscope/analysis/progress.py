@@ -1,0 +1,135 @@
+"""Progress measures (Nanda et al. 2023): key frequencies, restricted and excluded loss, phases.
+
+Key frequencies, three rules (the rule used and its threshold are stored with every result):
+- `neurons`: the distinct frequencies of clustered neurons (fraction ≥ 0.85, see neurons.py);
+- `embed`: frequencies whose power in the embedding is at least KEY_POWER_FRACTION of the strongest's;
+- `logit_map`: the same rule on the DFT of the neuron → logit map W_out·W_U.
+The default is `neurons`; where no neuron is clustered it falls back to `embed` and says so.
+
+Restricted and excluded loss: L = logits over the inputs (n² in group coordinates). For each key k the
+unit vectors c_k, s_k over the inputs are cos(w_k z), sin(w_k z) with z = x ± y the label's coordinate
+and w_k = 2πk/n; Π_K L projects L (per output class) onto their span. Restricted: Π_K L + mean(L) −
+mean(Π_K L), means over inputs per class, cross-entropy over all inputs. Excluded: L − Π_K L,
+cross-entropy on the training inputs with the labels trained on. Per frequency: K = {k}.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from grokscope.analysis.fourier import Group
+from grokscope.tasks import Dataset
+
+# A frequency the network uses carries power within an order of magnitude of the strongest one's; after
+# clean-up the others sit orders of magnitude lower, so the rule is insensitive to the exact value.
+KEY_POWER_FRACTION = 0.1
+KEY_RULES = ("neurons", "embed", "logit_map")
+
+
+def key_frequencies_by_power(freq_power: np.ndarray, fraction: float = KEY_POWER_FRACTION) -> np.ndarray:
+    """freq_power (n // 2 + 1,) per frequency, index 0 = constant → the keys: sorted int array."""
+    power = np.asarray(freq_power[1:], dtype=np.float64)
+    if not power.size or power.max() <= 0:
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(power >= fraction * power.max()) + 1
+
+
+def key_frequencies_by_neurons(frequency: np.ndarray, clustered: np.ndarray) -> np.ndarray:
+    """frequency, clustered (d_mlp,) → the distinct frequencies of the clustered neurons, sorted."""
+    return np.unique(np.asarray(frequency)[np.asarray(clustered, dtype=bool)]).astype(np.int64)
+
+
+def key_directions(group: Group, keys: np.ndarray) -> torch.Tensor:
+    """Unit vectors c_k, s_k over the n² inputs (group coordinates), as columns: float64 (n², ≤ 2 |keys|).
+    For even n the frequency n/2 has no sine."""
+    z = torch.as_tensor(group.label_coordinate(), dtype=torch.float64)
+    columns = []
+    for k in keys:
+        w = 2 * math.pi * int(k) / group.n
+        columns.append(torch.cos(w * z))
+        if 2 * int(k) != group.n:
+            columns.append(torch.sin(w * z))
+    if not columns:
+        return torch.zeros(len(z), 0, dtype=torch.float64)
+    Q = torch.stack(columns, dim=1)
+    return Q / Q.norm(dim=0)
+
+
+class LossProbe:
+    """Restricted and excluded loss of logits over one group's inputs, for fixed key frequencies.
+
+    labels: int (n²,) correct label of each input; train: bool (n²,) which inputs are trained on;
+    train_labels: int (n²,) the labels trained on (used where train).
+    """
+
+    def __init__(self, group: Group, keys: np.ndarray, labels, train, train_labels):
+        self.keys = np.asarray(keys, dtype=np.int64)
+        self.Q = key_directions(group, self.keys)
+        self.per_key = [key_directions(group, np.array([k])) for k in self.keys]
+        self.labels = torch.as_tensor(labels)
+        self.train = torch.as_tensor(train, dtype=torch.bool)
+        self.train_labels = torch.as_tensor(train_labels)[self.train]
+
+    def __call__(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:
+        """logits (n², p) → restricted_loss, excluded_loss () and excluded_loss_per_freq (|keys|,)."""
+        L = logits.double()
+        projected = self.Q @ (self.Q.T @ L)
+        restricted = projected + L.mean(0) - projected.mean(0)
+        return {
+            "restricted_loss": F.cross_entropy(restricted, self.labels),
+            "excluded_loss": self.excluded(L, projected),
+            "excluded_loss_per_freq": torch.stack([self.excluded(L, Q @ (Q.T @ L)) for Q in self.per_key]).reshape(
+                len(self.keys)
+            ),
+        }
+
+    def excluded(self, L: torch.Tensor, projected: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy((L - projected)[self.train], self.train_labels)
+
+
+def loss_probe(data: Dataset, group: Group, keys: np.ndarray) -> LossProbe:
+    """The LossProbe of a run's dataset in the group's coordinates."""
+    rows = group.grid_rows(data.p)
+    train = np.isin(rows, data.train_rows)
+    trained_label = np.full(len(rows), -1, dtype=np.int64)
+    trained_label[train] = data.train_labels[np.searchsorted(data.train_rows, rows[train])]
+    return LossProbe(group, keys, data.true_labels[rows], train, trained_label)
+
+
+# Phase boundaries: a share of the test loss's fall (in log space) from its peak after memorization
+# to its lowest value after that peak. 10% marks the loss leaving its plateau, 90% its arrival at the
+# floor; a fall of less than tenfold is not a clean-up.
+PHASE_SHARES = (0.1, 0.9)
+MIN_FALL = math.log(10)
+TRAIN_FIT = 0.99
+
+
+def phases(train_acc: np.ndarray, test_loss: np.ndarray) -> dict[str, int | None]:
+    """Phase boundaries (steps, None where not reached) from per-step metrics (index = step).
+
+    memorization_end: the first step with train accuracy ≥ 0.99 (circuit formation starts);
+    cleanup_start: after it, the first step where log test loss has come down 10% of the way from its
+    peak to its minimum after the peak (circuit formation ends: the test loss leaves its plateau);
+    stable_start: the first step where it has come down 90% of the way (clean-up ends).
+    """
+    out: dict[str, int | None] = {"memorization_end": None, "cleanup_start": None, "stable_start": None}
+    fit = np.flatnonzero(np.asarray(train_acc) >= TRAIN_FIT)
+    if not len(fit):
+        return out
+    start = int(fit[0])
+    out["memorization_end"] = start
+    log_loss = np.log(np.clip(np.asarray(test_loss[start:], dtype=np.float64), 1e-300, None))
+    if np.isnan(log_loss).all():
+        return out
+    peak = int(np.nanargmax(log_loss))
+    fall = log_loss[peak] - np.nanmin(log_loss[peak:])
+    if not fall >= MIN_FALL:
+        return out
+    for name, share in zip(("cleanup_start", "stable_start"), PHASE_SHARES):
+        below = np.flatnonzero(log_loss[peak:] <= log_loss[peak] - share * fall)
+        out[name] = start + peak + int(below[0])
+    return out

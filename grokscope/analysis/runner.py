@@ -1,0 +1,326 @@
+"""Computing the analyses of a run over its checkpoints, caching them in the run, reading them back.
+
+Results live in <run>/analysis/<name>@v<version>.npz (numpy arrays, no pickle) with the saved steps
+they cover. Per-checkpoint analyses are topped up: only checkpoints saved since are computed. A file
+whose version, steps or inputs (key frequencies) no longer match, or that does not load, is recomputed.
+
+Batched forms: the weight analyses read parameter trajectories in blocks of checkpoints and work on
+them as stacked tensors; the activation analyses run one fast whole-grid forward per checkpoint
+(neuron clustering and restricted/excluded loss share it).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from grokscope.analysis.fourier import Group, group_of
+from grokscope.analysis.neurons import CLUSTER_THRESHOLD, cluster, frequency_fractions, grid_neurons
+from grokscope.analysis.progress import (
+    KEY_POWER_FRACTION,
+    key_frequencies_by_neurons,
+    key_frequencies_by_power,
+    loss_probe,
+    phases,
+)
+from grokscope.analysis.weights import spectra, weight_norms
+from grokscope.errors import GrokscopeError
+from grokscope.models import build_model
+from grokscope.store import Run, layout
+
+ANALYSIS_DIR = "analysis"
+BLOCK = 128  # checkpoints per block read from the trajectories
+
+
+@dataclass(frozen=True)
+class Spec:
+    version: int
+    description: str
+    needs_group: bool  # Fourier-based: needs a group operation (not poly)
+    meta: tuple[str, ...] = ()  # arrays that are not per checkpoint; all others have one row per saved step
+
+
+ANALYSES: dict[str, Spec] = {
+    "spectra": Spec(
+        1,
+        "Fourier power per component and per frequency of the embedding, unembedding and the neurons' input "
+        "and output maps; Gini of the embedding's and the neuron→logit map's per-frequency norms",
+        True,
+    ),
+    "weight_norms": Spec(1, "sum of squared weights, total and per parameter", False),
+    "neurons": Spec(
+        1,
+        "each MLP neuron's largest share of activation variance in one frequency and that frequency "
+        f"(clustered: share ≥ {CLUSTER_THRESHOLD})",
+        True,
+    ),
+    "key_frequencies": Spec(
+        1,
+        "the key frequencies at the last saved step by three rules, with the rule used and its threshold",
+        True,
+        ("step", "frequencies", "rule", "threshold", "by_neurons", "by_embed", "by_logit_map", "coordinates"),
+    ),
+    "progress": Spec(
+        1, "restricted loss, excluded loss, and excluded loss per key frequency", True, ("key_frequencies",)
+    ),
+    "phases": Spec(
+        1,
+        "memorization / circuit-formation / clean-up / stable boundaries, as steps",
+        False,
+        ("n_metric_steps", "names", "boundary_steps"),
+    ),
+}
+REQUIRES = {"key_frequencies": ("spectra",), "progress": ("key_frequencies",)}
+
+
+def path_of(run: Run, name: str) -> Path:
+    return run.path / ANALYSIS_DIR / f"{name}@v{ANALYSES[name].version}.npz"
+
+
+def check_names(names: Iterable[str]) -> list[str]:
+    names = list(names)
+    unknown = [n for n in names if n not in ANALYSES]
+    if unknown:
+        raise GrokscopeError(f"unknown analysis '{unknown[0]}' (known: {', '.join(ANALYSES)})")
+    return names
+
+
+def applicable(run: Run) -> list[str]:
+    """The analyses that apply to this run's task."""
+    try:
+        group_of(run.config.task)
+    except GrokscopeError:
+        return [n for n, s in ANALYSES.items() if not s.needs_group]
+    return list(ANALYSES)
+
+
+def analyze(run: Run, only: Iterable[str] | None = None, force: bool = False, progress: bool = True) -> list[str]:
+    """Compute what is missing of the named analyses (default: all that apply) up to the last saved
+    checkpoint and cache it in the run; returns the names of those (re)computed."""
+    run.refresh()
+    if not run.n_checkpoints:
+        raise GrokscopeError(f"{run.path}: no checkpoint saved yet")
+    if only is None:
+        wanted = applicable(run)
+    else:
+        wanted = check_names(only)
+        for name in wanted:
+            if ANALYSES[name].needs_group:
+                group_of(run.config.task)  # raises the reason it does not apply
+    todo = set(wanted)
+    for name in list(todo):
+        todo.update(REQUIRES.get(name, ()))
+    cached = {name: None if force else read_cached(run, name) for name in todo}
+    computed = []
+    group = group_of(run.config.task) if any(ANALYSES[n].needs_group for n in todo) else None
+
+    tops = {n: top_up_start(run, cached[n]) for n in ("spectra", "weight_norms") if n in todo}
+    if any(start < run.n_checkpoints for start in tops.values()):
+        computed += weights_pass(run, group, tops, cached)
+
+    if "key_frequencies" in todo:
+        kf = cached["key_frequencies"]
+        if kf is None or int(kf["step"]) != int(run.steps[-1]):
+            cached["key_frequencies"] = key_frequencies(run, group, cached["spectra"], cached.get("neurons"))
+            write(run, "key_frequencies", cached["key_frequencies"])
+            computed.append("key_frequencies")
+
+    grid = {}
+    if "neurons" in todo:
+        grid["neurons"] = top_up_start(run, cached["neurons"])
+    if "progress" in todo:
+        keys = cached["key_frequencies"]["frequencies"]
+        old = cached["progress"]
+        if old is not None and not np.array_equal(old["key_frequencies"], keys):
+            cached["progress"] = None
+        grid["progress"] = top_up_start(run, cached["progress"])
+    if any(start < run.n_checkpoints for start in grid.values()):
+        computed += grid_pass(run, group, grid, cached, progress)
+
+    if "phases" in todo and (cached["phases"] is None or int(cached["phases"]["n_metric_steps"]) != run.n_metric_steps):
+        metrics = run.metrics
+        bounds = phases(metrics["train_acc"], metrics["test_loss"])
+        write(
+            run,
+            "phases",
+            {
+                "n_metric_steps": np.int64(run.n_metric_steps),
+                "names": np.array(list(bounds)),
+                "boundary_steps": np.array([-1 if s is None else s for s in bounds.values()], dtype=np.int64),
+            },
+        )
+        computed.append("phases")
+    return computed
+
+
+def load(run: Run, name: str) -> dict[str, np.ndarray]:
+    """One analysis as arrays indexed by the run's saved steps (computed first if missing or stale)."""
+    check_names([name])
+    analyze(run, only=[name], progress=False)
+    return read_cached(run, name)
+
+
+def phase_steps(run: Run) -> dict[str, int | None]:
+    """Phase boundaries: name → step (None where not reached)."""
+    result = load(run, "phases")
+    return {str(n): (None if s < 0 else int(s)) for n, s in zip(result["names"], result["boundary_steps"])}
+
+
+def summary(run: Run) -> dict:
+    """The headline of `grokscope analyze --summary`, at the last saved step."""
+    analyze(run, progress=False)
+    group = group_of(run.config.task)
+    kf, spec, neurons = (read_cached(run, n) for n in ("key_frequencies", "spectra", "neurons"))
+    keys = kf["frequencies"]
+    power = spec["embed_freq_power"][-1]
+    return {
+        "key_frequencies": keys.tolist(),
+        "key_frequency_rule": str(kf["rule"]),
+        "phases": phase_steps(run),
+        "key_power_share": float(power[keys].sum() / power[1:].sum()) if power[1:].sum() > 0 else None,
+        "clustered_neuron_share": float((neurons["fraction"][-1] >= CLUSTER_THRESHOLD).mean()),
+        "step": int(run.steps[-1]),
+        "coordinates": group.note,
+    }
+
+
+# --- passes -------------------------------------------------------------------------------------------
+
+
+def top_up_start(run: Run, result: dict | None) -> int:
+    """The first checkpoint row a per-checkpoint result lacks (0 if it must be recomputed)."""
+    if result is None:
+        return 0
+    steps = result["steps"]
+    if len(steps) > run.n_checkpoints or not np.array_equal(steps, run.steps[: len(steps)]):
+        return 0
+    return len(steps)
+
+
+def append(run: Run, name: str, old: dict | None, start: int, new: dict[str, list], **meta) -> dict:
+    """Join rows [start, n_checkpoints) to the first `start` rows of `old`, write and return it."""
+    fresh = {k: np.stack([np.asarray(v) for v in rows]) for k, rows in new.items()}
+    if start and old is not None:
+        fresh = {k: np.concatenate([old[k][:start], v]) for k, v in fresh.items()}
+    fresh["steps"] = run.steps.copy()
+    fresh.update(meta)
+    write(run, name, fresh)
+    return fresh
+
+
+def weights_pass(run: Run, group: Group | None, starts: dict[str, int], cached: dict) -> list[str]:
+    first = min(starts.values())
+    rows: dict[str, dict[str, list]] = {name: {} for name in starts}
+    for i in range(first, run.n_checkpoints, BLOCK):
+        j = min(i + BLOCK, run.n_checkpoints)
+        params = {n: torch.from_numpy(np.array(run.trajectory(n)[i:j])) for n in run.param_names}
+        for name, start in starts.items():
+            if j <= start:
+                continue
+            result = spectra(params, run.config, group) if name == "spectra" else weight_norms(params)
+            for key, value in result.items():
+                rows[name].setdefault(key, []).extend(value[max(start - i, 0) :].numpy())
+    for name, start in starts.items():
+        cached[name] = append(run, name, cached[name], start, rows[name])
+    return list(starts)
+
+
+def grid_pass(run: Run, group: Group, starts: dict[str, int], cached: dict, show: bool) -> list[str]:
+    """One whole-grid forward per checkpoint from the first missing row; each analysis keeps its rows."""
+    first = min(starts.values())
+    model = build_model(run.config).eval()
+    keys = cached["key_frequencies"]["frequencies"]
+    probe = loss_probe(run.dataset, group, keys) if "progress" in starts else None
+    rows: dict[str, dict[str, list]] = {name: {} for name in starts}
+    names = run.param_names
+    with tqdm(total=run.n_checkpoints - first, disable=not show, unit="ckpt", desc="grid analyses") as bar:
+        for i in range(first, run.n_checkpoints, BLOCK):
+            j = min(i + BLOCK, run.n_checkpoints)
+            block = {n: torch.from_numpy(np.array(run.trajectory(n)[i:j])) for n in names}
+            for r in range(i, j):
+                model.load_state_dict({n: block[n][r - i] for n in names})
+                acts, logits = grid_neurons(model, group)
+                if r >= starts.get("neurons", run.n_checkpoints):
+                    c = cluster(frequency_fractions(acts))
+                    rows["neurons"].setdefault("frequency", []).append(c["frequency"].numpy().astype(np.int16))
+                    rows["neurons"].setdefault("fraction", []).append(c["fraction"].numpy())
+                if r >= starts.get("progress", run.n_checkpoints):
+                    for key, value in probe(logits).items():
+                        rows["progress"].setdefault(key, []).append(value.numpy())
+                bar.update()
+    done = [name for name, start in starts.items() if start < run.n_checkpoints]
+    for name in done:
+        meta = {"key_frequencies": cached["key_frequencies"]["frequencies"]} if name == "progress" else {}
+        cached[name] = append(run, name, cached[name], starts[name], rows[name], **meta)
+    return done
+
+
+def key_frequencies(run: Run, group: Group, spec: dict, neurons: dict | None) -> dict:
+    """Key frequencies at the last saved step by all three rules; the default rule decides."""
+    row = run.n_checkpoints - 1
+    if neurons is not None and top_up_start(run, neurons) == run.n_checkpoints:
+        frequency, fraction = neurons["frequency"][row], neurons["fraction"][row]
+    else:  # one forward at the last step instead of waiting for the whole neuron pass
+        acts, _ = grid_neurons(run.model(int(run.steps[row])), group)
+        c = cluster(frequency_fractions(acts))
+        frequency, fraction = c["frequency"].numpy(), c["fraction"].numpy()
+    by = {
+        "neurons": key_frequencies_by_neurons(frequency, fraction >= CLUSTER_THRESHOLD),
+        "embed": key_frequencies_by_power(spec["embed_freq_power"][row]),
+        "logit_map": key_frequencies_by_power(spec["neuron_out_freq_power"][row]),
+    }
+    rule = "neurons" if len(by["neurons"]) else "embed"
+    return {
+        "step": np.int64(run.steps[row]),
+        "frequencies": by[rule],
+        "rule": np.array(rule if rule == "neurons" else "embed (no neuron clustered)"),
+        "threshold": np.float64(CLUSTER_THRESHOLD if rule == "neurons" else KEY_POWER_FRACTION),
+        **{f"by_{name}": keys for name, keys in by.items()},
+        "coordinates": np.array(group.note),
+    }
+
+
+# --- the cache files ----------------------------------------------------------------------------------
+
+
+def read_cached(run: Run, name: str) -> dict[str, np.ndarray] | None:
+    """A cached result, or None if there is none or it does not load (then it is recomputed)."""
+    path = path_of(run, name)
+    if not path.is_file():
+        return None
+    try:
+        result = layout.load_npz(path)
+        check_cached(name, result)
+    except GrokscopeError as e:
+        print(f"grokscope: {e}; recomputing {name}", file=sys.stderr)
+        return None
+    return result
+
+
+def check_cached(name: str, result: dict[str, np.ndarray]) -> None:
+    meta = ANALYSES[name].meta
+    missing = [k for k in meta if k not in result]
+    if missing:
+        raise GrokscopeError(f"{name}: corrupt cache (no {missing[0]})")
+    if name in ("phases", "key_frequencies"):
+        return
+    steps = result.get("steps")
+    if steps is None or steps.ndim != 1 or len(result) == len(meta) + 1:
+        raise GrokscopeError(f"{name}: corrupt cache (no per-checkpoint arrays)")
+    if any(v.ndim == 0 or len(v) != len(steps) for k, v in result.items() if k not in meta):
+        raise GrokscopeError(f"{name}: corrupt cache (arrays of different lengths)")
+
+
+def write(run: Run, name: str, arrays: dict[str, np.ndarray]) -> None:
+    folder = run.path / ANALYSIS_DIR
+    folder.mkdir(exist_ok=True)
+    for stale in folder.glob(f"{name}@v*.npz"):
+        if stale.name != path_of(run, name).name:
+            stale.unlink()
+    layout.write_npz(path_of(run, name), arrays)
