@@ -76,6 +76,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_info)
 
+    p = sub.add_parser("analyze", help="compute a run's progress measures over every checkpoint (cached)")
+    p.add_argument("run", nargs="?", help="run directory")
+    p.add_argument("--only", metavar="NAME,...", help="these analyses only (see --list)")
+    p.add_argument("--force", action="store_true", help="recompute even what is cached")
+    p.add_argument("--summary", action="store_true", help="print the headline: key frequencies, phases, shares")
+    p.add_argument("--json", action="store_true", help="with --summary: as JSON")
+    p.add_argument("--list", action="store_true", help="list the analyses and exit")
+    p.set_defaults(handler=cmd_analyze)
+
+    p = sub.add_parser("probe", help="ablate heads, neurons or frequencies at a step and report the damage")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--step", type=int, help="a saved step (default: the last)")
+    p.add_argument("--heads", metavar="H,...", help="attention heads to zero-ablate")
+    p.add_argument("--neurons", metavar="N,...", help="MLP neurons to zero-ablate")
+    p.add_argument("--frequencies", metavar="K,...", help="Fourier frequencies to project out of the residual stream")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=cmd_probe)
+
     p = sub.add_parser("demo", help="train the demo run on CPU into checkpoints/demo and summarize it")
     p.add_argument("--no-app", action="store_true", help="do not open the app afterwards")
     p.add_argument("--force", action="store_true", help="retrain even if checkpoints/demo is complete")
@@ -165,6 +183,78 @@ def cmd_info(args: argparse.Namespace) -> int:
     print("  config:")
     for key, value in flatten(summary["config"]).items():
         print(f"    {key} = {json.dumps(value)}")
+    return 0
+
+
+def int_list(text: str | None, what: str) -> list[int]:
+    if not text:
+        return []
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise GrokscopeError(f"{what} must be comma-separated integers; got '{text}'") from None
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from grokscope import analysis
+    from grokscope.store import open_run
+
+    if args.list:
+        print(analysis.describe())
+        return 0
+    if not args.run:
+        raise GrokscopeError("analyze needs a run directory (or --list)")
+    if args.json and not args.summary:
+        raise GrokscopeError("--json goes with --summary")
+    run = open_run(args.run)
+    only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+    computed = analysis.analyze(run, only=only, force=args.force, progress=not args.json)
+    if args.summary:
+        summary = analysis.summary(run)
+        if args.json:
+            print(json.dumps(summary, indent=2))
+            return 0
+        print_summary(summary)
+        return 0
+    skipped = set(analysis.ANALYSES) - set(analysis.runner.applicable(run)) if only is None else set()
+    print(f"{run.path}: {len(run.steps)} checkpoints (steps {run.steps[0]}..{run.steps[-1]})")
+    print(f"  computed: {', '.join(computed) if computed else 'nothing (all cached and current)'}")
+    if skipped:
+        print(f"  not applicable to task.op '{run.config.task.op}': {', '.join(sorted(skipped))}")
+    print(f"  cached in {run.path / analysis.runner.ANALYSIS_DIR}")
+    return 0
+
+
+def print_summary(summary: dict) -> None:
+    print(f"at step {summary['step']} ({summary['coordinates']}):")
+    print(f"  key frequencies: {summary['key_frequencies']} (rule: {summary['key_frequency_rule']})")
+    share = summary["key_power_share"]
+    print(f"  share of W_E's non-constant Fourier power in them: {'n/a' if share is None else format(share, '.1%')}")
+    print(f"  share of neurons clustered to one frequency: {summary['clustered_neuron_share']:.1%}")
+    print("  phase boundaries (steps): " + ", ".join(f"{k} {v}" for k, v in summary["phases"].items()))
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from grokscope.analysis.probes import ablate, ablation_table
+    from grokscope.store import open_run
+
+    run = open_run(args.run)
+    if not run.n_checkpoints:
+        raise GrokscopeError(f"{run.path}: no checkpoint saved yet")
+    step = int(run.steps[-1]) if args.step is None else args.step
+    result = ablate(
+        run.model(step),
+        run.config,
+        run.dataset,
+        heads=int_list(args.heads, "--heads"),
+        neurons=int_list(args.neurons, "--neurons"),
+        frequencies=int_list(args.frequencies, "--frequencies"),
+    )
+    if args.json:
+        print(json.dumps({"step": step, **result}, indent=2))
+    else:
+        print(f"{run.name} at step {step}:")
+        print(ablation_table(result))
     return 0
 
 

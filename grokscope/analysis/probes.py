@@ -1,0 +1,141 @@
+"""Circuit probes at one checkpoint, through hooks on the plain forward over every input.
+
+- `attention_patterns(model)`: where `=` attends, per head, for every input.
+- `ablate(model, dataset, heads=, neurons=, frequencies=)`: zero-ablate attention heads (their output z),
+  MLP neurons (their activation), or remove Fourier directions of the embedding from the residual
+  stream (for frequency k, the span of the cos k and sin k components of W_E, projected out of
+  `blocks.0.hook_resid_pre` at every position); reports loss and accuracy on train and test inputs
+  before and after.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from grokscope.analysis.fourier import fourier_basis, group_of
+from grokscope.config import RunConfig
+from grokscope.errors import GrokscopeError
+from grokscope.tasks import Dataset, one_hots, tokens
+
+
+@torch.no_grad()
+def attention_patterns(model: torch.nn.Module, layer: int = 0) -> torch.Tensor:
+    """Attention of the `=` position over (a, b, =) per head, for every input row a * p + b: (p², H, 3)."""
+    if model.cfg.kind != "transformer":
+        raise GrokscopeError("attention patterns need a transformer; this run's model is an MLP")
+    if not 0 <= layer < model.cfg.n_layers:
+        raise GrokscopeError(f"no layer {layer} (the model has {model.cfg.n_layers})")
+    name = f"blocks.{layer}.attn.hook_pattern"
+    _, cache = model.run_with_cache(model_inputs(model, torch.arange(model.p**2)), names_filter=name)
+    return cache[name][:, :, -1, :]
+
+
+def model_inputs(model: torch.nn.Module, rows: torch.Tensor) -> torch.Tensor:
+    return tokens(rows, model.p) if model.cfg.kind == "transformer" else one_hots(rows, model.p)
+
+
+@torch.no_grad()
+def ablate(
+    model: torch.nn.Module,
+    config: RunConfig,
+    dataset: Dataset,
+    heads: Sequence[int] = (),
+    neurons: Sequence[int] = (),
+    frequencies: Sequence[int] = (),
+) -> dict[str, dict[str, float]]:
+    """Loss (float64 cross-entropy) and accuracy on train and test before and after the ablation:
+    {"train_loss": {"base", "ablated", "change"}, "train_acc": ..., "test_loss": ..., "test_acc": ...}."""
+    hooks = ablation_hooks(model, config, heads, neurons, frequencies)
+    if not hooks:
+        raise GrokscopeError("nothing to ablate: give heads, neurons or frequencies")
+    rows = torch.arange(model.p**2)
+    inputs = model_inputs(model, rows)
+    base = last_position(model(inputs))
+    ablated = last_position(model.run_with_hooks(inputs, fwd_hooks=hooks))
+    out = {}
+    for split, split_rows, labels in (
+        ("train", dataset.train_rows, dataset.train_labels),
+        ("test", dataset.test_rows, dataset.test_labels),
+    ):
+        r, y = torch.as_tensor(split_rows), torch.as_tensor(labels)
+        for metric, fn in (("loss", cross_entropy), ("acc", accuracy)):
+            b, a = fn(base[r], y), fn(ablated[r], y)
+            out[f"{split}_{metric}"] = {"base": b, "ablated": a, "change": a - b}
+    return out
+
+
+def last_position(logits: torch.Tensor) -> torch.Tensor:
+    return logits[:, -1] if logits.ndim == 3 else logits
+
+
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    return float(F.cross_entropy(logits.double(), labels))
+
+
+def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    return float((logits.argmax(-1) == labels).double().mean())
+
+
+def ablation_hooks(model, config: RunConfig, heads, neurons, frequencies) -> list:
+    transformer = model.cfg.kind == "transformer"
+    hooks = []
+    if len(heads):
+        if not transformer:
+            raise GrokscopeError("head ablation needs a transformer; this run's model is an MLP")
+        bad = [h for h in heads if not 0 <= h < model.cfg.n_heads]
+        if bad:
+            raise GrokscopeError(f"no head {bad[0]} (the model has {model.cfg.n_heads}: 0..{model.cfg.n_heads - 1})")
+        index = torch.as_tensor(list(heads))
+
+        def zero_heads(z, hook):  # z: (batch, pos, head, d_head)
+            z[:, :, index] = 0
+            return z
+
+        hooks.append(("blocks.0.attn.hook_z", zero_heads))
+    if len(neurons):
+        d_mlp = model.cfg.d_mlp
+        bad = [n for n in neurons if not 0 <= n < d_mlp]
+        if bad:
+            raise GrokscopeError(f"no neuron {bad[0]} (the MLP has {d_mlp}: 0..{d_mlp - 1})")
+        index = torch.as_tensor(list(neurons))
+
+        def zero_neurons(post, hook):  # post: (batch, [pos,] d_mlp)
+            post[..., index] = 0
+            return post
+
+        hooks.append(("blocks.0.mlp.hook_post" if transformer else "mlp.hook_post", zero_neurons))
+    if len(frequencies):
+        if not transformer:
+            raise GrokscopeError("frequency ablation needs a residual stream; this run's model is an MLP")
+        Q = frequency_directions(model, config, frequencies)
+
+        def project_out(resid, hook):  # resid: (batch, pos, d_model)
+            return resid - (resid @ Q) @ Q.T
+
+        hooks.append(("blocks.0.hook_resid_pre", project_out))
+    return hooks
+
+
+def frequency_directions(model, config: RunConfig, frequencies: Sequence[int]) -> torch.Tensor:
+    """Orthonormal basis (d_model, m) of the residual-stream directions that carry the given frequencies
+    in the embedding: the cos k and sin k Fourier components of W_E (tokens in group coordinates)."""
+    group = group_of(config.task)
+    bad = [k for k in frequencies if not 1 <= k <= group.n // 2]
+    if bad:
+        raise GrokscopeError(f"no frequency {bad[0]} (frequencies are 1..{group.n // 2})")
+    basis = fourier_basis(group.n).float()
+    components = [c for c in range(1, group.n) if (c + 1) // 2 in set(frequencies)]
+    directions = basis[components] @ model.embed.W_E[torch.as_tensor(group.tokens)]  # (m, d_model)
+    Q, _ = torch.linalg.qr(directions.T)
+    return Q
+
+
+def ablation_table(result: dict[str, dict[str, float]]) -> str:
+    """The result of `ablate` as aligned text lines."""
+    lines = [f"{'':12}{'base':>12}{'ablated':>12}{'change':>12}"]
+    for name, values in result.items():
+        lines.append(f"{name:12}" + "".join(f"{values[k]:12.4g}" for k in ("base", "ablated", "change")))
+    return "\n".join(lines)
