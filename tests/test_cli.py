@@ -154,3 +154,52 @@ def test_full_disk_during_training_is_one_line_and_keeps_the_run(tmp_path, capsy
 def test_cuda_requested_without_cuda_is_one_line(capsys):
     code, _, err = run_cli(["train", *SMALL, "--device", "cuda", "--out", "/tmp/never-created"], capsys)
     assert code == 2 and "CUDA is not available" in err and err.count("\n") == 1
+
+
+def test_analyze_summary_json_and_cache(small_run, tmp_path, capsys):
+    import shutil
+
+    path = tmp_path / "run"
+    shutil.copytree(small_run.path, path)
+    code, stdout, _ = run_cli(["analyze", str(path)], capsys)
+    assert code == 0 and "computed: spectra" in stdout
+    code, stdout, _ = run_cli(["analyze", str(path)], capsys)
+    assert code == 0 and "computed: nothing" in stdout
+    code, stdout, _ = run_cli(["analyze", str(path), "--summary", "--json"], capsys)
+    summary = json.loads(stdout)
+    assert {"key_frequencies", "key_frequency_rule", "phases", "key_power_share", "clustered_neuron_share"} <= set(
+        summary
+    )
+    assert set(summary["phases"]) == {"memorization_end", "cleanup_start", "stable_start"}
+    code, stdout, _ = run_cli(["analyze", str(path), "--summary"], capsys)
+    assert code == 0 and "key frequencies" in stdout
+    code, stdout, _ = run_cli(["analyze", "--list"], capsys)
+    assert code == 0 and "progress (v1)" in stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["analyze", "{run}", "--only", "spectra,nope"], "unknown analysis 'nope'"),
+        (["analyze", "{tmp}"], "not a grokscope run"),
+        (["analyze", "{run}", "--json"], "--json goes with --summary"),
+        (["probe", "{run}", "--heads", "7"], "no head 7"),
+        (["probe", "{run}", "--frequencies", "99"], "no frequency 99"),
+        (["probe", "{run}", "--neurons", "a"], "comma-separated integers"),
+        (["probe", "{run}"], "nothing to ablate"),
+        (["probe", "{run}", "--step", "99999", "--heads", "0"], "step 99999 was not saved"),
+    ],
+)
+def test_analyze_and_probe_bad_input(small_run, tmp_path, capsys, args, message):
+    args = [a.format(run=small_run.path, tmp=tmp_path) for a in args]
+    code, _, err = run_cli(args, capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_probe_reports_base_and_ablated(small_run, capsys):
+    code, stdout, _ = run_cli(["probe", str(small_run.path), "--heads", "0", "--json"], capsys)
+    result = json.loads(stdout)
+    assert code == 0 and result["step"] == int(small_run.steps[-1])
+    assert set(result) == {"step", "train_loss", "train_acc", "test_loss", "test_acc"}
+    for values in (v for k, v in result.items() if k != "step"):
+        assert values["change"] == pytest.approx(values["ablated"] - values["base"])

@@ -235,8 +235,9 @@ def grid_pass(run: Run, group: Group, starts: dict[str, int], cached: dict, show
     """One whole-grid forward per checkpoint from the first missing row; each analysis keeps its rows."""
     first = min(starts.values())
     model = build_model(run.config).eval()
-    keys = cached["key_frequencies"]["frequencies"]
-    probe = loss_probe(run.dataset, group, keys) if "progress" in starts else None
+    probe = None
+    if "progress" in starts:
+        probe = loss_probe(run.dataset, group, cached["key_frequencies"]["frequencies"])
     rows: dict[str, dict[str, list]] = {name: {} for name in starts}
     names = run.param_names
     with tqdm(total=run.n_checkpoints - first, disable=not show, unit="ckpt", desc="grid analyses") as bar:

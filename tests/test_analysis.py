@@ -1,0 +1,249 @@
+"""Analyses: the Fourier conventions, the two forms agreeing, the cache, and the science on a grokked run."""
+
+from __future__ import annotations
+
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+import grokscope
+from grokscope import analysis
+from grokscope.analysis.fourier import (
+    component_frequency,
+    fourier_basis,
+    gini,
+    group_of,
+    per_frequency,
+    primitive_root,
+)
+from grokscope.analysis.neurons import cluster, frequency_fractions
+from grokscope.analysis.progress import key_directions, key_frequencies_by_power, phases
+from grokscope.analysis.runner import ANALYSIS_DIR
+from grokscope.analysis.weights import spectra
+from grokscope.config import TaskConfig
+from grokscope.store import layout
+from tests.conftest import small_config
+
+
+@pytest.mark.parametrize("n", [2, 7, 12, 31])
+def test_fourier_basis_is_orthonormal_in_the_documented_order(n):
+    F = fourier_basis(n)
+    assert torch.allclose(F @ F.T, torch.eye(n, dtype=F.dtype), atol=1e-12)
+    x = torch.arange(n, dtype=torch.float64)
+    assert torch.allclose(F[0], torch.full((n,), n**-0.5, dtype=F.dtype))
+    if n > 2:  # component 1 is cos 1, component 2 is sin 1
+        assert torch.allclose(F[1], torch.cos(2 * math.pi * x / n) / math.sqrt(n / 2))
+        assert torch.allclose(F[2], torch.sin(2 * math.pi * x / n) / math.sqrt(n / 2))
+    assert list(component_frequency(n)) == [(c + 1) // 2 for c in range(n)]
+
+
+def test_a_hand_built_embedding_is_recovered_exactly():
+    p, keys = 31, (3, 7)
+    x = torch.arange(p, dtype=torch.float64)
+    columns = [torch.cos(2 * math.pi * k * x / p) for k in keys] + [torch.sin(2 * math.pi * 7 * x / p)]
+    W_E = torch.zeros(p + 1, 8)
+    W_E[:p, :3] = torch.stack(columns, dim=1).float()
+    config = grokscope.load_preset("tiny").with_overrides({"model.d_model": 8, "model.d_head": 2})
+    params = {n: t.detach()[None] for n, t in grokscope.build_model(config).named_parameters()}
+    params["embed.W_E"] = W_E[None]
+    power = spectra(params, config, group_of(config.task))["embed_freq_power"][0]
+    # cos k has squared norm p/2 over Z_p: frequency 3 holds p/2, frequency 7 (cos and sin) holds p
+    expected = torch.zeros(p // 2 + 1, dtype=torch.float64)
+    expected[3], expected[7] = p / 2, p
+    assert torch.allclose(power, expected, atol=1e-4)
+    assert key_frequencies_by_power(power.numpy()).tolist() == [3, 7]
+
+
+def test_a_neuron_reading_one_frequency_has_all_its_variance_there():
+    n, k = 31, 5
+    x = torch.arange(n, dtype=torch.float64)
+    wave = 2 * math.pi * k / n
+    acts = torch.stack(
+        [
+            torch.cos(wave * (x[:, None] + x[None, :])),  # the (c_k c_k, s_k s_k) block
+            torch.cos(wave * x)[:, None].expand(n, n) + 0.5 * torch.sin(wave * x)[None, :],  # the (k, 0), (0, k) parts
+            torch.randn(n, n, generator=torch.Generator().manual_seed(0), dtype=torch.float64),
+        ]
+    )
+    fractions = frequency_fractions(acts)
+    assert torch.allclose(fractions[:2, k - 1], torch.ones(2, dtype=torch.float64))
+    assert fractions[:2].sum(-1).allclose(torch.ones(2, dtype=torch.float64))
+    c = cluster(fractions)
+    assert c["frequency"][:2].tolist() == [k, k] and c["clustered"].tolist() == [True, True, False]
+    # noise spreads over all frequencies: its largest share is far below the 0.85 cluster threshold
+    assert fractions[2].max() < 0.5
+
+
+def test_gini_of_known_vectors():
+    values = torch.tensor([[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 1.0], [0.0, 0.0, 0.0, 0.0]], dtype=torch.float64)
+    assert gini(values).tolist() == pytest.approx([0.0, 0.75, 0.0])
+
+
+def test_multiplicative_tasks_use_discrete_log_coordinates():
+    for op, sign in (("mul", 1), ("div", -1)):
+        group = group_of(TaskConfig(op=op, p=13))
+        g = primitive_root(13)
+        assert g == 2 and group.n == 12 and group.sign == sign
+        assert sorted(group.tokens.tolist()) == list(range(1, 13))  # every nonzero residue once
+        x, y = np.divmod(np.arange(144), 12)
+        a, b = group.tokens[x], group.tokens[y]
+        label = (a * b) % 13 if op == "mul" else (a * np.array([pow(int(v), 11, 13) for v in b])) % 13
+        assert (group.tokens[group.label_coordinate()] == label).all()
+    with pytest.raises(grokscope.GrokscopeError, match="not"):
+        group_of(TaskConfig(op="poly", p=13))
+
+
+def test_key_directions_are_orthonormal_with_even_n():
+    group = group_of(TaskConfig(op="mul", p=13))  # n = 12 is even: frequency 6 has no sine
+    Q = key_directions(group, np.array([1, 4, 6]))
+    assert Q.shape == (144, 5)
+    assert torch.allclose(Q.T @ Q, torch.eye(5, dtype=Q.dtype), atol=1e-12)
+
+
+def test_phases_on_synthetic_curves():
+    steps = np.arange(1000)
+    train_acc = np.where(steps >= 100, 1.0, 0.5)
+    test_loss = np.where(steps < 400, 5.0, 5.0 * np.exp(-(steps - 400) / 50))
+    bounds = phases(train_acc, test_loss)
+    assert bounds["memorization_end"] == 100
+    # log loss falls linearly from 400 (slope 1/50 per step); its total fall by step 999 is 599/50
+    assert bounds["cleanup_start"] == 400 + math.ceil(0.1 * 599)
+    assert bounds["stable_start"] == 400 + math.ceil(0.9 * 599)
+    flat = phases(train_acc, np.full(1000, 5.0))  # no fall: no clean-up
+    assert flat == {"memorization_end": 100, "cleanup_start": None, "stable_start": None}
+
+
+@pytest.fixture(scope="module")
+def analyzed(grokked_run, tmp_path_factory):
+    """A copy of the grokked tiny run with every analysis computed."""
+    path = tmp_path_factory.mktemp("analysis") / "tiny"
+    shutil.copytree(grokked_run.path, path)
+    run = grokscope.open_run(path)
+    analysis.analyze(run, progress=False)
+    return run
+
+
+def test_batched_and_one_checkpoint_forms_agree(analyzed):
+    keys = analyzed.analysis("key_frequencies")["frequencies"]
+    cached = {name: analyzed.analysis(name) for name in ("spectra", "weight_norms", "neurons", "progress")}
+    for row in (0, len(analyzed.steps) // 3, len(analyzed.steps) - 1):
+        step = int(analyzed.steps[row])
+        single = analysis.measure_model(analyzed.model(step), analyzed.config, analyzed.dataset, keys)
+        for name, result in cached.items():
+            for key, values in result.items():
+                if key in ("steps", "key_frequencies"):
+                    continue
+                np.testing.assert_allclose(values[row], single[key], rtol=2e-4, atol=1e-5, err_msg=f"{name}.{key}")
+
+
+def test_a_grokked_run_shows_the_circuit(analyzed):
+    run = analyzed
+    summary = analysis.summary(run)
+    # A handful of key frequencies (of 15) carries most of W_E's non-constant power: with a random
+    # embedding 3 frequencies would hold about 3/15 = 20%; the grokked tiny run measures ~88%.
+    assert 1 <= len(summary["key_frequencies"]) <= 6
+    assert summary["key_power_share"] >= 0.6
+    # Most neurons cluster to one frequency (share >= 0.85, a level noise neurons never reach, see the
+    # synthetic test); the grokked tiny run measures ~69%.
+    assert summary["clustered_neuron_share"] >= 0.5
+
+    steps, metrics, progress = run.steps, run.metrics, run.analysis("progress")
+    restricted, test_loss = progress["restricted_loss"], metrics["test_loss"][steps]
+    # "Falls below its initial value" read as: halves, so step-to-step noise at the start cannot decide it.
+    # The restricted loss halves at ~step 54, the test loss at ~step 296.
+    assert restricted.min() < 0.5 * restricted[0] and test_loss.min() < 0.5 * test_loss[0]
+    assert steps[np.argmax(restricted < 0.5 * restricted[0])] < steps[np.argmax(test_loss < 0.5 * test_loss[0])]
+
+    bounds = analysis.phase_steps(run)
+    assert None not in bounds.values()
+    assert 0 < bounds["memorization_end"] < bounds["cleanup_start"] < bounds["stable_start"] <= steps[-1]
+    # The excluded loss on train rises after memorization (to ~2x on this run) while train loss is low.
+    excluded = progress["excluded_loss"]
+    start, end = np.searchsorted(steps, bounds["memorization_end"]), np.searchsorted(steps, bounds["stable_start"])
+    peak = start + int(np.argmax(excluded[start:end]))
+    assert excluded[peak] > 1.5 * excluded[start]
+    assert metrics["train_loss"][steps[peak]] < 0.01 * excluded[peak]
+
+
+def test_probes_hurt_with_key_frequencies_not_others(analyzed):
+    from grokscope.analysis.probes import ablate, attention_patterns
+
+    model = analyzed.model(int(analyzed.steps[-1]))
+    keys = analyzed.analysis("key_frequencies")["frequencies"]
+    other = next(k for k in range(1, 16) if k not in keys)
+    hit = ablate(model, analyzed.config, analyzed.dataset, frequencies=[int(keys[0])])
+    miss = ablate(model, analyzed.config, analyzed.dataset, frequencies=[other])
+    # one key frequency of ~3 removed costs clearly more test accuracy (measured ~16 points) than a
+    # frequency the network does not use (measured 0)
+    assert hit["test_acc"]["change"] < -0.05
+    assert miss["test_acc"]["change"] > -0.01
+    every = ablate(model, analyzed.config, analyzed.dataset, neurons=range(model.cfg.d_mlp))
+    assert every["test_acc"]["ablated"] < 0.5
+    pattern = attention_patterns(model)
+    assert pattern.shape == (31 * 31, model.cfg.n_heads, 3)
+    assert torch.allclose(pattern.sum(-1), torch.ones(()))
+    with pytest.raises(grokscope.GrokscopeError, match="no head"):
+        ablate(model, analyzed.config, analyzed.dataset, heads=[99])
+
+
+def test_cache_is_reused_topped_up_and_recomputed_when_stale_or_corrupt(small_run, tmp_path, capsys):
+    path = tmp_path / "run"
+    shutil.copytree(small_run.path, path)
+    run = grokscope.open_run(path)
+    full = len(run.steps)
+    progress = layout.read_json(path / layout.PROGRESS)
+    # pretend the run is still training: only the first half of its checkpoints are durable
+    step = int(run.steps[full // 2 - 1])
+    half = dict(progress, n_checkpoints=full // 2, n_metric_steps=step, step=step, state=layout.state_name(step))
+    layout.write_json(path / layout.PROGRESS, half)
+    run.refresh()
+    assert set(analysis.analyze(run, progress=False)) == set(analysis.ANALYSES)
+    assert len(run.analysis("neurons")["steps"]) == full // 2
+
+    layout.write_json(path / layout.PROGRESS, progress)
+    run.refresh()
+    analysis.analyze(run, progress=False)  # topped up to every checkpoint
+    topped = {name: run.analysis(name) for name in ("spectra", "neurons", "weight_norms")}
+    assert analysis.analyze(run, progress=False) == []  # nothing left to do
+
+    shutil.copytree(small_run.path, tmp_path / "fresh")
+    fresh = {name: grokscope.open_run(tmp_path / "fresh").analysis(name) for name in topped}
+    for name, result in topped.items():
+        for key in result:
+            np.testing.assert_allclose(result[key], fresh[name][key], rtol=1e-6, err_msg=f"{name}.{key}")
+
+    corrupt = path / ANALYSIS_DIR / "neurons@v1.npz"
+    corrupt.write_bytes(corrupt.read_bytes()[:100])
+    assert "neurons" in analysis.analyze(run, progress=False)
+    assert "neurons@v1.npz" in capsys.readouterr().err
+
+
+def test_a_new_analysis_version_recomputes(small_run, tmp_path, monkeypatch):
+    path = tmp_path / "run"
+    shutil.copytree(small_run.path, path)
+    run = grokscope.open_run(path)
+    analysis.analyze(run, only=["weight_norms"], progress=False)
+    spec = analysis.ANALYSES["weight_norms"]
+    monkeypatch.setitem(analysis.ANALYSES, "weight_norms", type(spec)(2, spec.description, spec.needs_group))
+    assert analysis.analyze(run, only=["weight_norms"], progress=False) == ["weight_norms"]
+    assert sorted(p.name for p in (path / ANALYSIS_DIR).glob("weight_norms@*")) == ["weight_norms@v2.npz"]
+
+
+def test_analyses_that_do_not_apply_say_so(tmp_path):
+    run_dir = grokscope.train(small_config(**{"task.op": "poly", "train.steps": 10}), tmp_path / "poly", progress=False)
+    run = grokscope.open_run(run_dir)
+    assert set(analysis.analyze(run, progress=False)) == {"weight_norms", "phases"}
+    with pytest.raises(grokscope.GrokscopeError, match="not a group operation|is not one"):
+        analysis.analyze(run, only=["neurons"], progress=False)
+
+
+def test_multiplication_runs_are_analysed_on_z_p_minus_1(tmp_path):
+    run_dir = grokscope.train(small_config(**{"task.op": "mul", "train.steps": 20}), tmp_path / "mul", progress=False)
+    run = grokscope.open_run(run_dir)
+    summary = analysis.summary(run)
+    assert "Z_30" in summary["coordinates"] and "discrete logarithm" in summary["coordinates"]
+    assert run.analysis("spectra")["embed_power"].shape == (len(run.steps), 30)
+    assert per_frequency(torch.ones(30), 30).shape == (16,)
