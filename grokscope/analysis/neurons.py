@@ -18,11 +18,13 @@ CLUSTER_THRESHOLD = 0.85
 
 
 def grid_neurons(model: torch.nn.Module, group: Group) -> tuple[torch.Tensor, torch.Tensor]:
-    """(activations (d_mlp, n, n), logits (n * n, p)) of a model over its inputs in group coordinates,
-    from the fast whole-grid form."""
+    """(activations (n, n, d_mlp) indexed [x, y, neuron], logits (n * n, p)) of a model over its inputs in
+    group coordinates, from the fast whole-grid form."""
     post, logits = model.grid_activations()
-    rows = torch.as_tensor(group.grid_rows(model.p))
-    return post[rows].T.reshape(-1, group.n, group.n), logits[rows]
+    if group.n != model.p:  # the discrete-log order of a·b, a/b (a+b, a−b keep the grid's own)
+        rows = torch.as_tensor(group.grid_rows(model.p))
+        post, logits = post[rows], logits[rows]
+    return post.reshape(group.n, group.n, -1), logits
 
 
 @torch.no_grad()
@@ -39,31 +41,36 @@ def plain_neurons(model: torch.nn.Module, group: Group) -> tuple[torch.Tensor, t
     post = cache[hook]
     if model.cfg.kind == "transformer":
         post, logits = post[:, -1], logits[:, -1]
-    return post.T.reshape(-1, group.n, group.n), logits
+    return post.reshape(group.n, group.n, -1), logits
 
 
 def frequency_fractions(acts: torch.Tensor) -> torch.Tensor:
-    """acts (N, n, n) → fraction of each neuron's variance in each frequency k = 1..n//2: (N, n // 2).
+    """acts (n, n, N) indexed [x, y, neuron] → each neuron's fraction of variance in each frequency
+    k = 1..n//2: (N, n // 2).
 
-    Only the components the fractions read are computed: G = F·A once (n³ per neuron), then from G the
-    column 0, row 0 and each component's block of its own frequency (n² per neuron), not all of F·A·Fᵀ.
+    Only the components the fractions read are computed: G = F·A for all neurons in one matrix product
+    (n³ per neuron), then from G the column 0, row 0 and each component's block of its own frequency
+    (n² per neuron), not all of F·A·Fᵀ. Centring A changes only the (const, const) component, which
+    no frequency reads, so A is used as it is.
     """
-    n = acts.shape[-1]
+    n, N = acts.shape[0], acts.shape[-1]
     F = fourier_basis(n).to(acts)
-    A = acts - acts.mean((1, 2), keepdim=True)
-    G = F @ A  # (N, u, y)
-    col0 = G @ F[0]  # (N, u): components (u, const)
-    row0 = G[:, 0] @ F.T  # (N, v): components (const, v)
+    G = (F @ acts.reshape(n, n * N)).reshape(n, n, N)  # [u, y, neuron]
+    col0 = F[0] @ G  # (u, N): components (u, const)
+    row0 = F @ G[0]  # (v, N): components (const, v)
     freq = component_frequency(n)
     partners = np.full((n, 2), n)  # the components sharing u's frequency; n points at a zero row
     for u in range(1, n):
         same = np.flatnonzero(freq == freq[u])
         partners[u, : len(same)] = same
     F_padded = torch.cat([F, F.new_zeros(1, n)])
-    block = torch.einsum("Nuy,ujy->Nuj", G, F_padded[torch.as_tensor(partners)])  # (N, u, 2)
-    power = col0.square() + row0.square() + block.square().sum(-1)  # (N, n): by the component u
-    total = A.square().sum((1, 2)).clamp_min(torch.finfo(A.dtype).tiny)
-    return (per_frequency(power, n)[:, 1:] / total[:, None]).clamp(0, 1)
+    block = torch.bmm(F_padded[torch.as_tensor(partners)], G)  # (u, 2, N): components (u, v) of u's frequency
+    power = col0.square() + row0.square() + block.square().sum(1)  # (u, N): by the component u
+    # the variance: every component but (const, const), i.e. rows u ≥ 1 of G and row 0's v ≥ 1 (in place:
+    # G is ours, and a fresh (n, n, N) temporary costs more than the arithmetic)
+    total = G[1:].square_().sum((0, 1)) + row0[1:].square().sum(0)
+    total = total.clamp_min(torch.finfo(acts.dtype).tiny)
+    return (per_frequency(power.T, n)[:, 1:] / total[:, None]).clamp(0, 1)
 
 
 def cluster(fractions: torch.Tensor, threshold: float = CLUSTER_THRESHOLD) -> dict[str, torch.Tensor]:

@@ -68,10 +68,13 @@ class LossProbe:
 
     def __init__(self, group: Group, keys: np.ndarray, labels, train, train_labels):
         self.keys = np.asarray(keys, dtype=np.int64)
-        self.Q = key_directions(group, self.keys)
-        self.per_key = [key_directions(group, np.array([k])) for k in self.keys]
+        self.Q = key_directions(group, self.keys)  # (n², m)
+        # the same directions two columns per key (a zero column where n/2 has no sine), for all keys at once
+        self.per_key = torch.zeros(len(self.Q), len(self.keys), 2, dtype=torch.float64)
+        for i, k in enumerate(self.keys):
+            self.per_key[:, i, : 1 if 2 * int(k) == group.n else 2] = key_directions(group, np.array([k]))
         self.labels = torch.as_tensor(labels)
-        self.train = torch.as_tensor(train, dtype=torch.bool)
+        self.train = torch.as_tensor(np.flatnonzero(train))
         self.train_labels = torch.as_tensor(train_labels)[self.train]
 
     def __call__(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -79,16 +82,20 @@ class LossProbe:
         L = logits.double()
         projected = self.Q @ (self.Q.T @ L)
         restricted = projected + L.mean(0) - projected.mean(0)
+        L_train = L[self.train]
+        Q_train = self.per_key[self.train]  # (r, K, 2)
+        per_key = torch.einsum("rkc,kcp->krp", Q_train, torch.einsum("rkc,rp->kcp", self.per_key, L))
         return {
             "restricted_loss": F.cross_entropy(restricted, self.labels),
-            "excluded_loss": self.excluded(L, projected),
-            "excluded_loss_per_freq": torch.stack([self.excluded(L, Q @ (Q.T @ L)) for Q in self.per_key]).reshape(
-                len(self.keys)
-            ),
+            "excluded_loss": self.excluded(L_train - projected[self.train]),
+            "excluded_loss_per_freq": self.excluded(L_train - per_key),
         }
 
-    def excluded(self, L: torch.Tensor, projected: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy((L - projected)[self.train], self.train_labels)
+    def excluded(self, logits_train: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy on the train rows: (..., r, p) → (...)."""
+        log_p = logits_train.log_softmax(-1)
+        index = self.train_labels.expand(*log_p.shape[:-1])[..., None]
+        return -log_p.gather(-1, index)[..., 0].mean(-1)
 
 
 def loss_probe(data: Dataset, group: Group, keys: np.ndarray) -> LossProbe:

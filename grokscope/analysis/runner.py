@@ -113,10 +113,13 @@ def analyze(run: Run, only: Iterable[str] | None = None, force: bool = False, pr
         for name in wanted:
             if ANALYSES[name].needs_group:
                 group_of(run.config.task)  # raises the reason it does not apply
-    todo = set(wanted)
-    for name in list(todo):
-        todo.update(REQUIRES.get(name, ()))
-    cached = {name: None if force else read_cached(run, name) for name in todo}
+    todo, pending = set(wanted), list(wanted)
+    while pending:  # and what they need, reused from the cache where current (--force redoes `wanted` only)
+        for need in REQUIRES.get(pending.pop(), ()):
+            if need not in todo:
+                todo.add(need)
+                pending.append(need)
+    cached = {name: None if force and name in wanted else read_cached(run, name) for name in todo}
     computed = []
     group = group_of(run.config.task) if any(ANALYSES[n].needs_group for n in todo) else None
 
