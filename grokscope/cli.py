@@ -273,6 +273,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"training the demo preset ({PRESETS['demo'][0]}) into {out}")
         train(load_preset("demo"), out, force=args.force)
     report(out, time.perf_counter() - start)
+    from grokscope import analysis
+    from grokscope.store import open_run
+
+    run = open_run(out)
+    start = time.perf_counter()
+    analysis.analyze(run)
+    print(f"analysed every checkpoint in {time.perf_counter() - start:.0f} s (cached in {out / 'analysis'}); ", end="")
+    print_summary(analysis.summary(run))
     if not args.no_app:
         print(
             "the app is not available yet; inspect the run with `grokscope info checkpoints/demo` or grokscope.open_run"

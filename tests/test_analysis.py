@@ -289,3 +289,17 @@ def test_restricted_and_excluded_loss_follow_the_definition():
     for i, k in enumerate(keys):
         expected = cross_entropy(logits - projection([k]), train)
         assert got["excluded_loss_per_freq"][i] == pytest.approx(float(expected))
+
+
+def test_key_frequencies_at_any_step_and_rule(analyzed):
+    last = analysis.key_frequencies_at(analyzed)
+    cached = analyzed.analysis("key_frequencies")
+    assert last["frequencies"].tolist() == cached["frequencies"].tolist()
+    assert str(last["rule"]) == "neurons" and float(last["threshold"]) == 0.85
+    # after grokking the embedding rule agrees with the neuron rule on this run
+    by_embed = analysis.key_frequencies_at(analyzed, rule="embed")
+    assert set(by_embed["frequencies"]) == set(last["frequencies"])
+    early = analysis.key_frequencies_at(analyzed, step=0, rule="neurons")
+    assert int(early["step"]) == 0 and len(early["frequencies"]) == 0  # nothing clustered at initialisation
+    with pytest.raises(grokscope.GrokscopeError, match="unknown key-frequency rule"):
+        analysis.key_frequencies_at(analyzed, rule="nope")

@@ -8,7 +8,7 @@ Fourier conventions (basis order, group coordinates for a·b and a/b): see `grok
 """
 
 from grokscope.analysis.fourier import component_names, fourier_basis, group_of
-from grokscope.analysis.runner import ANALYSES, analyze, load, phase_steps, summary
+from grokscope.analysis.runner import ANALYSES, analyze, key_frequencies_at, load, phase_steps, summary
 from grokscope.analysis.single import measure_model
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "describe",
     "fourier_basis",
     "group_of",
+    "key_frequencies_at",
     "load",
     "measure_model",
     "phase_steps",

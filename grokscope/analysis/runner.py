@@ -24,6 +24,7 @@ from grokscope.analysis.fourier import Group, group_of
 from grokscope.analysis.neurons import CLUSTER_THRESHOLD, cluster, frequency_fractions, grid_neurons
 from grokscope.analysis.progress import (
     KEY_POWER_FRACTION,
+    KEY_RULES,
     key_frequencies_by_neurons,
     key_frequencies_by_power,
     loss_probe,
@@ -265,12 +266,15 @@ def grid_pass(run: Run, group: Group, starts: dict[str, int], cached: dict, show
     return done
 
 
-def key_frequencies(run: Run, group: Group, spec: dict, neurons: dict | None) -> dict:
-    """Key frequencies at the last saved step by all three rules; the default rule decides."""
-    row = run.n_checkpoints - 1
-    if neurons is not None and top_up_start(run, neurons) == run.n_checkpoints:
+def key_frequencies(
+    run: Run, group: Group, spec: dict, neurons: dict | None, row: int | None = None, rule: str | None = None
+) -> dict:
+    """Key frequencies at checkpoint `row` (default: the last) by all three rules; `rule` (default:
+    neurons, falling back to embed where no neuron is clustered) decides."""
+    row = run.n_checkpoints - 1 if row is None else row
+    if neurons is not None and top_up_start(run, neurons) > row:
         frequency, fraction = neurons["frequency"][row], neurons["fraction"][row]
-    else:  # one forward at the last step instead of waiting for the whole neuron pass
+    else:  # one forward at that step instead of waiting for the whole neuron pass
         acts, _ = grid_neurons(run.model(int(run.steps[row])), group)
         c = cluster(frequency_fractions(acts))
         frequency, fraction = c["frequency"].numpy(), c["fraction"].numpy()
@@ -279,15 +283,27 @@ def key_frequencies(run: Run, group: Group, spec: dict, neurons: dict | None) ->
         "embed": key_frequencies_by_power(spec["embed_freq_power"][row]),
         "logit_map": key_frequencies_by_power(spec["neuron_out_freq_power"][row]),
     }
-    rule = "neurons" if len(by["neurons"]) else "embed"
+    if rule is None:
+        rule, label = ("neurons", "neurons") if len(by["neurons"]) else ("embed", "embed (no neuron clustered)")
+    elif rule not in KEY_RULES:
+        raise GrokscopeError(f"unknown key-frequency rule '{rule}' (known: {', '.join(KEY_RULES)})")
+    else:
+        label = rule
     return {
         "step": np.int64(run.steps[row]),
         "frequencies": by[rule],
-        "rule": np.array(rule if rule == "neurons" else "embed (no neuron clustered)"),
+        "rule": np.array(label),
         "threshold": np.float64(CLUSTER_THRESHOLD if rule == "neurons" else KEY_POWER_FRACTION),
         **{f"by_{name}": keys for name, keys in by.items()},
         "coordinates": np.array(group.note),
     }
+
+
+def key_frequencies_at(run: Run, step: int | None = None, rule: str | None = None) -> dict[str, np.ndarray]:
+    """Key frequencies at any saved step (default: the last) by a chosen rule (neurons, embed, logit_map;
+    default as in the cached `key_frequencies`), with every rule's answer alongside."""
+    row = run.n_checkpoints - 1 if step is None else run.row(step)
+    return key_frequencies(run, group_of(run.config.task), load(run, "spectra"), load(run, "neurons"), row, rule)
 
 
 # --- the cache files ----------------------------------------------------------------------------------
