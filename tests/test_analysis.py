@@ -256,6 +256,7 @@ def test_multiplication_runs_are_analysed_on_z_p_minus_1(tmp_path):
 
 def test_restricted_and_excluded_loss_follow_the_definition():
     from grokscope.analysis.progress import LossProbe
+    from grokscope.models.common import Readout
 
     group = group_of(TaskConfig(op="sub", p=11))
     n, keys = group.n, np.array([2, 5])
@@ -264,7 +265,7 @@ def test_restricted_and_excluded_loss_follow_the_definition():
     labels = torch.as_tensor(group.tokens[group.label_coordinate()])
     train = torch.rand(n * n, generator=g) < 0.4
     trained_labels = torch.where(train, labels, -1)
-    got = LossProbe(group, keys, labels, train.numpy(), trained_labels)(logits)
+    got = LossProbe(group, keys, labels, train.numpy(), trained_labels)(Readout([(logits, None)]))
 
     # the definition written out, one key at a time: c_k(a, b) = cos(w_k (a - b)), s_k likewise
     x = torch.arange(n, dtype=torch.float64)

@@ -13,6 +13,7 @@ polynomial a² + ab + b² is not a group operation: the analyses that need one r
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -24,7 +25,17 @@ from grokscope.errors import GrokscopeError
 
 
 def fourier_basis(n: int) -> torch.Tensor:
-    """Orthonormal (n, n), rows = components in the documented order, columns = x = 0..n−1."""
+    """Orthonormal (n, n), rows = components in the documented order, columns = x = 0..n−1 (float64)."""
+    return shared_basis(n, torch.float64).clone()
+
+
+@functools.cache
+def shared_basis(n: int, dtype: torch.dtype) -> torch.Tensor:
+    """fourier_basis(n) in `dtype`, made once per (n, dtype) and shared: read it, never write to it."""
+    return make_basis(n).to(dtype)
+
+
+def make_basis(n: int) -> torch.Tensor:
     x = torch.arange(n, dtype=torch.float64)
     rows = [torch.full((n,), 1.0, dtype=torch.float64)]
     for k in range(1, n // 2 + 1):

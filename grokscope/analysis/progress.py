@@ -19,9 +19,9 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from grokscope.analysis.fourier import Group
+from grokscope.models.common import Readout
 from grokscope.tasks import Dataset
 
 # A frequency the network uses carries power within an order of magnitude of the strongest one's; after
@@ -68,26 +68,33 @@ class LossProbe:
 
     def __init__(self, group: Group, keys: np.ndarray, labels, train, train_labels):
         self.keys = np.asarray(keys, dtype=np.int64)
-        self.Q = key_directions(group, self.keys)  # (n², m)
-        # the same directions two columns per key (a zero column where n/2 has no sine), for all keys at once
-        self.per_key = torch.zeros(len(self.Q), len(self.keys), 2, dtype=torch.float64)
+        # the unit directions two columns per key (a zero column where n/2 has no sine): (n², K, 2); the
+        # keys' span for Π_K is all of them, each key's for Π_k its own two
+        self.Q = torch.zeros(group.n**2, len(self.keys), 2, dtype=torch.float64)
         for i, k in enumerate(self.keys):
-            self.per_key[:, i, : 1 if 2 * int(k) == group.n else 2] = key_directions(group, np.array([k]))
+            self.Q[:, i, : 1 if 2 * int(k) == group.n else 2] = key_directions(group, np.array([k]))
+        self.Q_flat = self.Q.reshape(group.n**2, -1)
+        # the directions, hence the restricted logits, depend on the input only through its label
+        # coordinate z: the restricted logits are n distinct rows, not n²
+        self.z = torch.as_tensor(group.label_coordinate())
+        _, first = np.unique(group.label_coordinate(), return_index=True)
+        self.Q_z = self.Q_flat[torch.as_tensor(first)]  # (n, 2K): row z
         self.labels = torch.as_tensor(labels)
         self.train = torch.as_tensor(np.flatnonzero(train))
         self.train_labels = torch.as_tensor(train_labels)[self.train]
 
-    def __call__(self, logits: torch.Tensor) -> dict[str, torch.Tensor]:
-        """logits (n², p) → restricted_loss, excluded_loss () and excluded_loss_per_freq (|keys|,)."""
-        L = logits.double()
-        projected = self.Q @ (self.Q.T @ L)
-        restricted = projected + L.mean(0) - projected.mean(0)
-        L_train = L[self.train]
-        Q_train = self.per_key[self.train]  # (r, K, 2)
-        per_key = torch.einsum("rkc,kcp->krp", Q_train, torch.einsum("rkc,rp->kcp", self.per_key, L))
+    @torch.no_grad()
+    def __call__(self, readout: Readout) -> dict[str, torch.Tensor]:
+        """The logits (as a Readout over the n² inputs) → restricted_loss, excluded_loss () and
+        excluded_loss_per_freq (|keys|,). Only the projections Qᵀ L (one pass over the features), the
+        mean and the training rows of L are formed."""
+        coefficients = readout.project(self.Q_flat.T).double()  # (2K, p)
+        restricted = self.Q_z @ coefficients + readout.mean().double() - self.Q_flat.mean(0) @ coefficients
+        L_train, Q_train = readout.rows(self.train).double(), self.Q[self.train]  # (r, p), (r, K, 2)
+        per_key = torch.einsum("rkc,kcp->krp", Q_train, coefficients.reshape(len(self.keys), 2, -1))
         return {
-            "restricted_loss": F.cross_entropy(restricted, self.labels),
-            "excluded_loss": self.excluded(L_train - projected[self.train]),
+            "restricted_loss": -restricted.log_softmax(-1)[self.z, self.labels].mean(),
+            "excluded_loss": self.excluded(L_train - per_key.sum(0)),
             "excluded_loss_per_freq": self.excluded(L_train - per_key),
         }
 

@@ -235,6 +235,7 @@ def weights_pass(run: Run, group: Group | None, starts: dict[str, int], cached: 
     return list(starts)
 
 
+@torch.no_grad()
 def grid_pass(run: Run, group: Group, starts: dict[str, int], cached: dict, show: bool) -> list[str]:
     """One whole-grid forward per checkpoint from the first missing row; each analysis keeps its rows."""
     first = min(starts.values())
@@ -244,19 +245,22 @@ def grid_pass(run: Run, group: Group, starts: dict[str, int], cached: dict, show
         probe = loss_probe(run.dataset, group, cached["key_frequencies"]["frequencies"])
     rows: dict[str, dict[str, list]] = {name: {} for name in starts}
     names = run.param_names
+    workspace = None
     with tqdm(total=run.n_checkpoints - first, disable=not show, unit="ckpt", desc="grid analyses") as bar:
         for i in range(first, run.n_checkpoints, BLOCK):
             j = min(i + BLOCK, run.n_checkpoints)
             block = {n: torch.from_numpy(np.array(run.trajectory(n)[i:j])) for n in names}
             for r in range(i, j):
                 model.load_state_dict({n: block[n][r - i] for n in names})
-                acts, logits = grid_neurons(model, group)
+                acts, readout = grid_neurons(model, group)
                 if r >= starts.get("neurons", run.n_checkpoints):
-                    c = cluster(frequency_fractions(acts))
+                    if workspace is None:
+                        workspace = acts.new_empty(group.n, acts[0].numel())
+                    c = cluster(frequency_fractions(acts, workspace))
                     rows["neurons"].setdefault("frequency", []).append(c["frequency"].numpy().astype(np.int16))
                     rows["neurons"].setdefault("fraction", []).append(c["fraction"].numpy())
                 if r >= starts.get("progress", run.n_checkpoints):
-                    for key, value in probe(logits).items():
+                    for key, value in probe(readout).items():
                         rows["progress"].setdefault(key, []).append(value.numpy())
                 bar.update()
     done = [name for name, start in starts.items() if start < run.n_checkpoints]

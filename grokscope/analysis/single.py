@@ -26,9 +26,9 @@ def measure_model(
     params = {n: p.detach()[None] for n, p in model.named_parameters()}
     out = {**spectra(params, config, group), **weight_norms(params)}
     out = {k: v[0] for k, v in out.items()}
-    acts, logits = plain_neurons(model, group)
+    acts, readout = plain_neurons(model, group)
     c = cluster(frequency_fractions(acts))
     out["frequency"], out["fraction"] = c["frequency"], c["fraction"]
     if keys is not None:
-        out.update(loss_probe(dataset, group, keys)(logits))
+        out.update(loss_probe(dataset, group, keys)(readout))
     return {k: v.numpy() for k, v in out.items()}

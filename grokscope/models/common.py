@@ -1,8 +1,9 @@
-"""Pieces shared by the models: activations, seeded initialisation, the fast read-out."""
+"""Pieces shared by the models: activations, seeded initialisation, the fast read-out, Readout."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -10,8 +11,11 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 
-def activation(name: str):
-    """relu | gelu | square (x², the activation of the memorization papers' MLPs)."""
+def activation(name: str, inplace: bool = False):
+    """relu | gelu | square (x², the activation of the memorization papers' MLPs). inplace: overwrite the
+    input where the activation can (for no-grad passes over large tensors)."""
+    if inplace:
+        return {"relu": torch.relu_, "gelu": F.gelu, "square": torch.square_}[name]
     return {"relu": F.relu, "gelu": F.gelu, "square": torch.square}[name]
 
 
@@ -80,3 +84,36 @@ class _RowsReadout(torch.autograd.Function):
         grad_x = torch.zeros_like(x)
         grad_x[rows] = grad_x_r
         return grad_x, grad_W_in, grad_M, grad_W_skip, None, None
+
+
+@dataclass
+class Readout:
+    """The logits of every grid row as Σ_i features_i @ matrix_i (+ bias), kept factored so that what
+    reads only some rows or a few projections of them never forms all p² × p logits.
+
+    terms: (features (n_rows, f_i), matrix (f_i, V) or None when the features are the logits themselves);
+    bias: (V,) or None.
+    """
+
+    terms: list[tuple[torch.Tensor, torch.Tensor | None]]
+    bias: torch.Tensor | None = None
+
+    def rows(self, index: torch.Tensor) -> torch.Tensor:
+        """Logits of the rows `index`: (len(index), V)."""
+        return self.combine([f[index] for f, _ in self.terms], 1)
+
+    def project(self, Qt: torch.Tensor) -> torch.Tensor:
+        """Qt @ logits for Qt (m, n_rows), in the features' dtype: (m, V)."""
+        return self.combine([Qt.to(f) @ f for f, _ in self.terms], Qt.sum(1, keepdim=True).to(self.terms[0][0]))
+
+    def mean(self) -> torch.Tensor:
+        """Mean logits over the rows: (V,)."""
+        return self.combine([f.mean(0) for f, _ in self.terms], 1)
+
+    def take(self, index: torch.Tensor) -> Readout:
+        """The same read-out for the rows `index` only, in that order."""
+        return Readout([(f[index], m) for f, m in self.terms], self.bias)
+
+    def combine(self, parts: list[torch.Tensor], bias_weight) -> torch.Tensor:
+        out = sum(p if m is None else p @ m for p, (_, m) in zip(parts, self.terms))
+        return out if self.bias is None else out + bias_weight * self.bias

@@ -13,7 +13,7 @@ from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
 from grokscope.config import ModelConfig
-from grokscope.models.common import activation, read_out, scaled
+from grokscope.models.common import Readout, activation, read_out, scaled
 from grokscope.tasks import one_hots
 
 
@@ -65,12 +65,10 @@ class MLP(HookedRootModule):
         return logits if mlp.b_out is None else logits + mlp.b_out
 
     @torch.no_grad()
-    def grid_activations(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(hidden activations (p², d_mlp), logits (p², p)) for every input, in one pass."""
-        mlp = self.mlp
-        post = self.act(self.grid_pre())
-        logits = post @ mlp.W_out
-        return post, logits if mlp.b_out is None else logits + mlp.b_out
+    def grid_activations(self) -> tuple[torch.Tensor, Readout]:
+        """Hidden activations for every input (p², d_mlp), and the logits as a Readout (post @ W_out + b_out)."""
+        post = activation(self.cfg.act, inplace=True)(self.grid_pre())
+        return post, Readout([(post, self.mlp.W_out)], self.mlp.b_out)
 
     def grid_pre(self) -> torch.Tensor:
         """Pre-activations for every input: (p², d_mlp).

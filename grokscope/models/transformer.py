@@ -15,7 +15,7 @@ from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
 from grokscope.config import ModelConfig
-from grokscope.models.common import activation, read_out, scaled
+from grokscope.models.common import Readout, activation, read_out, scaled
 from grokscope.tasks import tokens
 
 N_CTX = 3  # `a b =`
@@ -124,20 +124,20 @@ class Transformer(HookedRootModule):
         return read_out(self.grid_resid(), mlp.W_in, mlp.W_out @ W_U, mlp.act, W_skip=W_U, grad_rows=grad_rows)
 
     @torch.no_grad()
-    def grid_activations(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(block 0's MLP activations at `=` (p², d_mlp), logits at `=` (p², p)) for every input, in one pass;
-        the fast form for 1 layer, hooks on the plain forward otherwise."""
+    def grid_activations(self) -> tuple[torch.Tensor, Readout]:
+        """Block 0's MLP activations at `=` for every input (p², d_mlp), and the logits at `=` as a Readout
+        (post @ W_out·W_U + resid_mid @ W_U, unformed); the fast form for 1 layer, hooks on the plain
+        forward otherwise."""
         if len(self.blocks) != 1:
-            _, cache = self.run_with_cache(
+            logits, cache = self.run_with_cache(
                 tokens(torch.arange(self.p**2), self.p).to(self.embed.W_E.device),
                 names_filter="blocks.0.mlp.hook_post",
-                return_type=None,
             )
-            return cache["blocks.0.mlp.hook_post"][:, -1], self.grid_logits()
+            return cache["blocks.0.mlp.hook_post"][:, -1], Readout([(logits[:, -1], None)])
         mlp, W_U = self.blocks[0].mlp, self.unembed.W_U
         resid = self.grid_resid()
-        post = mlp.act(resid @ mlp.W_in)
-        return post, torch.addmm(post @ (mlp.W_out @ W_U), resid, W_U)
+        post = activation(self.cfg.act, inplace=True)(resid @ mlp.W_in)
+        return post, Readout([(post, mlp.W_out @ W_U), (resid, W_U)])
 
     def grid_resid(self) -> torch.Tensor:
         """The residual stream at `=` after attention (resid_mid) for every input, 1-layer model: (p², d_model).
