@@ -18,10 +18,10 @@ from grokscope.tasks import one_hots, tokens
 CLUSTER_THRESHOLD = 0.85
 
 
-def grid_neurons(model: torch.nn.Module, group: Group) -> tuple[torch.Tensor, Readout]:
+def grid_neurons(model: torch.nn.Module, group: Group, out: torch.Tensor | None = None) -> tuple[torch.Tensor, Readout]:
     """(activations (n, n, d_mlp) indexed [x, y, neuron], the logits as a Readout over the n² inputs) of a
-    model in group coordinates, from the fast whole-grid form."""
-    post, readout = model.grid_activations()
+    model in group coordinates, from the fast whole-grid form (out: see grid_activations)."""
+    post, readout = model.grid_activations(out)
     if group.n != model.p:  # the discrete-log order of a·b, a/b (a+b, a−b keep the grid's own)
         rows = torch.as_tensor(group.grid_rows(model.p))
         post, readout = post[rows], readout.take(rows)

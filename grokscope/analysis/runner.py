@@ -244,25 +244,26 @@ def grid_pass(run: Run, group: Group, starts: dict[str, int], cached: dict, show
     if "progress" in starts:
         probe = loss_probe(run.dataset, group, cached["key_frequencies"]["frequencies"])
     rows: dict[str, dict[str, list]] = {name: {} for name in starts}
-    names = run.param_names
-    workspace = None
+    # the model's parameters as numpy views of their own storage: each checkpoint is copied straight in
+    targets = {n: p.detach().numpy() for n, p in model.named_parameters()}
+    trajectories = {n: run.trajectory(n) for n in targets}
+    activations = workspace = None
     with tqdm(total=run.n_checkpoints - first, disable=not show, unit="ckpt", desc="grid analyses") as bar:
-        for i in range(first, run.n_checkpoints, BLOCK):
-            j = min(i + BLOCK, run.n_checkpoints)
-            block = {n: torch.from_numpy(np.array(run.trajectory(n)[i:j])) for n in names}
-            for r in range(i, j):
-                model.load_state_dict({n: block[n][r - i] for n in names})
-                acts, readout = grid_neurons(model, group)
-                if r >= starts.get("neurons", run.n_checkpoints):
-                    if workspace is None:
-                        workspace = acts.new_empty(group.n, acts[0].numel())
-                    c = cluster(frequency_fractions(acts, workspace))
-                    rows["neurons"].setdefault("frequency", []).append(c["frequency"].numpy().astype(np.int16))
-                    rows["neurons"].setdefault("fraction", []).append(c["fraction"].numpy())
-                if r >= starts.get("progress", run.n_checkpoints):
-                    for key, value in probe(readout).items():
-                        rows["progress"].setdefault(key, []).append(value.numpy())
-                bar.update()
+        for r in range(first, run.n_checkpoints):
+            for name, target in targets.items():
+                np.copyto(target, trajectories[name][r])
+            acts, readout = grid_neurons(model, group, activations)
+            if activations is None:  # buffers for the next checkpoints: no fresh large tensors per step
+                activations = acts.new_empty(run.config.task.p**2, acts.shape[-1])
+                workspace = acts.new_empty(acts.shape)
+            if r >= starts.get("neurons", run.n_checkpoints):
+                c = cluster(frequency_fractions(acts, workspace.view(group.n, -1)))
+                rows["neurons"].setdefault("frequency", []).append(c["frequency"].numpy().astype(np.int16))
+                rows["neurons"].setdefault("fraction", []).append(c["fraction"].numpy())
+            if r >= starts.get("progress", run.n_checkpoints):
+                for key, value in probe(readout).items():
+                    rows["progress"].setdefault(key, []).append(value.numpy())
+            bar.update()
     done = [name for name, start in starts.items() if start < run.n_checkpoints]
     for name in done:
         meta = {"key_frequencies": cached["key_frequencies"]["frequencies"]} if name == "progress" else {}

@@ -65,19 +65,20 @@ class MLP(HookedRootModule):
         return logits if mlp.b_out is None else logits + mlp.b_out
 
     @torch.no_grad()
-    def grid_activations(self) -> tuple[torch.Tensor, Readout]:
-        """Hidden activations for every input (p², d_mlp), and the logits as a Readout (post @ W_out + b_out)."""
-        post = activation(self.cfg.act, inplace=True)(self.grid_pre())
+    def grid_activations(self, out: torch.Tensor | None = None) -> tuple[torch.Tensor, Readout]:
+        """Hidden activations for every input (p², d_mlp), and the logits as a Readout (post @ W_out + b_out).
+        out: a (p², d_mlp) buffer to write the activations into."""
+        post = activation(self.cfg.act, inplace=True)(self.grid_pre(out))
         return post, Readout([(post, self.mlp.W_out)], self.mlp.b_out)
 
-    def grid_pre(self) -> torch.Tensor:
-        """Pre-activations for every input: (p², d_mlp).
+    def grid_pre(self, out: torch.Tensor | None = None) -> torch.Tensor:
+        """Pre-activations for every input: (p², d_mlp), into `out` if given.
         pre(a, b) = A[a] + B[b] (+ b_in) as a broadcast sum over the p×p grid: no one-hot products."""
         p, mlp = self.p, self.mlp
         W_a, W_b = mlp.W_in[: len(mlp.W_in) // 2], mlp.W_in[len(mlp.W_in) // 2 :]
         if self.embed is not None:
             W_a, W_b = self.embed.W_E @ W_a, self.embed.W_E @ W_b  # (p, d_mlp)
-        pre = W_a[:, None] + W_b[None, :]
         if mlp.b_in is not None:
-            pre = pre + mlp.b_in
+            W_b = W_b + mlp.b_in
+        pre = torch.add(W_a[:, None], W_b[None, :], out=None if out is None else out.view(p, p, -1))
         return pre.reshape(p * p, -1)

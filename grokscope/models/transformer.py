@@ -124,10 +124,11 @@ class Transformer(HookedRootModule):
         return read_out(self.grid_resid(), mlp.W_in, mlp.W_out @ W_U, mlp.act, W_skip=W_U, grad_rows=grad_rows)
 
     @torch.no_grad()
-    def grid_activations(self) -> tuple[torch.Tensor, Readout]:
+    def grid_activations(self, out: torch.Tensor | None = None) -> tuple[torch.Tensor, Readout]:
         """Block 0's MLP activations at `=` for every input (p², d_mlp), and the logits at `=` as a Readout
         (post @ W_out·W_U + resid_mid @ W_U, unformed); the fast form for 1 layer, hooks on the plain
-        forward otherwise."""
+        forward otherwise. out: a (p², d_mlp) buffer to write the activations into (a pass over many
+        checkpoints reuses one instead of paging in a fresh one each time)."""
         if len(self.blocks) != 1:
             logits, cache = self.run_with_cache(
                 tokens(torch.arange(self.p**2), self.p).to(self.embed.W_E.device),
@@ -136,7 +137,7 @@ class Transformer(HookedRootModule):
             return cache["blocks.0.mlp.hook_post"][:, -1], Readout([(logits[:, -1], None)])
         mlp, W_U = self.blocks[0].mlp, self.unembed.W_U
         resid = self.grid_resid()
-        post = activation(self.cfg.act, inplace=True)(resid @ mlp.W_in)
+        post = activation(self.cfg.act, inplace=True)(torch.mm(resid, mlp.W_in, out=out))
         return post, Readout([(post, mlp.W_out @ W_U), (resid, W_U)])
 
     def grid_resid(self) -> torch.Tensor:
