@@ -304,3 +304,21 @@ def test_key_frequencies_at_any_step_and_rule(analyzed):
     assert int(early["step"]) == 0 and len(early["frequencies"]) == 0  # nothing clustered at initialisation
     with pytest.raises(grokscope.GrokscopeError, match="unknown key-frequency rule"):
         analysis.key_frequencies_at(analyzed, rule="nope")
+
+
+def test_one_analysis_topped_up_leaves_the_others_intact(small_run, tmp_path):
+    path = tmp_path / "run"
+    shutil.copytree(small_run.path, path)
+    run = grokscope.open_run(path)
+    analysis.analyze(run, only=["spectra", "neurons"], progress=False)
+    spectra_before, neurons_before = run.analysis("spectra"), run.analysis("neurons")
+    assert set(analysis.analyze(run, only=["spectra", "weight_norms", "neurons", "progress"], progress=False)) == {
+        "weight_norms",
+        "key_frequencies",
+        "progress",
+    }
+    for before, name in ((spectra_before, "spectra"), (neurons_before, "neurons")):
+        after = run.analysis(name)
+        assert set(after) == set(before)
+        for key in before:
+            np.testing.assert_array_equal(after[key], before[key])

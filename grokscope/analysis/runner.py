@@ -125,7 +125,8 @@ def analyze(run: Run, only: Iterable[str] | None = None, force: bool = False, pr
     group = group_of(run.config.task) if any(ANALYSES[n].needs_group for n in todo) else None
 
     tops = {n: top_up_start(run, cached[n]) for n in ("spectra", "weight_norms") if n in todo}
-    if any(start < run.n_checkpoints for start in tops.values()):
+    tops = {n: start for n, start in tops.items() if start < run.n_checkpoints}
+    if tops:
         computed += weights_pass(run, group, tops, cached)
 
     if "key_frequencies" in todo:
@@ -144,7 +145,8 @@ def analyze(run: Run, only: Iterable[str] | None = None, force: bool = False, pr
         if old is not None and not np.array_equal(old["key_frequencies"], keys):
             cached["progress"] = None
         grid["progress"] = top_up_start(run, cached["progress"])
-    if any(start < run.n_checkpoints for start in grid.values()):
+    grid = {n: start for n, start in grid.items() if start < run.n_checkpoints}
+    if grid:
         computed += grid_pass(run, group, grid, cached, progress)
 
     if "phases" in todo and (cached["phases"] is None or int(cached["phases"]["n_metric_steps"]) != run.n_metric_steps):
@@ -219,6 +221,7 @@ def append(run: Run, name: str, old: dict | None, start: int, new: dict[str, lis
 
 
 def weights_pass(run: Run, group: Group | None, starts: dict[str, int], cached: dict) -> list[str]:
+    """Spectra and/or weight norms from their first missing row (`starts`), on blocks of checkpoints."""
     first = min(starts.values())
     rows: dict[str, dict[str, list]] = {name: {} for name in starts}
     for i in range(first, run.n_checkpoints, BLOCK):
@@ -237,7 +240,8 @@ def weights_pass(run: Run, group: Group | None, starts: dict[str, int], cached: 
 
 @torch.no_grad()
 def grid_pass(run: Run, group: Group, starts: dict[str, int], cached: dict, show: bool) -> list[str]:
-    """One whole-grid forward per checkpoint from the first missing row; each analysis keeps its rows."""
+    """Neuron clustering and/or restricted/excluded loss from their first missing row (`starts`): one
+    whole-grid forward per checkpoint, each analysis keeping the rows it lacks."""
     first = min(starts.values())
     model = build_model(run.config).eval()
     probe = None
@@ -264,11 +268,10 @@ def grid_pass(run: Run, group: Group, starts: dict[str, int], cached: dict, show
                 for key, value in probe(readout).items():
                     rows["progress"].setdefault(key, []).append(value.numpy())
             bar.update()
-    done = [name for name, start in starts.items() if start < run.n_checkpoints]
-    for name in done:
+    for name, start in starts.items():
         meta = {"key_frequencies": cached["key_frequencies"]["frequencies"]} if name == "progress" else {}
-        cached[name] = append(run, name, cached[name], starts[name], rows[name], **meta)
-    return done
+        cached[name] = append(run, name, cached[name], start, rows[name], **meta)
+    return list(starts)
 
 
 def key_frequencies(
