@@ -23,10 +23,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"grokscope: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(
-            "grokscope: interrupted; what was saved is kept (continue with `grokscope train --resume --out RUN`)",
-            file=sys.stderr,
-        )
+        hint = {
+            "train": " (continue with `grokscope train --resume --out RUN`)",
+            "demo": " (`grokscope demo` continues it)",
+            "analyze": " (analyses finished so far are cached)",
+        }
+        print(f"grokscope: interrupted; what was saved is kept{hint.get(args.command, '')}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into e.g. `head`
         return 0
@@ -207,7 +209,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.json and not args.summary:
         raise GrokscopeError("--json goes with --summary")
     run = open_run(args.run)
-    only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
+    only = None if args.only is None else [n.strip() for n in args.only.split(",") if n.strip()]
+    if only == []:
+        raise GrokscopeError("--only needs analysis names (see grokscope analyze --list)")
     computed = analysis.analyze(run, only=only, force=args.force, progress=not args.json)
     if args.summary:
         summary = analysis.summary(run)

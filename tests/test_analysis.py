@@ -224,16 +224,26 @@ def test_cache_is_reused_topped_up_and_recomputed_when_stale_or_corrupt(small_ru
     corrupt.write_bytes(corrupt.read_bytes()[:100])
     assert "neurons" in analysis.analyze(run, progress=False)
     assert "neurons@v1.npz" in capsys.readouterr().err
+    # files that load but lack an array, or hold one of the wrong shape, are not trusted either
+    damaged = dict(run.analysis("progress"))
+    del damaged["excluded_loss"]
+    layout.write_npz(path / ANALYSIS_DIR / "progress@v1.npz", damaged)
+    keys = dict(run.analysis("key_frequencies"), step=np.array([1, 2]))
+    layout.write_npz(path / ANALYSIS_DIR / "key_frequencies@v1.npz", keys)
+    assert {"progress", "key_frequencies"} <= set(analysis.analyze(run, progress=False))
+    assert "excluded_loss missing" in capsys.readouterr().err
 
 
-def test_a_new_analysis_version_recomputes(small_run, tmp_path, monkeypatch):
+def test_a_new_analysis_version_recomputes_it_and_what_depends_on_it(small_run, tmp_path, monkeypatch):
+    import dataclasses
+
     path = tmp_path / "run"
     shutil.copytree(small_run.path, path)
     run = grokscope.open_run(path)
-    analysis.analyze(run, only=["weight_norms"], progress=False)
-    spec = analysis.ANALYSES["weight_norms"]
-    monkeypatch.setitem(analysis.ANALYSES, "weight_norms", type(spec)(2, spec.description, spec.needs_group))
-    assert analysis.analyze(run, only=["weight_norms"], progress=False) == ["weight_norms"]
+    analysis.analyze(run, progress=False)
+    for name in ("weight_norms", "neurons"):
+        monkeypatch.setitem(analysis.ANALYSES, name, dataclasses.replace(analysis.ANALYSES[name], version=2))
+    assert set(analysis.analyze(run, progress=False)) == {"weight_norms", "neurons", "key_frequencies"}
     assert sorted(p.name for p in (path / ANALYSIS_DIR).glob("weight_norms@*")) == ["weight_norms@v2.npz"]
 
 
@@ -254,27 +264,29 @@ def test_multiplication_runs_are_analysed_on_z_p_minus_1(tmp_path):
     assert per_frequency(torch.ones(30), 30).shape == (16,)
 
 
-def test_restricted_and_excluded_loss_follow_the_definition():
+@pytest.mark.parametrize("op, p, keys", [("sub", 11, [2, 5]), ("mul", 13, [1, 6])])  # mul: n = 12, 6 = n/2
+def test_restricted_and_excluded_loss_follow_the_definition(op, p, keys):
     from grokscope.analysis.progress import LossProbe
     from grokscope.models.common import Readout
 
-    group = group_of(TaskConfig(op="sub", p=11))
-    n, keys = group.n, np.array([2, 5])
+    group = group_of(TaskConfig(op=op, p=p))
+    n, keys = group.n, np.array(keys)
     g = torch.Generator().manual_seed(1)
-    logits = torch.randn(n * n, n, generator=g, dtype=torch.float64) * 3
+    logits = torch.randn(n * n, p, generator=g, dtype=torch.float64) * 3
     labels = torch.as_tensor(group.tokens[group.label_coordinate()])
     train = torch.rand(n * n, generator=g) < 0.4
     trained_labels = torch.where(train, labels, -1)
     got = LossProbe(group, keys, labels, train.numpy(), trained_labels)(Readout([(logits, None)]))
 
-    # the definition written out, one key at a time: c_k(a, b) = cos(w_k (a - b)), s_k likewise
+    # the definition written out, one key at a time: c_k(x, y) = cos(w_k (x ± y)), s_k likewise (no
+    # sine at k = n/2, where it vanishes)
     x = torch.arange(n, dtype=torch.float64)
-    z = x[:, None] - x[None, :]
+    z = x[:, None] + group.sign * x[None, :]
 
     def projection(ks):
         P = torch.zeros(n * n, n * n, dtype=torch.float64)
         for k in ks:
-            for wave in (torch.cos, torch.sin):
+            for wave in (torch.cos, torch.sin) if 2 * k != n else (torch.cos,):
                 v = wave(2 * math.pi * k * z / n).reshape(-1)
                 v = v / v.norm()
                 P += torch.outer(v, v)

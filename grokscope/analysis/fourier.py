@@ -32,10 +32,6 @@ def fourier_basis(n: int) -> torch.Tensor:
 @functools.cache
 def shared_basis(n: int, dtype: torch.dtype) -> torch.Tensor:
     """fourier_basis(n) in `dtype`, made once per (n, dtype) and shared: read it, never write to it."""
-    return make_basis(n).to(dtype)
-
-
-def make_basis(n: int) -> torch.Tensor:
     x = torch.arange(n, dtype=torch.float64)
     rows = [torch.full((n,), 1.0, dtype=torch.float64)]
     for k in range(1, n // 2 + 1):
@@ -43,7 +39,7 @@ def make_basis(n: int) -> torch.Tensor:
         if 2 * k != n:
             rows.append(torch.sin(2 * math.pi * k * x / n))
     basis = torch.stack(rows)
-    return basis / basis.norm(dim=1, keepdim=True)
+    return (basis / basis.norm(dim=1, keepdim=True)).to(dtype)
 
 
 def component_frequency(n: int) -> np.ndarray:

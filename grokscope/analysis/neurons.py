@@ -8,6 +8,8 @@ frequency k is the share of ΣC² on the components (0, c_k), (0, s_k), (c_k, 0)
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -32,17 +34,19 @@ def grid_neurons(model: torch.nn.Module, group: Group, out: torch.Tensor | None 
 def plain_neurons(model: torch.nn.Module, group: Group) -> tuple[torch.Tensor, Readout]:
     """The same as grid_neurons through the model's plain hooked forward (`run_with_cache`): the
     one-checkpoint reference form."""
-    p = model.p
-    rows = torch.as_tensor(group.grid_rows(p))
-    if model.cfg.kind == "transformer":
-        hook, inputs = "blocks.0.mlp.hook_post", tokens(rows, p)
-    else:
-        hook, inputs = "mlp.hook_post", one_hots(rows, p)
-    logits, cache = model.run_with_cache(inputs, names_filter=hook)
+    transformer = model.cfg.kind == "transformer"
+    hook = "blocks.0.mlp.hook_post" if transformer else "mlp.hook_post"
+    logits, cache = model.run_with_cache(model_inputs(model, group.grid_rows(model.p)), names_filter=hook)
     post = cache[hook]
-    if model.cfg.kind == "transformer":
+    if transformer:
         post, logits = post[:, -1], logits[:, -1]
     return post.reshape(group.n, group.n, -1), Readout([(logits, None)])
+
+
+def model_inputs(model: torch.nn.Module, rows) -> torch.Tensor:
+    """The model's plain-forward inputs for grid rows: tokens `a b =` or concatenated one-hots."""
+    p = model.p
+    return tokens(rows, p) if model.cfg.kind == "transformer" else one_hots(rows, p)
 
 
 def frequency_fractions(acts: torch.Tensor, workspace: torch.Tensor | None = None) -> torch.Tensor:
@@ -60,19 +64,26 @@ def frequency_fractions(acts: torch.Tensor, workspace: torch.Tensor | None = Non
     G = torch.mm(F, acts.reshape(n, n * N), out=workspace).reshape(n, n, N)  # [u, y, neuron]
     col0 = F[0] @ G  # (u, N): components (u, const)
     row0 = F @ G[0]  # (v, N): components (const, v)
-    freq = component_frequency(n)
-    partners = np.full((n, 2), n)  # the components sharing u's frequency; n points at a zero row
-    for u in range(1, n):
-        same = np.flatnonzero(freq == freq[u])
-        partners[u, : len(same)] = same
-    F_padded = torch.cat([F, F.new_zeros(1, n)])
-    block = torch.bmm(F_padded[torch.as_tensor(partners)], G)  # (u, 2, N): components (u, v) of u's frequency
+    block = torch.bmm(partner_rows(n, acts.dtype), G)  # (u, 2, N): components (u, v) of u's frequency
     power = col0.square() + row0.square() + block.square().sum(1)  # (u, N): by the component u
     # the variance: every component but (const, const), i.e. rows u ≥ 1 of G and row 0's v ≥ 1 (in place:
     # G is ours, and a fresh (n, n, N) temporary costs more than the arithmetic)
     total = G[1:].square_().sum((0, 1)) + row0[1:].square().sum(0)
     total = total.clamp_min(torch.finfo(acts.dtype).tiny)
     return (per_frequency(power.T, n)[:, 1:] / total[:, None]).clamp(0, 1)
+
+
+@functools.cache
+def partner_rows(n: int, dtype: torch.dtype) -> torch.Tensor:
+    """For each component u, the basis rows of the components of u's frequency (a zero row where there
+    is only one): (n, 2, n). Shared: read it, never write to it."""
+    F = shared_basis(n, dtype)
+    freq = component_frequency(n)
+    partners = np.full((n, 2), n)  # n points at the zero row
+    for u in range(1, n):
+        same = np.flatnonzero(freq == freq[u])
+        partners[u, : len(same)] = same
+    return torch.cat([F, F.new_zeros(1, n)])[torch.as_tensor(partners)]
 
 
 def cluster(fractions: torch.Tensor, threshold: float = CLUSTER_THRESHOLD) -> dict[str, torch.Tensor]:

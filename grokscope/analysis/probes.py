@@ -2,7 +2,7 @@
 
 - `attention_patterns(model)`: where `=` attends, per head, for every input.
 - `ablate(model, dataset, heads=, neurons=, frequencies=)`: zero-ablate attention heads (their output z),
-  MLP neurons (their activation), or remove Fourier directions of the embedding from the residual
+  MLP neurons (their activation), all in layer 0, or remove Fourier directions of the embedding from the residual
   stream (for frequency k, the span of the cos k and sin k components of W_E, projected out of
   `blocks.0.hook_resid_pre` at every position); reports loss and accuracy on train and test inputs
   before and after.
@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 
 from grokscope.analysis.fourier import fourier_basis, group_of
+from grokscope.analysis.neurons import model_inputs
 from grokscope.config import RunConfig
 from grokscope.errors import GrokscopeError
-from grokscope.tasks import Dataset, one_hots, tokens
+from grokscope.tasks import Dataset
 
 
 @torch.no_grad()
@@ -31,10 +32,6 @@ def attention_patterns(model: torch.nn.Module, layer: int = 0) -> torch.Tensor:
     name = f"blocks.{layer}.attn.hook_pattern"
     _, cache = model.run_with_cache(model_inputs(model, torch.arange(model.p**2)), names_filter=name)
     return cache[name][:, :, -1, :]
-
-
-def model_inputs(model: torch.nn.Module, rows: torch.Tensor) -> torch.Tensor:
-    return tokens(rows, model.p) if model.cfg.kind == "transformer" else one_hots(rows, model.p)
 
 
 @torch.no_grad()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,7 @@ from grokscope.analysis.progress import (
     loss_probe,
     phases,
 )
-from grokscope.analysis.weights import spectra, weight_norms
+from grokscope.analysis.weights import SPECTRA_ARRAYS, spectra, weight_norms
 from grokscope.errors import GrokscopeError
 from grokscope.models import build_model
 from grokscope.store import Run, layout
@@ -44,7 +44,8 @@ class Spec:
     version: int
     description: str
     needs_group: bool  # Fourier-based: needs a group operation (not poly)
-    meta: tuple[str, ...] = ()  # arrays that are not per checkpoint; all others have one row per saved step
+    rows: tuple[str, ...] = ()  # arrays with one row per saved step (besides "steps"); none: not per checkpoint
+    meta: dict[str, int] = field(default_factory=dict)  # other arrays → their number of dimensions
 
 
 ANALYSES: dict[str, Spec] = {
@@ -53,28 +54,44 @@ ANALYSES: dict[str, Spec] = {
         "Fourier power per component and per frequency of the embedding, unembedding and the neurons' input "
         "and output maps; Gini of the embedding's and the neuron→logit map's per-frequency norms",
         True,
+        SPECTRA_ARRAYS,
     ),
-    "weight_norms": Spec(1, "sum of squared weights, total and per parameter", False),
+    "weight_norms": Spec(1, "sum of squared weights, total and per parameter", False, ("sq_norm",)),
     "neurons": Spec(
         1,
         "each MLP neuron's largest share of activation variance in one frequency and that frequency "
         f"(clustered: share ≥ {CLUSTER_THRESHOLD})",
         True,
+        ("frequency", "fraction"),
     ),
     "key_frequencies": Spec(
         1,
         "the key frequencies at the last saved step by three rules, with the rule used and its threshold",
         True,
-        ("step", "frequencies", "rule", "threshold", "by_neurons", "by_embed", "by_logit_map", "coordinates"),
+        meta={
+            "step": 0,
+            "frequencies": 1,
+            "rule": 0,
+            "threshold": 0,
+            "by_neurons": 1,
+            "by_embed": 1,
+            "by_logit_map": 1,
+            "coordinates": 0,
+            "inputs": 0,
+        },
     ),
     "progress": Spec(
-        1, "restricted loss, excluded loss, and excluded loss per key frequency", True, ("key_frequencies",)
+        1,
+        "restricted loss, excluded loss, and excluded loss per key frequency",
+        True,
+        ("restricted_loss", "excluded_loss", "excluded_loss_per_freq"),
+        {"key_frequencies": 1},
     ),
     "phases": Spec(
         1,
         "memorization / circuit-formation / clean-up / stable boundaries, as steps",
         False,
-        ("n_metric_steps", "names", "boundary_steps"),
+        meta={"n_metric_steps": 0, "names": 1, "boundary_steps": 1},
     ),
 }
 REQUIRES = {"key_frequencies": ("spectra",), "progress": ("key_frequencies",)}
@@ -131,7 +148,7 @@ def analyze(run: Run, only: Iterable[str] | None = None, force: bool = False, pr
 
     if "key_frequencies" in todo:
         kf = cached["key_frequencies"]
-        if kf is None or int(kf["step"]) != int(run.steps[-1]):
+        if kf is None or int(kf["step"]) != int(run.steps[-1]) or str(kf["inputs"]) != key_inputs():
             cached["key_frequencies"] = key_frequencies(run, group, cached["spectra"], cached.get("neurons"))
             write(run, "key_frequencies", cached["key_frequencies"])
             computed.append("key_frequencies")
@@ -174,21 +191,25 @@ def load(run: Run, name: str) -> dict[str, np.ndarray]:
 
 def phase_steps(run: Run) -> dict[str, int | None]:
     """Phase boundaries: name → step (None where not reached)."""
-    result = load(run, "phases")
-    return {str(n): (None if s < 0 else int(s)) for n, s in zip(result["names"], result["boundary_steps"])}
+    return boundaries(load(run, "phases"))
+
+
+def boundaries(phases_result: dict[str, np.ndarray]) -> dict[str, int | None]:
+    names, steps = phases_result["names"], phases_result["boundary_steps"]
+    return {str(n): (None if s < 0 else int(s)) for n, s in zip(names, steps)}
 
 
 def summary(run: Run) -> dict:
     """The headline of `grokscope analyze --summary`, at the last saved step."""
-    analyze(run, progress=False)
     group = group_of(run.config.task)
-    kf, spec, neurons = (read_cached(run, n) for n in ("key_frequencies", "spectra", "neurons"))
+    analyze(run, progress=False)
+    kf, spec, neurons, phase = (read_cached(run, n) for n in ("key_frequencies", "spectra", "neurons", "phases"))
     keys = kf["frequencies"]
     power = spec["embed_freq_power"][-1]
     return {
         "key_frequencies": keys.tolist(),
         "key_frequency_rule": str(kf["rule"]),
-        "phases": phase_steps(run),
+        "phases": boundaries(phase),
         "key_power_share": float(power[keys].sum() / power[1:].sum()) if power[1:].sum() > 0 else None,
         "clustered_neuron_share": float((neurons["fraction"][-1] >= CLUSTER_THRESHOLD).mean()),
         "step": int(run.steps[-1]),
@@ -292,26 +313,33 @@ def key_frequencies(
         "logit_map": key_frequencies_by_power(spec["neuron_out_freq_power"][row]),
     }
     if rule is None:
-        rule, label = ("neurons", "neurons") if len(by["neurons"]) else ("embed", "embed (no neuron clustered)")
+        rule = "neurons" if len(by["neurons"]) else "embed"  # no neuron clustered: fall back to W_E power
     elif rule not in KEY_RULES:
         raise GrokscopeError(f"unknown key-frequency rule '{rule}' (known: {', '.join(KEY_RULES)})")
-    else:
-        label = rule
     return {
         "step": np.int64(run.steps[row]),
         "frequencies": by[rule],
-        "rule": np.array(label),
+        "rule": np.array(rule),
         "threshold": np.float64(CLUSTER_THRESHOLD if rule == "neurons" else KEY_POWER_FRACTION),
         **{f"by_{name}": keys for name, keys in by.items()},
         "coordinates": np.array(group.note),
+        "inputs": np.array(key_inputs()),
     }
+
+
+def key_inputs() -> str:
+    """What the key frequencies were computed from: when it changes, they are recomputed."""
+    versions = ", ".join(f"{n}@v{ANALYSES[n].version}" for n in ("spectra", "neurons"))
+    return f"{versions}; cluster share {CLUSTER_THRESHOLD}; power fraction {KEY_POWER_FRACTION}"
 
 
 def key_frequencies_at(run: Run, step: int | None = None, rule: str | None = None) -> dict[str, np.ndarray]:
     """Key frequencies at any saved step (default: the last) by a chosen rule (neurons, embed, logit_map;
     default as in the cached `key_frequencies`), with every rule's answer alongside."""
+    run.refresh()
     row = run.n_checkpoints - 1 if step is None else run.row(step)
-    return key_frequencies(run, group_of(run.config.task), load(run, "spectra"), load(run, "neurons"), row, rule)
+    group = group_of(run.config.task)
+    return key_frequencies(run, group, load(run, "spectra"), read_cached(run, "neurons"), row, rule)
 
 
 # --- the cache files ----------------------------------------------------------------------------------
@@ -332,17 +360,19 @@ def read_cached(run: Run, name: str) -> dict[str, np.ndarray] | None:
 
 
 def check_cached(name: str, result: dict[str, np.ndarray]) -> None:
-    meta = ANALYSES[name].meta
-    missing = [k for k in meta if k not in result]
-    if missing:
-        raise GrokscopeError(f"{name}: corrupt cache (no {missing[0]})")
-    if name in ("phases", "key_frequencies"):
+    """Raise GrokscopeError unless `result` has the arrays of `name` with consistent shapes."""
+    spec = ANALYSES[name]
+    for key, ndim in spec.meta.items():
+        if key not in result or result[key].ndim != ndim:
+            raise GrokscopeError(f"{name}: corrupt cache ({key} missing or misshapen)")
+    if not spec.rows:
         return
     steps = result.get("steps")
-    if steps is None or steps.ndim != 1 or len(result) == len(meta) + 1:
-        raise GrokscopeError(f"{name}: corrupt cache (no per-checkpoint arrays)")
-    if any(v.ndim == 0 or len(v) != len(steps) for k, v in result.items() if k not in meta):
-        raise GrokscopeError(f"{name}: corrupt cache (arrays of different lengths)")
+    if steps is None or steps.ndim != 1 or steps.dtype.kind != "i":
+        raise GrokscopeError(f"{name}: corrupt cache (no saved steps)")
+    for key in (*spec.rows, *(k for k in result if k not in spec.meta)):
+        if key not in result or result[key].ndim == 0 or len(result[key]) != len(steps):
+            raise GrokscopeError(f"{name}: corrupt cache ({key} missing or not one row per step)")
 
 
 def write(run: Run, name: str, arrays: dict[str, np.ndarray]) -> None:

@@ -11,6 +11,9 @@ import torch
 from grokscope.analysis.fourier import Group, fourier_basis, gini, per_frequency
 from grokscope.config import RunConfig
 
+MAPS = ("embed", "unembed", "neuron_in", "neuron_out")
+SPECTRA_ARRAYS = (*(f"{m}_{kind}" for m in MAPS for kind in ("power", "freq_power")), "gini_embed", "gini_neuron_out")
+
 
 def token_maps(params: dict[str, torch.Tensor], config: RunConfig, group: Group) -> dict[str, torch.Tensor]:
     """The four token-indexed maps the spectra read, rows/columns in the group's coordinate order.
