@@ -96,6 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_probe)
 
+    p = sub.add_parser("figures", help="write the standard figures of a run for papers, with their data as CSV")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--out", required=True, help="directory to write into")
+    p.add_argument("--format", default="pdf", help="pdf, svg or png (default pdf)")
+    p.add_argument("--step", type=int, help="the step shown or marked (default: the last saved)")
+    p.add_argument("--only", metavar="NAME,...", help="these figures only (default: all of them)")
+    p.set_defaults(handler=cmd_figures)
+
     p = sub.add_parser("demo", help="train the demo run on CPU into checkpoints/demo and summarize it")
     p.add_argument("--no-app", action="store_true", help="do not open the app afterwards")
     p.add_argument("--force", action="store_true", help="retrain even if checkpoints/demo is complete")
@@ -259,6 +267,26 @@ def cmd_probe(args: argparse.Namespace) -> int:
     else:
         print(f"{run.name} at step {step}:")
         print(ablation_table(result))
+    return 0
+
+
+def cmd_figures(args: argparse.Namespace) -> int:
+    from grokscope import analysis, figures
+    from grokscope.store import open_run
+
+    run = open_run(args.run)
+    if args.format not in figures.FORMATS:
+        raise GrokscopeError(f"unknown format '{args.format}' (use {', '.join(figures.FORMATS)})")
+    names = list(figures.STANDARD) if args.only is None else [n.strip() for n in args.only.split(",") if n.strip()]
+    unknown = [n for n in names if n not in figures.FIGURES]
+    if unknown or not names:
+        raise GrokscopeError(
+            f"unknown figure '{unknown[0] if unknown else args.only}' (known: {', '.join(figures.FIGURES)})"
+        )
+    analysis.analyze(run)  # what the figures read, computed once up front (with a progress bar)
+    plots = {name: figures.FIGURES[name][0](run, args.step) for name in names}
+    for path in figures.export(plots, args.out, args.format):
+        print(path)
     return 0
 
 

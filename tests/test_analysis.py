@@ -229,7 +229,7 @@ def test_cache_is_reused_topped_up_and_recomputed_when_stale_or_corrupt(small_ru
     del damaged["excluded_loss"]
     layout.write_npz(path / ANALYSIS_DIR / "progress@v1.npz", damaged)
     keys = dict(run.analysis("key_frequencies"), step=np.array([1, 2]))
-    layout.write_npz(path / ANALYSIS_DIR / "key_frequencies@v1.npz", keys)
+    layout.write_npz(analysis.runner.path_of(run, "key_frequencies"), keys)
     assert {"progress", "key_frequencies"} <= set(analysis.analyze(run, progress=False))
     assert "excluded_loss missing" in capsys.readouterr().err
 

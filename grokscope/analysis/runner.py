@@ -65,7 +65,7 @@ ANALYSES: dict[str, Spec] = {
         ("frequency", "fraction"),
     ),
     "key_frequencies": Spec(
-        1,
+        2,
         "the key frequencies at the last saved step by three rules, with the rule used and its threshold",
         True,
         meta={

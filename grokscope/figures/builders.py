@@ -1,0 +1,207 @@
+"""The figure builders: (run, step) → Plot. Time axes are training steps; the step is the cursor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from grokscope import analysis
+from grokscope.analysis.neurons import CLUSTER_THRESHOLD
+from grokscope.store import Run
+
+# Okabe & Ito (2008): distinguishable with every common colour-vision deficiency
+PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
+PHASE_NAMES = ("memorization", "circuit formation", "clean-up", "stable")
+PHASE_SHADES = ("rgba(0,0,0,0.07)", "rgba(0,0,0,0.0)", "rgba(0,0,0,0.07)", "rgba(0,0,0,0.0)")
+LAYOUT = go.Layout(
+    template="simple_white",
+    font={"size": 14, "family": "Arial, Helvetica, sans-serif"},
+    colorway=PALETTE,
+    margin={"l": 70, "r": 20, "t": 85, "b": 55},
+    legend={"orientation": "h", "y": -0.18, "x": 0},
+    width=800,
+    height=500,
+)
+
+
+@dataclass
+class Plot:
+    """A figure and the columns it plots (equal-length arrays, written as CSV beside the figure)."""
+
+    figure: go.Figure
+    data: dict[str, np.ndarray]
+
+
+def cursor_step(run: Run, step: int | None) -> int:
+    """The step shown: a saved step (checked) or, by default, the last one."""
+    return int(run.steps[-1]) if step is None else int(run.steps[run.row(step)])
+
+
+def decorate(fig: go.Figure, run: Run, step: int, title: str, time_axis: bool = True) -> go.Figure:
+    """House style; on time axes the phases shaded and labelled and the cursor as a dashed line."""
+    fig.update_layout(LAYOUT, title={"text": title, "x": 0.01, "xanchor": "left"})
+    if "<sup>" in title:  # room for the subtitle above the phase labels
+        fig.update_layout(margin={"t": 105})
+    if time_axis:
+        bounds = [int(run.steps[0])]
+        for s in analysis.phase_steps(run).values():
+            if s is None:
+                break
+            bounds.append(s)
+        bounds.append(int(run.steps[-1]))
+        for i, (name, shade, start, end) in enumerate(zip(PHASE_NAMES, PHASE_SHADES, bounds, bounds[1:])):
+            fig.add_vrect(x0=start, x1=end, fillcolor=shade, line_width=0, layer="below")
+            fig.add_annotation(
+                x=(start + end) / 2,
+                y=1.0 + 0.045 * (i % 2),  # staggered, so short phases' labels do not overlap
+                yref="paper",
+                text=name,
+                showarrow=False,
+                font={"size": 11},
+                yanchor="bottom",
+            )
+        fig.add_vline(x=step, line_dash="dash", line_color="#444444", line_width=1)
+    return fig
+
+
+def training_curves(run: Run, step: int | None = None) -> Plot:
+    """Train/test loss (log scale) and accuracy, and the weight norm, every step."""
+    step = cursor_step(run, step)
+    m = run.metrics
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.05, row_heights=[0.45, 0.3, 0.25])
+    for i, split in enumerate(("train", "test")):
+        style = {"color": PALETTE[i]}
+        loss = np.where(m[f"{split}_loss"] > 0, m[f"{split}_loss"], np.nan)  # log axis
+        fig.add_scatter(x=m["step"], y=loss, name=f"{split} loss", line=style, row=1, col=1)
+        fig.add_scatter(
+            x=m["step"], y=m[f"{split}_acc"], name=f"{split} accuracy", line=style, row=2, col=1, showlegend=False
+        )
+    fig.add_scatter(x=m["step"], y=m["weight_norm"], name="weight norm", line={"color": PALETTE[2]}, row=3, col=1)
+    fig.update_yaxes(type="log", title_text="loss", exponentformat="power", row=1, col=1)
+    fig.update_xaxes(title_text="step", row=3, col=1)
+    fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=2, col=1)
+    fig.update_yaxes(title_text="‖θ‖", row=3, col=1)
+    fig.update_layout(height=650)
+    return Plot(decorate(fig, run, step, f"{run.name}: training (grok step {run.grok_step})"), dict(m))
+
+
+def embedding_spectrum(run: Run, step: int | None = None) -> Plot:
+    """Share of W_E's non-constant Fourier power per frequency at the step; key frequencies marked."""
+    step = cursor_step(run, step)
+    power = run.analysis("spectra")["embed_freq_power"][run.row(step), 1:]
+    share = power / power.sum() if power.sum() > 0 else power
+    frequency = np.arange(1, len(power) + 1)
+    keys = set(run.analysis("key_frequencies")["frequencies"].tolist())
+    colours = [PALETTE[1] if k in keys else PALETTE[0] for k in frequency]
+    fig = go.Figure(go.Bar(x=frequency, y=share, marker_color=colours, name="share of power"))
+    fig.update_xaxes(title_text="frequency k")
+    fig.update_yaxes(title_text="share of W_E's non-constant power")
+    note = analysis.group_of(run.config.task).note
+    decorate(
+        fig,
+        run,
+        step,
+        f"{run.name}: embedding spectrum at step {step} (key frequencies in orange)<br><sup>{note}</sup>",
+        False,
+    )
+    return Plot(fig, {"frequency": frequency, "power": power, "share": share, "key": np.isin(frequency, list(keys))})
+
+
+def spectrum_over_time(run: Run, step: int | None = None) -> Plot:
+    """Heatmap frequency × step of each frequency's share of W_E's non-constant Fourier power."""
+    step = cursor_step(run, step)
+    power = run.analysis("spectra")["embed_freq_power"][:, 1:]
+    share = power / np.clip(power.sum(1, keepdims=True), 1e-300, None)
+    frequency = np.arange(1, power.shape[1] + 1)
+    keys = run.analysis("key_frequencies")["frequencies"].tolist()
+    fig = go.Figure(
+        go.Heatmap(x=run.steps, y=frequency, z=share.T, colorscale="Viridis", colorbar={"title": {"text": "share"}})
+    )
+    fig.update_xaxes(title_text="step")
+    fig.update_yaxes(title_text="frequency k", tickvals=keys, ticktext=[f"{k} ◀" for k in keys])
+    note = analysis.group_of(run.config.task).note
+    decorate(
+        fig, run, step, f"{run.name}: embedding spectrum over training (key frequencies ticked)<br><sup>{note}</sup>"
+    )
+    steps, freqs = np.meshgrid(run.steps, frequency, indexing="ij")
+    return Plot(fig, {"step": steps.ravel(), "frequency": freqs.ravel(), "share": share.ravel()})
+
+
+def neuron_clusters(run: Run, step: int | None = None) -> Plot:
+    """Clustered neurons per frequency at the step, and the clustered share over training."""
+    step = cursor_step(run, step)
+    neurons = run.analysis("neurons")
+    clustered = neurons["fraction"] >= CLUSTER_THRESHOLD  # (n_checkpoints, d_mlp)
+    row = run.row(step)
+    n_freq = analysis.group_of(run.config.task).n // 2
+    frequency = np.arange(1, n_freq + 1)
+    counts = np.bincount(neurons["frequency"][row][clustered[row]], minlength=n_freq + 1)[1:]
+    fig = make_subplots(
+        rows=1,
+        cols=2,
+        column_widths=[0.55, 0.45],
+        horizontal_spacing=0.15,
+        subplot_titles=(f"at step {step}", f"over training (share ≥ {CLUSTER_THRESHOLD:.0%} in one k)"),
+    )
+    fig.add_bar(x=frequency, y=counts, marker_color=PALETTE[0], name="clustered neurons", row=1, col=1)
+    fig.add_scatter(x=run.steps, y=clustered.mean(1), line={"color": PALETTE[1]}, name="clustered share", row=1, col=2)
+    fig.add_vline(x=step, line_dash="dash", line_color="#444444", line_width=1, row=1, col=2)
+    fig.update_xaxes(title_text="frequency k", row=1, col=1)
+    fig.update_xaxes(title_text="step", row=1, col=2)
+    fig.update_yaxes(title_text="neurons", row=1, col=1)
+    fig.update_yaxes(title_text="clustered share", range=[0, 1], row=1, col=2)
+    title = (
+        f"{run.name}: neuron clusters ({int(clustered[row].sum())} of {clustered.shape[1]} clustered at step {step})"
+    )
+    decorate(fig, run, step, title, False)
+    return Plot(fig, {"frequency": frequency, "clustered_neurons": counts})
+
+
+def progress_measures(run: Run, step: int | None = None) -> Plot:
+    """Restricted, excluded and test loss (log scale); Gini coefficients; total squared weight norm."""
+    step = cursor_step(run, step)
+    progress, spectra, norms = (run.analysis(n) for n in ("progress", "spectra", "weight_norms"))
+    test_loss = run.metrics["test_loss"][run.steps]
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.05, row_heights=[0.5, 0.25, 0.25])
+    curves = (
+        ("restricted loss", progress["restricted_loss"]),
+        ("excluded loss (train)", progress["excluded_loss"]),
+        ("test loss", test_loss),
+    )
+    for i, (name, y) in enumerate(curves):
+        fig.add_scatter(x=run.steps, y=np.where(y > 0, y, np.nan), name=name, line={"color": PALETTE[i]}, row=1, col=1)
+    fig.add_scatter(x=run.steps, y=spectra["gini_embed"], name="Gini of W_E", line={"color": PALETTE[3]}, row=2, col=1)
+    fig.add_scatter(
+        x=run.steps, y=spectra["gini_neuron_out"], name="Gini of W_out·W_U", line={"color": PALETTE[4]}, row=2, col=1
+    )
+    fig.add_scatter(x=run.steps, y=norms["sq_norm"], name="Σθ²", line={"color": PALETTE[5]}, row=3, col=1)
+    fig.update_yaxes(type="log", title_text="loss", exponentformat="power", row=1, col=1)
+    fig.update_xaxes(title_text="step", row=3, col=1)
+    fig.update_yaxes(title_text="Gini", range=[0, 1], row=2, col=1)
+    fig.update_yaxes(title_text="Σθ²", row=3, col=1)
+    fig.update_layout(height=650)
+    keys = ", ".join(map(str, progress["key_frequencies"].tolist()))
+    decorate(fig, run, step, f"{run.name}: progress measures (key frequencies {keys})")
+    data = {
+        "step": run.steps,
+        "restricted_loss": progress["restricted_loss"],
+        "excluded_loss": progress["excluded_loss"],
+        "test_loss": test_loss,
+        "gini_embed": spectra["gini_embed"],
+        "gini_neuron_out": spectra["gini_neuron_out"],
+        "sq_norm": norms["sq_norm"],
+    }
+    return Plot(fig, data)
+
+
+FIGURES = {
+    "training_curves": (training_curves, "loss and accuracy (train, test), weight norm; phases shaded"),
+    "embedding_spectrum": (embedding_spectrum, "W_E's Fourier power per frequency at the step"),
+    "spectrum_over_time": (spectrum_over_time, "W_E's Fourier power per frequency over training"),
+    "neuron_clusters": (neuron_clusters, "clustered neurons per frequency, and their share over training"),
+    "progress_measures": (progress_measures, "restricted, excluded and test loss; Gini; weight norm"),
+}
+STANDARD = tuple(FIGURES)

@@ -1,0 +1,47 @@
+"""Writing figures for papers: a static image per figure (kaleido, through a system Chromium) and its
+data as CSV."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import plotly.io as pio
+
+from grokscope.errors import GrokscopeError
+from grokscope.figures.builders import Plot
+
+FORMATS = ("pdf", "svg", "png")
+NO_BROWSER = (
+    "static export (pdf, svg, png) renders through Chromium or Chrome and none was found: install Debian's "
+    "chromium (apt-get install chromium) or Google Chrome; the CSV files were written"
+)
+
+
+def export(plots: dict[str, Plot], out: str | Path, fmt: str = "pdf") -> list[Path]:
+    """Write <out>/<name>.csv for every plot, then <out>/<name>.<fmt> for all of them in one Chromium
+    session; returns the files written."""
+    if fmt not in FORMATS:
+        raise GrokscopeError(f"unknown format '{fmt}' (use {', '.join(FORMATS)})")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [write_csv(plot.data, out / f"{name}.csv") for name, plot in plots.items()]
+    images = [out / f"{name}.{fmt}" for name in plots]
+    try:
+        pio.write_images([plot.figure for plot in plots.values()], images, format=fmt, scale=2 if fmt == "png" else 1)
+    except RuntimeError as e:
+        if "Chrome" in str(e) or "Chromium" in str(e):
+            raise GrokscopeError(NO_BROWSER) from None
+        raise
+    return written + images
+
+
+def write_csv(data: dict[str, np.ndarray], path: Path) -> Path:
+    """Columns of equal length → a CSV with a header row."""
+    columns = [np.asarray(v) for v in data.values()]
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(data.keys())
+        writer.writerows(zip(*(c.tolist() for c in columns)))
+    return path

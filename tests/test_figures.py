@@ -1,0 +1,84 @@
+"""Figure builders and `grokscope figures`."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+
+import grokscope
+from grokscope import analysis, figures
+from grokscope.cli import main
+from grokscope.figures.export import NO_BROWSER
+
+
+@pytest.fixture(scope="module")
+def run(grokked_run, tmp_path_factory):
+    path = tmp_path_factory.mktemp("figures") / "tiny"
+    shutil.copytree(grokked_run.path, path)
+    run = grokscope.open_run(path)
+    analysis.analyze(run, progress=False)
+    return run
+
+
+def cursor_lines(fig) -> list[float]:
+    return [shape.x0 for shape in fig.layout.shapes if shape.type == "line"]
+
+
+@pytest.mark.parametrize("name", list(figures.FIGURES))
+def test_every_figure_plots_its_data_and_marks_the_step(run, name):
+    step = int(run.steps[len(run.steps) // 2])
+    plot = figures.FIGURES[name][0](run, step)
+    assert plot.figure.data, "no traces"
+    lengths = {len(np.asarray(column)) for column in plot.data.values()}
+    assert len(lengths) == 1 and lengths.pop() > 0
+    if name != "embedding_spectrum":  # the others have a time axis with the cursor on it
+        assert step in cursor_lines(plot.figure)
+
+
+def test_step_dependent_figures_change_with_the_step(run):
+    early, late = (figures.FIGURES["embedding_spectrum"][0](run, int(s)) for s in (run.steps[1], run.steps[-1]))
+    assert not np.allclose(early.data["share"], late.data["share"])
+    keys = run.analysis("key_frequencies")["frequencies"]
+    assert late.data["frequency"][late.data["key"]].tolist() == keys.tolist()
+    # after grokking the key frequencies hold most of the power (see test_analysis for the threshold)
+    assert late.data["share"][late.data["key"]].sum() > 0.6
+
+
+def test_phases_are_shaded_on_time_axes(run):
+    plot = figures.FIGURES["training_curves"][0](run, None)
+    labels = [a.text for a in plot.figure.layout.annotations]
+    assert {"memorization", "circuit formation", "clean-up", "stable"} <= set(labels)
+
+
+def test_figures_command_writes_data_and_images(run, tmp_path, capsys):
+    out = tmp_path / "figs"
+    code = main(["figures", str(run.path), "--out", str(out), "--format", "svg"])
+    _, err = capsys.readouterr()
+    for name in figures.STANDARD:
+        header = (out / f"{name}.csv").read_text().splitlines()[0]
+        assert header.split(",") == list(figures.FIGURES[name][0](run, None).data)
+    if shutil.which("chromium") or shutil.which("google-chrome"):
+        assert code == 0
+        for fmt, magic in (("svg", b"<svg"), ("pdf", b"%PDF"), ("png", b"\x89PNG")):
+            if fmt != "svg":
+                assert main(["figures", str(run.path), "--out", str(out), "--format", fmt]) == 0
+            for name in figures.STANDARD:
+                assert magic in (out / f"{name}.{fmt}").read_bytes()[:400], f"{name}.{fmt}"
+    else:  # no browser to render with: a one-line message, the CSVs kept
+        assert code == 2 and NO_BROWSER in err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--format", "jpg"], "unknown format 'jpg'"),
+        (["--only", "nope"], "unknown figure 'nope'"),
+        (["--step", "99999"], "step 99999 was not saved"),
+    ],
+)
+def test_figures_bad_input(run, tmp_path, capsys, args, message):
+    code = main(["figures", str(run.path), "--out", str(tmp_path / "f"), *args])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
