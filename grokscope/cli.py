@@ -104,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", metavar="NAME,...", help="these figures only (default: all of them)")
     p.set_defaults(handler=cmd_figures)
 
+    p = sub.add_parser("app", help="start the workbench app on localhost")
+    p.add_argument("runs_dir", nargs="?", default="checkpoints", help="directory of runs (default ./checkpoints)")
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--run", help="the run to show first (a name inside RUNS_DIR)")
+    p.set_defaults(handler=cmd_app)
+
     p = sub.add_parser("demo", help="train the demo run on CPU into checkpoints/demo and summarize it")
     p.add_argument("--no-app", action="store_true", help="do not open the app afterwards")
     p.add_argument("--force", action="store_true", help="retrain even if checkpoints/demo is complete")
@@ -290,6 +296,33 @@ def cmd_figures(args: argparse.Namespace) -> int:
     return 0
 
 
+APP = Path(__file__).resolve().parent.parent / "app" / "app.py"
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    return launch_app(Path(args.runs_dir), args.port, args.run)
+
+
+def launch_app(runs_dir: Path, port: int, run: str | None = None) -> int:
+    """Serve the app on localhost until interrupted."""
+    import os
+    import subprocess
+
+    if not APP.is_file():
+        raise GrokscopeError(
+            f"the app is not in this installation ({APP} missing): install from a checkout (pip install -e .)"
+        )
+    if not runs_dir.is_dir():
+        raise GrokscopeError(f"{runs_dir}: no such directory of runs")
+    if not 0 < port < 65536:
+        raise GrokscopeError(f"--port must be between 1 and 65535; got {port}")
+    env = dict(os.environ, GROKSCOPE_RUNS_DIR=str(runs_dir.resolve()), **({"GROKSCOPE_RUN": run} if run else {}))
+    command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", "localhost"]
+    command += ["--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    print(f"grokscope app: http://localhost:{port} (runs in {runs_dir.resolve()}; Ctrl-C stops it)", flush=True)
+    return subprocess.call(command, env=env)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from grokscope.store import layout
     from grokscope.train import RUNS_DIR, train
@@ -314,9 +347,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"analysed every checkpoint in {time.perf_counter() - start:.0f} s (cached in {out / 'analysis'}); ", end="")
     print_summary(analysis.summary(run))
     if not args.no_app:
-        print(
-            "the app is not available yet; inspect the run with `grokscope info checkpoints/demo` or grokscope.open_run"
-        )
+        return launch_app(RUNS_DIR, 8501, "demo")
     return 0
 
 

@@ -12,7 +12,7 @@ them as stacked tensors; the activation analyses run one fast whole-grid forward
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,9 +118,16 @@ def applicable(run: Run) -> list[str]:
     return list(ANALYSES)
 
 
-def analyze(run: Run, only: Iterable[str] | None = None, force: bool = False, progress: bool = True) -> list[str]:
+def analyze(
+    run: Run,
+    only: Iterable[str] | None = None,
+    force: bool = False,
+    progress: bool = True,
+    report: Callable[[int, int], None] | None = None,
+) -> list[str]:
     """Compute what is missing of the named analyses (default: all that apply) up to the last saved
-    checkpoint and cache it in the run; returns the names of those (re)computed."""
+    checkpoint and cache it in the run; returns the names of those (re)computed. progress: a progress
+    bar on the terminal; report(done, total): called after each checkpoint of the grid pass (for UIs)."""
     run.refresh()
     if not run.n_checkpoints:
         raise GrokscopeError(f"{run.path}: no checkpoint saved yet")
@@ -164,7 +171,7 @@ def analyze(run: Run, only: Iterable[str] | None = None, force: bool = False, pr
         grid["progress"] = top_up_start(run, cached["progress"])
     grid = {n: start for n, start in grid.items() if start < run.n_checkpoints}
     if grid:
-        computed += grid_pass(run, group, grid, cached, progress)
+        computed += grid_pass(run, group, grid, cached, progress, report)
 
     if "phases" in todo and (cached["phases"] is None or int(cached["phases"]["n_metric_steps"]) != run.n_metric_steps):
         metrics = run.metrics
@@ -180,6 +187,30 @@ def analyze(run: Run, only: Iterable[str] | None = None, force: bool = False, pr
         )
         computed.append("phases")
     return computed
+
+
+def missing(run: Run) -> list[str]:
+    """The analyses that apply to the run and are not cached up to its last saved checkpoint (what
+    `analyze(run)` would compute), without computing anything."""
+    run.refresh()
+    out = []
+    for name in applicable(run):
+        result = read_cached(run, name)
+        spec = ANALYSES[name]
+        if (
+            result is None
+            or (spec.rows and top_up_start(run, result) < run.n_checkpoints)
+            or name == "key_frequencies"
+            and (int(result["step"]) != int(run.steps[-1]) or str(result["inputs"]) != key_inputs())
+            or name == "phases"
+            and int(result["n_metric_steps"]) != run.n_metric_steps
+        ):
+            out.append(name)
+    if "progress" not in out and "key_frequencies" not in out and "progress" in applicable(run):
+        keys, progress = read_cached(run, "key_frequencies"), read_cached(run, "progress")
+        if not np.array_equal(keys["frequencies"], progress["key_frequencies"]):
+            out.append("progress")
+    return out
 
 
 def load(run: Run, name: str) -> dict[str, np.ndarray]:
@@ -260,7 +291,9 @@ def weights_pass(run: Run, group: Group | None, starts: dict[str, int], cached: 
 
 
 @torch.no_grad()
-def grid_pass(run: Run, group: Group, starts: dict[str, int], cached: dict, show: bool) -> list[str]:
+def grid_pass(
+    run: Run, group: Group, starts: dict[str, int], cached: dict, show: bool, report: Callable | None
+) -> list[str]:
     """Neuron clustering and/or restricted/excluded loss from their first missing row (`starts`): one
     whole-grid forward per checkpoint, each analysis keeping the rows it lacks."""
     first = min(starts.values())
@@ -289,6 +322,8 @@ def grid_pass(run: Run, group: Group, starts: dict[str, int], cached: dict, show
                 for key, value in probe(readout).items():
                     rows["progress"].setdefault(key, []).append(value.numpy())
             bar.update()
+            if report is not None:
+                report(r + 1 - first, run.n_checkpoints - first)
     for name, start in starts.items():
         meta = {"key_frequencies": cached["key_frequencies"]["frequencies"]} if name == "progress" else {}
         cached[name] = append(run, name, cached[name], start, rows[name], **meta)

@@ -4,6 +4,7 @@ data as CSV."""
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
@@ -38,10 +39,14 @@ def export(plots: dict[str, Plot], out: str | Path, fmt: str = "pdf") -> list[Pa
 
 
 def write_csv(data: dict[str, np.ndarray], path: Path) -> Path:
-    """Columns of equal length → a CSV with a header row."""
-    columns = [np.asarray(v) for v in data.values()]
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(data.keys())
-        writer.writerows(zip(*(c.tolist() for c in columns)))
+    path.write_text(csv_text(data))
     return path
+
+
+def csv_text(data: dict[str, np.ndarray]) -> str:
+    """Columns of equal length → CSV text with a header row."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(data.keys())
+    writer.writerows(zip(*(np.asarray(c).tolist() for c in data.values())))
+    return buffer.getvalue()

@@ -1,0 +1,146 @@
+"""What the pages share: the runs directory, the chosen run (opened once, memmaps cached), the
+training-time cursor (one for every page, kept in session state), and how a figure is shown."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+import grokscope
+from grokscope import analysis
+from grokscope.figures import Plot
+from grokscope.figures.export import csv_text
+from grokscope.store import layout
+
+RUNS_DIR_ENV, RUN_ENV = "GROKSCOPE_RUNS_DIR", "GROKSCOPE_RUN"
+
+
+def runs_dir() -> Path:
+    return Path(os.environ.get(RUNS_DIR_ENV, "checkpoints")).resolve()
+
+
+@st.cache_resource(show_spinner=False)
+def open_run(name: str) -> grokscope.Run:
+    """A run inside the runs directory, by name only (no path from the user reaches the filesystem)."""
+    return grokscope.open_run(runs_dir() / name)
+
+
+def run_names() -> list[str]:
+    root = runs_dir()
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if layout.is_run(p))
+
+
+def sidebar() -> None:
+    """The run chooser (the cursor lives on each page, beside what it moves)."""
+    names = run_names()
+    with st.sidebar:
+        st.caption(f"runs in {runs_dir()}")
+        if not names:
+            st.info("No runs yet: train one with `grokscope train --preset demo`.")
+            return
+        if st.session_state.get("chosen_run") not in names:
+            wanted = os.environ.get(RUN_ENV)
+            st.session_state.chosen_run = wanted if wanted in names else names[0]
+        # widget state does not survive a page switch: the choice lives in its own key
+        st.session_state.run_widget = st.session_state.chosen_run
+        st.selectbox("run", names, key="run_widget", on_change=keep, args=("run_widget", "chosen_run"))
+
+
+def keep(widget_key: str, key: str) -> None:
+    st.session_state[key] = st.session_state[widget_key]
+
+
+def current_run() -> grokscope.Run | None:
+    """The run chooser in the sidebar, and the chosen run, refreshed (a run still training extends), or
+    None with the reason shown."""
+    sidebar()
+    name = st.session_state.get("chosen_run")
+    if name is None:
+        st.info("Choose a run on the Runs page.")
+        return None
+    try:
+        run = open_run(name)
+        run.refresh()
+    except grokscope.GrokscopeError as e:
+        st.error(f"Run '{name}' cannot be read: {e}")
+        return None
+    if not run.n_checkpoints:
+        st.warning(f"Run '{name}' has no checkpoint yet.")
+        return None
+    return run
+
+
+def analyses_ready(run: grokscope.Run) -> bool:
+    """True when every analysis the figures read is cached and current; otherwise offer to compute them."""
+    missing = analysis.runner.missing(run)
+    if not missing:
+        return True
+    st.warning(f"Not computed yet for {run.name}: {', '.join(missing)}.")
+    if st.button("Compute the analyses", key="compute"):
+        bar = st.progress(0.0, text="computing analyses")
+        analysis.analyze(run, progress=False, report=lambda done, total: bar.progress(done / total))
+        st.rerun()
+    return False
+
+
+def nearest_saved(run: grokscope.Run, step: int) -> int:
+    """The first saved step at or after `step` (the last one if none)."""
+    steps = run.steps
+    return int(steps[min(np.searchsorted(steps, step), len(steps) - 1)])
+
+
+def cursor(run: grokscope.Run) -> int:
+    """The training-time cursor: a slider over the saved steps and jump buttons. Returns the step."""
+    steps = [int(s) for s in run.steps]
+    if st.session_state.get("step") not in steps:
+        st.session_state.step = steps[-1]
+    marks = {"start": steps[0]}
+    try:
+        for name, step in analysis.phase_steps(run).items():
+            if step is not None:
+                marks[name.replace("_", " ")] = nearest_saved(run, step)
+    except grokscope.GrokscopeError:
+        pass
+    if run.grok_step is not None:
+        marks["grok"] = nearest_saved(run, run.grok_step)
+    marks["end"] = steps[-1]
+
+    def move(to: int) -> None:
+        st.session_state.step = to
+
+    i = steps.index(st.session_state.step)
+    buttons = st.columns(len(marks) + 2)
+    buttons[0].button("◀", on_click=move, args=(steps[max(i - 1, 0)],), key="back", help="previous checkpoint")
+    buttons[1].button(
+        "▶", on_click=move, args=(steps[min(i + 1, len(steps) - 1)],), key="forward", help="next checkpoint"
+    )
+    for column, (label, step) in zip(buttons[2:], marks.items()):
+        column.button(label, on_click=move, args=(step,), key=f"jump {label}", help=f"step {step}")
+    st.session_state.cursor = st.session_state.step  # the step lives in its own key across pages
+    st.select_slider("step", options=steps, key="cursor", on_change=keep, args=("cursor", "step"))
+    return st.session_state.step
+
+
+def step_page(render: Callable[[grokscope.Run, int], None]) -> None:
+    """A page whose figures follow the cursor: the cursor and the figures rerun together, alone."""
+    run = current_run()
+    if run is None or not analyses_ready(run):
+        return
+
+    @st.fragment
+    def body() -> None:
+        render(run, cursor(run))
+
+    body()
+
+
+def show(plot: Plot, name: str) -> None:
+    """A figure with a button to download its data as CSV."""
+    st.plotly_chart(plot.figure, width="stretch", key=f"chart {name}")
+    st.download_button("data (CSV)", csv_text(plot.data), file_name=f"{name}.csv", mime="text/csv", key=f"csv {name}")

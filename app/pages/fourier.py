@@ -1,0 +1,19 @@
+"""Fourier: the embedding's spectrum at the cursor and over training, key frequencies marked."""
+
+import common
+import streamlit as st
+
+from grokscope.figures.builders import embedding_spectrum, spectrum_over_time
+
+st.title("Fourier")
+
+
+def render(run, step):
+    left, right = st.columns(2)
+    with left:
+        common.show(embedding_spectrum(run, step), "embedding_spectrum")
+    with right:
+        common.show(spectrum_over_time(run, step), "spectrum_over_time")
+
+
+common.step_page(render)

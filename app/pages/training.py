@@ -1,0 +1,9 @@
+"""Training: loss, accuracy and weight norm, phases shaded, the cursor marked."""
+
+import common
+import streamlit as st
+
+from grokscope.figures.builders import training_curves
+
+st.title("Training")
+common.step_page(lambda run, step: common.show(training_curves(run, step), "training_curves"))

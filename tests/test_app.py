@@ -1,0 +1,92 @@
+"""The Streamlit app through streamlit.testing: every page on a fixture run, the cursor, bad runs."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+import grokscope
+from grokscope import analysis
+
+APP = str(Path(__file__).resolve().parent.parent / "app" / "app.py")
+PAGES = ("pages/runs.py", "pages/training.py", "pages/fourier.py", "pages/neurons.py", "pages/progress.py")
+
+
+@pytest.fixture(scope="module")
+def runs_dir(grokked_run, small_run, tmp_path_factory):
+    """tiny (analysed), small (not analysed) and broken (a run whose files are damaged)."""
+    root = tmp_path_factory.mktemp("app_runs")
+    shutil.copytree(grokked_run.path, root / "tiny")
+    analysis.analyze(grokscope.open_run(root / "tiny"), progress=False)
+    shutil.copytree(small_run.path, root / "small")
+    shutil.copytree(small_run.path, root / "broken")
+    (root / "broken" / "progress.json").write_text("{")
+    return root
+
+
+def app(runs_dir, monkeypatch, run: str | None = None) -> AppTest:
+    monkeypatch.setenv("GROKSCOPE_RUNS_DIR", str(runs_dir))
+    if run:
+        monkeypatch.setenv("GROKSCOPE_RUN", run)
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    return at
+
+
+def charts(at: AppTest) -> list[str]:
+    return [chart.proto.spec for chart in at.get("plotly_chart")]
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders(runs_dir, monkeypatch, page):
+    at = app(runs_dir, monkeypatch, "tiny")
+    at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error
+    if page != "pages/runs.py":
+        assert charts(at), "no figure"
+
+
+def test_runs_page_lists_every_run_with_its_status(runs_dir, monkeypatch):
+    at = app(runs_dir, monkeypatch)
+    table = at.dataframe[0].value
+    status = dict(zip(table["run"], table["status"]))
+    assert status["tiny"] == "complete" and status["small"] == "complete"
+    assert status["broken"].startswith("unreadable") and "progress.json" in status["broken"]
+
+
+def test_the_cursor_moves_the_figures_and_survives_page_switches(runs_dir, monkeypatch):
+    at = app(runs_dir, monkeypatch, "tiny")
+    at.switch_page("pages/fourier.py").run()
+    before = charts(at)
+    slider = at.select_slider(key="cursor")
+    step = int(slider.options[5])
+    slider.set_value(step).run()
+    after = charts(at)
+    assert at.session_state["step"] == step
+    assert after[0] != before[0]  # the spectrum at the step
+    at.switch_page("pages/training.py").run()
+    assert at.session_state["step"] == step and at.select_slider(key="cursor").value == step
+    at.button(key="jump end").click().run()
+    last = int(grokscope.open_run(runs_dir / "tiny").steps[-1])
+    assert at.session_state["step"] == last
+    at.button(key="back").click().run()
+    assert at.session_state["step"] < last
+
+
+def test_an_unreadable_run_shows_an_error_not_a_traceback(runs_dir, monkeypatch):
+    at = app(runs_dir, monkeypatch, "broken")
+    at.switch_page("pages/training.py").run()
+    assert not at.exception
+    assert at.error and "progress.json" in at.error[0].value
+
+
+def test_missing_analyses_are_offered_and_computed(runs_dir, monkeypatch):
+    at = app(runs_dir, monkeypatch, "small")
+    at.switch_page("pages/progress.py").run()
+    assert at.warning and "Not computed yet" in at.warning[0].value and not charts(at)
+    at.button(key="compute").click().run()
+    assert not at.exception and charts(at)
