@@ -1,0 +1,91 @@
+"""One end-to-end test in a real headless browser: `grokscope app` serves a run, a Plotly chart renders,
+a cursor button moves the step, and the chart changes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+import grokscope
+from grokscope import analysis
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def ensure_chromium() -> None:
+    """Debian's chromium, installed here if missing and possible; otherwise skip saying why."""
+    if os.path.exists(CHROMIUM):
+        return
+    if shutil.which("apt-get") is None or os.geteuid() != 0:
+        pytest.skip("no /usr/bin/chromium, and apt-get as root is not available to install Debian's chromium")
+    install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
+    for command in (install, ["apt-get", "update"], install):  # the package lists may be missing
+        result = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+        if os.path.exists(CHROMIUM):
+            return
+    pytest.skip(f"could not install Debian's chromium: {result.stderr.strip().splitlines()[-1:]}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(grokked_run, tmp_path_factory):
+    pytest.importorskip("playwright", reason="the Playwright package is in the [test] extra")
+    ensure_chromium()
+    root = tmp_path_factory.mktemp("browser_runs")
+    shutil.copytree(grokked_run.path, root / "tiny")
+    analysis.analyze(grokscope.open_run(root / "tiny"), progress=False)
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "grokscope", "app", str(root), "--port", str(port), "--run", "tiny"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://localhost:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+            break
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                pytest.fail(f"grokscope app did not start: {server.stdout.read().decode()[-2000:]}")
+            time.sleep(0.5)
+    yield url
+    server.terminate()
+    server.wait(timeout=30)
+
+
+def test_chart_renders_and_follows_the_cursor(served):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{served}/fourier")
+        bars = page.locator(".js-plotly-plot").first
+        bars.wait_for(timeout=60_000)
+        page.wait_for_function("document.querySelectorAll('.js-plotly-plot .bars path').length > 0", timeout=60_000)
+
+        def bar_shapes() -> list[str]:
+            return page.eval_on_selector_all(".js-plotly-plot .bars path", "els => els.map(e => e.getAttribute('d'))")
+
+        before = bar_shapes()
+        page.get_by_role("button", name="start", exact=True).click()
+        deadline = time.monotonic() + 60
+        while bar_shapes() == before:
+            assert time.monotonic() < deadline, "the chart did not change after moving the cursor"
+            time.sleep(0.5)
+        browser.close()
