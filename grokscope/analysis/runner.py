@@ -214,10 +214,20 @@ def missing(run: Run) -> list[str]:
 
 
 def load(run: Run, name: str) -> dict[str, np.ndarray]:
-    """One analysis as arrays indexed by the run's saved steps (computed first if missing or stale)."""
+    """One analysis as arrays indexed by the run's saved steps (computed first if missing or stale).
+    Kept in memory on the Run while neither the run's progress nor the file changes (the app asks for
+    the same results on every cursor move)."""
     check_names([name])
+    run.refresh()
+    path = path_of(run, name)
+    stamp = (run.n_checkpoints, run.n_metric_steps, path.stat().st_mtime_ns if path.is_file() else None)
+    memo = run.memo.get(("analysis", name))
+    if memo is not None and memo[0] == stamp:
+        return memo[1]
     analyze(run, only=[name], progress=False)
-    return read_cached(run, name)
+    result = read_cached(run, name)
+    run.memo[("analysis", name)] = ((run.n_checkpoints, run.n_metric_steps, path.stat().st_mtime_ns), result)
+    return result
 
 
 def phase_steps(run: Run) -> dict[str, int | None]:

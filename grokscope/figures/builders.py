@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
+import plotly.io as pio
 from plotly.subplots import make_subplots
 
 from grokscope import analysis
@@ -16,8 +17,9 @@ from grokscope.store import Run
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
 PHASE_NAMES = ("memorization", "circuit formation", "clean-up", "stable")
 PHASE_SHADES = ("rgba(0,0,0,0.07)", "rgba(0,0,0,0.0)", "rgba(0,0,0,0.07)", "rgba(0,0,0,0.0)")
-LAYOUT = go.Layout(
-    template="simple_white",
+TEMPLATE = "grokscope"
+pio.templates[TEMPLATE] = go.layout.Template(pio.templates["simple_white"])  # registered once, applied by name
+pio.templates[TEMPLATE].layout.update(
     font={"size": 14, "family": "Arial, Helvetica, sans-serif"},
     colorway=PALETTE,
     margin={"l": 70, "r": 20, "t": 85, "b": 55},
@@ -42,7 +44,7 @@ def cursor_step(run: Run, step: int | None) -> int:
 
 def decorate(fig: go.Figure, run: Run, step: int, title: str, time_axis: bool = True) -> go.Figure:
     """House style; on time axes the phases shaded and labelled and the cursor as a dashed line."""
-    fig.update_layout(LAYOUT, title={"text": title, "x": 0.01, "xanchor": "left"})
+    fig.update_layout(template=TEMPLATE, title={"text": title, "x": 0.01, "xanchor": "left"})
     if "<sup>" in title:  # room for the subtitle above the phase labels
         fig.update_layout(margin={"t": 105})
     if time_axis:

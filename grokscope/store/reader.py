@@ -46,6 +46,7 @@ class Run:
         if not isinstance(shapes, dict) or not shapes:
             raise GrokscopeError(f"{path / layout.META}: corrupt (no parameter shapes)")
         self.name = path.name
+        self.memo: dict = {}  # results derived from this run, for those who keep them (see analysis.load)
         self._scheduled = layout.open_array(path / layout.STEPS, np.dtype(np.int64))
         self._params = {
             n: layout.open_array(path / layout.PARAMS / f"{n}.npy", np.dtype(np.float32), (len(self._scheduled), *s))
