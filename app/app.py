@@ -11,5 +11,6 @@ pages = [
     st.Page("pages/fourier.py", title="Fourier"),
     st.Page("pages/neurons.py", title="Neurons"),
     st.Page("pages/progress.py", title="Progress measures"),
+    st.Page("pages/attention.py", title="Attention & circuits"),
 ]
 st.navigation(pages).run()

@@ -23,7 +23,7 @@ import grokscope
 from grokscope import analysis
 
 APP = str(Path(__file__).resolve().parent.parent / "app" / "app.py")
-PAGES = ("pages/training.py", "pages/fourier.py", "pages/neurons.py", "pages/progress.py")
+PAGES = ("pages/training.py", "pages/fourier.py", "pages/neurons.py", "pages/progress.py", "pages/attention.py")
 
 
 def main() -> None:

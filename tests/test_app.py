@@ -12,7 +12,14 @@ import grokscope
 from grokscope import analysis
 
 APP = str(Path(__file__).resolve().parent.parent / "app" / "app.py")
-PAGES = ("pages/runs.py", "pages/training.py", "pages/fourier.py", "pages/neurons.py", "pages/progress.py")
+PAGES = (
+    "pages/runs.py",
+    "pages/training.py",
+    "pages/fourier.py",
+    "pages/neurons.py",
+    "pages/progress.py",
+    "pages/attention.py",
+)
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +97,17 @@ def test_missing_analyses_are_offered_and_computed(runs_dir, monkeypatch):
     assert at.warning and "Not computed yet" in at.warning[0].value and not charts(at)
     at.button(key="compute").click().run()
     assert not at.exception and charts(at)
+
+
+def test_ablation_from_the_attention_page(runs_dir, monkeypatch):
+    at = app(runs_dir, monkeypatch, "tiny")
+    at.switch_page("pages/attention.py").run()
+    at.multiselect(key="ablate heads").set_value([0, 1, 2, 3])
+    at.button(key="ablate").click().run()
+    assert not at.exception and not at.error
+    table = at.dataframe[0].value
+    test_acc = table[table["metric"] == "test_acc"].iloc[0]
+    assert test_acc["ablated"] < test_acc["base"] - 0.5  # every head gone: the circuit breaks
+    at.text_input(key="ablate neurons").set_value("1,x")
+    at.button(key="ablate").click().run()
+    assert at.error and "comma-separated" in at.error[0].value

@@ -10,6 +10,7 @@ import pytest
 import grokscope
 from grokscope import analysis, figures
 from grokscope.cli import main
+from grokscope.figures.builders import TIME_AXIS
 from grokscope.figures.export import NO_BROWSER
 
 
@@ -33,8 +34,10 @@ def test_every_figure_plots_its_data_and_marks_the_step(run, name):
     assert plot.figure.data, "no traces"
     lengths = {len(np.asarray(column)) for column in plot.data.values()}
     assert len(lengths) == 1 and lengths.pop() > 0
-    if name != "embedding_spectrum":  # the others have a time axis with the cursor on it
+    if name in TIME_AXIS:
         assert step in cursor_lines(plot.figure)
+    else:  # the others show the step itself
+        assert str(step) in plot.figure.layout.title.text
 
 
 def test_step_dependent_figures_change_with_the_step(run):
@@ -82,3 +85,17 @@ def test_figures_bad_input(run, tmp_path, capsys, args, message):
     code = main(["figures", str(run.path), "--out", str(tmp_path / "f"), *args])
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_attention_and_neuron_figures(run):
+    from grokscope.analysis.probes import attention_patterns
+
+    step = int(run.steps[-1])
+    plot = figures.FIGURES["attention"][0](run, step)
+    expected = attention_patterns(run.model(step))[:, 1, 0].numpy()  # head 1's attention to a
+    np.testing.assert_allclose(plot.data["head_1"], expected)
+    neuron = figures.FIGURES["neuron_activation"][0](run, step)
+    fractions = run.analysis("neurons")["fraction"][-1]
+    assert f"neuron {int(np.argmax(fractions))} " in neuron.figure.layout.title.text  # the most clustered
+    with pytest.raises(grokscope.GrokscopeError, match="no neuron"):
+        figures.builders.neuron_activation(run, step, neuron=10**6)

@@ -1,9 +1,21 @@
-"""Neurons: clustered neurons per frequency at the cursor, and the clustered share over training."""
+"""Neurons: clustered neurons per frequency at the cursor and over training; one neuron's activation
+over the inputs and its 2D Fourier transform."""
 
 import common
+import numpy as np
 import streamlit as st
 
-from grokscope.figures.builders import neuron_clusters
+from grokscope.figures.builders import neuron_activation, neuron_clusters
+
+
+def render(run, step):
+    common.show(neuron_clusters(run, step), "neuron_clusters")
+    fractions = run.analysis("neurons")["fraction"][run.row(step)]
+    neuron = st.number_input(
+        "neuron", 0, len(fractions) - 1, int(np.argmax(fractions)), key="neuron", help="default: the most clustered"
+    )
+    common.show(neuron_activation(run, step, int(neuron)), "neuron_activation")
+
 
 st.title("Neurons")
-common.step_page(lambda run, step: common.show(neuron_clusters(run, step), "neuron_clusters"))
+common.step_page(render)

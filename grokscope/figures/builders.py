@@ -11,6 +11,7 @@ from plotly.subplots import make_subplots
 
 from grokscope import analysis
 from grokscope.analysis.neurons import CLUSTER_THRESHOLD
+from grokscope.errors import GrokscopeError
 from grokscope.store import Run
 
 # Okabe & Ito (2008): distinguishable with every common colour-vision deficiency
@@ -199,11 +200,66 @@ def progress_measures(run: Run, step: int | None = None) -> Plot:
     return Plot(fig, data)
 
 
+def attention(run: Run, step: int | None = None) -> Plot:
+    """Per head, the attention of `=` to the token a over every input (a, b) at the step (the rest goes
+    to b and to `=` itself)."""
+    from grokscope.analysis.probes import attention_patterns
+
+    step = cursor_step(run, step)
+    p = run.config.task.p
+    to_a = attention_patterns(run.model(step))[:, :, 0].numpy()  # (p², H)
+    heads = to_a.shape[1]
+    fig = make_subplots(rows=1, cols=heads, subplot_titles=[f"head {h}" for h in range(heads)], horizontal_spacing=0.03)
+    for h in range(heads):
+        fig.add_heatmap(
+            z=to_a[:, h].reshape(p, p), zmin=0, zmax=1, colorscale="Viridis", showscale=h == heads - 1, row=1, col=h + 1
+        )
+        fig.update_xaxes(title_text="b", row=1, col=h + 1)
+        fig.update_yaxes(title_text="a" if h == 0 else None, showticklabels=h == 0, row=1, col=h + 1)
+    fig.update_layout(height=380, width=250 * heads + 120)
+    decorate(fig, run, step, f"{run.name}: attention of '=' to a at step {step}", False)
+    a, b = np.divmod(np.arange(p * p), p)
+    return Plot(fig, {"a": a, "b": b, **{f"head_{h}": to_a[:, h] for h in range(heads)}})
+
+
+def neuron_activation(run: Run, step: int | None = None, neuron: int | None = None) -> Plot:
+    """One MLP neuron at the step (default: the one with the largest share in one frequency): its
+    activation over the inputs in group coordinates, and the power of its 2D Fourier transform."""
+    from grokscope.analysis.fourier import component_names, fourier_basis
+    from grokscope.analysis.neurons import grid_neurons
+
+    step = cursor_step(run, step)
+    group = analysis.group_of(run.config.task)
+    if neuron is None:
+        neuron = int(np.argmax(run.analysis("neurons")["fraction"][run.row(step)]))
+    d_mlp = run.config.model.d_mlp
+    if not 0 <= neuron < d_mlp:
+        raise GrokscopeError(f"no neuron {neuron} (the MLP has {d_mlp}: 0..{d_mlp - 1})")
+    acts, _ = grid_neurons(run.model(step), group)
+    A = acts[:, :, neuron].double()
+    F = fourier_basis(group.n)
+    power = (F @ (A - A.mean()) @ F.T).square().numpy()
+    names = component_names(group.n)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("activation", "2D Fourier power"), horizontal_spacing=0.12)
+    fig.add_heatmap(z=A.numpy(), colorscale="Viridis", showscale=False, row=1, col=1)
+    fig.add_heatmap(z=power, x=names, y=names, colorscale="Viridis", row=1, col=2)
+    fig.update_xaxes(title_text="y (b)", row=1, col=1)
+    fig.update_yaxes(title_text="x (a)", row=1, col=1)
+    fig.update_layout(height=480, width=1000)
+    note = group.note
+    decorate(fig, run, step, f"{run.name}: neuron {neuron} at step {step}<br><sup>{note}</sup>", False)
+    x, y = np.divmod(np.arange(group.n**2), group.n)
+    return Plot(fig, {"x": x, "y": y, "a": group.tokens[x], "b": group.tokens[y], "activation": A.numpy().ravel()})
+
+
 FIGURES = {
     "training_curves": (training_curves, "loss and accuracy (train, test), weight norm; phases shaded"),
     "embedding_spectrum": (embedding_spectrum, "W_E's Fourier power per frequency at the step"),
     "spectrum_over_time": (spectrum_over_time, "W_E's Fourier power per frequency over training"),
     "neuron_clusters": (neuron_clusters, "clustered neurons per frequency, and their share over training"),
     "progress_measures": (progress_measures, "restricted, excluded and test loss; Gini; weight norm"),
+    "attention": (attention, "per head, the attention of '=' to a over every input, at the step"),
+    "neuron_activation": (neuron_activation, "the most clustered neuron's activation and 2D Fourier power at the step"),
 }
+TIME_AXIS = ("training_curves", "spectrum_over_time", "neuron_clusters", "progress_measures")  # with the cursor
 STANDARD = tuple(FIGURES)
