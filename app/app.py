@@ -12,5 +12,6 @@ pages = [
     st.Page("pages/neurons.py", title="Neurons"),
     st.Page("pages/progress.py", title="Progress measures"),
     st.Page("pages/attention.py", title="Attention & circuits"),
+    st.Page("pages/compare.py", title="Compare"),
 ]
 st.navigation(pages).run()

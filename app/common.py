@@ -17,6 +17,7 @@ from grokscope.figures.export import csv_text
 from grokscope.store import layout
 
 RUNS_DIR_ENV, RUN_ENV = "GROKSCOPE_RUNS_DIR", "GROKSCOPE_RUN"
+POLL_S = 5  # how often the pages of a run still training re-read it
 
 
 def runs_dir() -> Path:
@@ -77,16 +78,21 @@ def current_run() -> grokscope.Run | None:
 
 
 def analyses_ready(run: grokscope.Run) -> bool:
-    """True when every analysis the figures read is cached and current; otherwise offer to compute them."""
+    """True when every analysis the figures read is cached and current. Ones never computed are offered
+    with a button; ones computed before the latest checkpoints landed are topped up (new rows only)."""
     missing = analysis.runner.missing(run)
-    if not missing:
-        return True
-    st.warning(f"Not computed yet for {run.name}: {', '.join(missing)}.")
-    if st.button("Compute the analyses", key="compute"):
-        bar = st.progress(0.0, text="computing analyses")
-        analysis.analyze(run, progress=False, report=lambda done, total: bar.progress(done / total))
-        st.rerun()
-    return False
+    never = [name for name in missing if analysis.runner.read_cached(run, name) is None]
+    if never:
+        st.warning(f"Not computed yet for {run.name}: {', '.join(never)}.")
+        if st.button("Compute the analyses", key="compute"):
+            bar = st.progress(0.0, text="computing analyses")
+            analysis.analyze(run, progress=False, report=lambda done, total: bar.progress(done / total))
+            st.rerun()
+        return False
+    if missing:
+        with st.spinner(f"bringing {', '.join(missing)} up to step {int(run.steps[-1])}"):
+            analysis.analyze(run, progress=False)
+    return True
 
 
 def nearest_saved(run: grokscope.Run, step: int) -> int:
@@ -133,8 +139,11 @@ def step_page(render: Callable[[grokscope.Run, int], None]) -> None:
     if run is None or not analyses_ready(run):
         return
 
-    @st.fragment
+    # a run still training is polled: its figures extend as checkpoints land
+    @st.fragment(run_every=None if run.complete else POLL_S)
     def body() -> None:
+        if not run.complete and not analyses_ready(run):
+            return
         render(run, cursor(run))
 
     body()

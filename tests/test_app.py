@@ -19,6 +19,7 @@ PAGES = (
     "pages/neurons.py",
     "pages/progress.py",
     "pages/attention.py",
+    "pages/compare.py",
 )
 
 
@@ -111,3 +112,34 @@ def test_ablation_from_the_attention_page(runs_dir, monkeypatch):
     at.text_input(key="ablate neurons").set_value("1,x")
     at.button(key="ablate").click().run()
     assert at.error and "comma-separated" in at.error[0].value
+
+
+def test_compare_overlays_runs(runs_dir, monkeypatch):
+    at = app(runs_dir, monkeypatch, "tiny")
+    at.switch_page("pages/compare.py").run()
+    at.multiselect(key="compare").set_value(["tiny", "small", "broken"]).run()
+    assert not at.exception
+    assert at.error and "broken" in at.error[0].value
+    spec = charts(at)[0]
+    assert "tiny test loss" in spec and "small test loss" in spec
+
+
+def test_a_run_still_training_extends_as_checkpoints_land(small_run, tmp_path, monkeypatch):
+    from grokscope.store import layout
+
+    shutil.copytree(small_run.path, tmp_path / "live")
+    (tmp_path / "live" / layout.COMPLETE).unlink()
+    progress = layout.read_json(tmp_path / "live" / layout.PROGRESS)
+    steps = grokscope.open_run(tmp_path / "live").steps
+    step = int(steps[len(steps) // 2 - 1])
+    partial = dict(progress, n_checkpoints=len(steps) // 2, n_metric_steps=step, step=step)
+    layout.write_json(tmp_path / "live" / layout.PROGRESS, dict(partial, state=layout.state_name(step)))
+    analysis.analyze(grokscope.open_run(tmp_path / "live"), progress=False)
+    at = app(tmp_path, monkeypatch, "live")
+    assert at.dataframe[0].value["status"][0] == f"training or stopped at step {step}"
+    at.switch_page("pages/training.py").run()
+    assert at.select_slider(key="cursor").options[-1] == str(step)
+    layout.write_json(tmp_path / "live" / layout.PROGRESS, progress)  # training went on
+    at.run()  # what a poll does
+    assert not at.exception and not at.warning  # the analyses were topped up, not offered again
+    assert at.select_slider(key="cursor").options[-1] == str(int(steps[-1]))

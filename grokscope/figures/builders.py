@@ -252,6 +252,35 @@ def neuron_activation(run: Run, step: int | None = None, neuron: int | None = No
     return Plot(fig, {"x": x, "y": y, "a": group.tokens[x], "b": group.tokens[y], "activation": A.numpy().ravel()})
 
 
+def compare(runs: list[Run], step: int | None = None) -> Plot:
+    """Several runs on one time axis, aligned by step: test and train loss (log scale) and test accuracy.
+    step: a dashed line at that step (any step; runs need not share their checkpoints)."""
+    if not runs:
+        raise GrokscopeError("compare needs at least one run")
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.06, row_heights=[0.6, 0.4])
+    data: dict[str, list] = {"run": [], "step": [], "train_loss": [], "test_loss": [], "test_acc": []}
+    for i, run in enumerate(runs):
+        m, colour = run.metrics, PALETTE[i % len(PALETTE)]
+        for split, dash in (("test", "solid"), ("train", "dot")):
+            loss = np.where(m[f"{split}_loss"] > 0, m[f"{split}_loss"], np.nan)
+            fig.add_scatter(
+                x=m["step"], y=loss, name=f"{run.name} {split} loss", line={"color": colour, "dash": dash}, row=1, col=1
+            )
+        fig.add_scatter(x=m["step"], y=m["test_acc"], name=f"{run.name} test acc", line={"color": colour}, row=2, col=1)
+        for key in ("step", "train_loss", "test_loss", "test_acc"):
+            data[key].extend(m[key].tolist())
+        data["run"].extend([run.name] * len(m["step"]))
+    fig.update_yaxes(type="log", title_text="loss", exponentformat="power", row=1, col=1)
+    fig.update_yaxes(title_text="test accuracy", range=[0, 1.02], row=2, col=1)
+    fig.update_xaxes(title_text="step", row=2, col=1)
+    fig.update_layout(height=600)
+    if step is not None:
+        fig.add_vline(x=step, line_dash="dash", line_color="#444444", line_width=1)
+    names = ", ".join(run.name for run in runs)
+    decorate(fig, runs[0], step or 0, f"{names}: train (dotted) and test (solid)", False)
+    return Plot(fig, {k: np.asarray(v) for k, v in data.items()})
+
+
 FIGURES = {
     "training_curves": (training_curves, "loss and accuracy (train, test), weight norm; phases shaded"),
     "embedding_spectrum": (embedding_spectrum, "W_E's Fourier power per frequency at the step"),

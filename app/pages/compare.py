@@ -1,0 +1,26 @@
+"""Compare: several runs on one time axis (e.g. with and without an intervention), aligned by step."""
+
+import common
+import streamlit as st
+
+import grokscope
+from grokscope.figures.builders import compare
+
+st.title("Compare")
+common.sidebar()
+names = common.run_names()
+chosen = st.multiselect(
+    "runs", names, default=[n for n in [st.session_state.get("chosen_run")] if n in names], key="compare"
+)
+runs = []
+for name in chosen:
+    try:
+        run = common.open_run(name)
+        run.refresh()
+        runs.append(run)
+    except grokscope.GrokscopeError as e:
+        st.error(f"Run '{name}' cannot be read: {e}")
+if runs:
+    common.show(compare(runs, st.session_state.get("step")), "compare")
+else:
+    st.info("Choose one or more runs.")
