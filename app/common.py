@@ -4,6 +4,7 @@ training-time cursor (one for every page, kept in session state), and how a figu
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from grokscope.store import layout
 
 RUNS_DIR_ENV, RUN_ENV = "GROKSCOPE_RUNS_DIR", "GROKSCOPE_RUN"
 POLL_S = 5  # how often the pages of a run still training re-read it
+BROWSER = any(shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome", "chrome"))
 
 
 def runs_dir() -> Path:
@@ -150,6 +152,25 @@ def step_page(render: Callable[[grokscope.Run, int], None]) -> None:
 
 
 def show(plot: Plot, name: str) -> None:
-    """A figure with a button to download its data as CSV."""
+    """A figure with download buttons for its data (CSV) and, where a browser can render it, a PDF."""
     st.plotly_chart(plot.figure, width="stretch", key=f"chart {name}")
-    st.download_button("data (CSV)", csv_text(plot.data), file_name=f"{name}.csv", mime="text/csv", key=f"csv {name}")
+    left, right = st.columns(2)
+    left.download_button(
+        "data (CSV)",
+        csv_text(plot.data),
+        file_name=f"{name}.csv",
+        mime="text/csv",
+        key=f"csv {name}",
+        on_click="ignore",
+    )
+    if BROWSER:  # rendered only when clicked: kaleido takes a second or two
+        right.download_button(
+            "figure (PDF)",
+            lambda: plot.figure.to_image(format="pdf"),
+            file_name=f"{name}.pdf",
+            mime="application/pdf",
+            key=f"pdf {name}",
+            on_click="ignore",
+        )
+    else:
+        right.caption("The figure download needs Chromium or Chrome (on Debian: apt-get install chromium).")

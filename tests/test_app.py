@@ -56,6 +56,8 @@ def test_every_page_renders(runs_dir, monkeypatch, page):
     assert not at.error
     if page != "pages/runs.py":
         assert charts(at), "no figure"
+        labels = [button.proto.label for button in at.get("download_button")]
+        assert "data (CSV)" in labels
 
 
 def test_runs_page_lists_every_run_with_its_status(runs_dir, monkeypatch):

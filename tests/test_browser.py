@@ -1,5 +1,5 @@
 """One end-to-end test in a real headless browser: `grokscope app` serves a run, a Plotly chart renders,
-a cursor button moves the step, and the chart changes."""
+a cursor button moves the step, the chart changes, and the figure downloads as a PDF."""
 
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ def served(grokked_run, tmp_path_factory):
     server.wait(timeout=30)
 
 
-def test_chart_renders_and_follows_the_cursor(served):
+def test_chart_renders_follows_the_cursor_and_downloads(served):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -88,4 +88,8 @@ def test_chart_renders_and_follows_the_cursor(served):
         while bar_shapes() == before:
             assert time.monotonic() < deadline, "the chart did not change after moving the cursor"
             time.sleep(0.5)
+        with page.expect_download(timeout=120_000) as download:
+            page.get_by_role("button", name="figure (PDF)").first.click()
+        with open(download.value.path(), "rb") as pdf:
+            assert pdf.read(4) == b"%PDF"
         browser.close()
