@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,6 +31,13 @@ def runs_dir() -> Path:
 def open_run(name: str) -> grokscope.Run:
     """A run inside the runs directory, by name only (no path from the user reaches the filesystem)."""
     return grokscope.open_run(runs_dir() / name)
+
+
+def activity(run: grokscope.Run) -> str:
+    """'training' if the run committed progress within the last half minute (training commits every few
+    seconds), else 'stopped'."""
+    age = time.time() - (run.path / layout.PROGRESS).stat().st_mtime
+    return "training" if age < 30 else "stopped"
 
 
 def run_names() -> list[str]:

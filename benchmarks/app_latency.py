@@ -23,7 +23,13 @@ import grokscope
 from grokscope import analysis
 
 APP = str(Path(__file__).resolve().parent.parent / "app" / "app.py")
-PAGES = ("pages/training.py", "pages/fourier.py", "pages/neurons.py", "pages/progress.py", "pages/attention.py")
+PAGES = (
+    "pages/20_training.py",
+    "pages/30_fourier.py",
+    "pages/40_neurons.py",
+    "pages/50_progress.py",
+    "pages/60_attention.py",
+)
 
 
 def main() -> None:

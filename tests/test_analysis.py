@@ -334,3 +334,15 @@ def test_one_analysis_topped_up_leaves_the_others_intact(small_run, tmp_path):
         assert set(after) == set(before)
         for key in before:
             np.testing.assert_array_equal(after[key], before[key])
+
+
+def test_fast_attention_patterns_equal_the_hooked_forwards(grokked_run):
+    from grokscope.analysis.neurons import model_inputs
+    from grokscope.analysis.probes import attention_patterns
+
+    model = grokked_run.model(int(grokked_run.steps[-1]))
+    _, cache = model.run_with_cache(
+        model_inputs(model, torch.arange(31 * 31)), names_filter="blocks.0.attn.hook_pattern"
+    )
+    hooked = cache["blocks.0.attn.hook_pattern"][:, :, -1, :]
+    torch.testing.assert_close(attention_patterns(model), hooked)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -13,13 +15,13 @@ from grokscope import analysis
 
 APP = str(Path(__file__).resolve().parent.parent / "app" / "app.py")
 PAGES = (
-    "pages/runs.py",
-    "pages/training.py",
-    "pages/fourier.py",
-    "pages/neurons.py",
-    "pages/progress.py",
-    "pages/attention.py",
-    "pages/compare.py",
+    "pages/10_runs.py",
+    "pages/20_training.py",
+    "pages/30_fourier.py",
+    "pages/40_neurons.py",
+    "pages/50_progress.py",
+    "pages/60_attention.py",
+    "pages/70_compare.py",
 )
 
 
@@ -54,7 +56,7 @@ def test_every_page_renders(runs_dir, monkeypatch, page):
     at.switch_page(page).run()
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error
-    if page != "pages/runs.py":
+    if page != "pages/10_runs.py":
         assert charts(at), "no figure"
         labels = [button.proto.label for button in at.get("download_button")]
         assert "data (CSV)" in labels
@@ -70,7 +72,7 @@ def test_runs_page_lists_every_run_with_its_status(runs_dir, monkeypatch):
 
 def test_the_cursor_moves_the_figures_and_survives_page_switches(runs_dir, monkeypatch):
     at = app(runs_dir, monkeypatch, "tiny")
-    at.switch_page("pages/fourier.py").run()
+    at.switch_page("pages/30_fourier.py").run()
     before = charts(at)
     slider = at.select_slider(key="cursor")
     step = int(slider.options[5])
@@ -78,7 +80,7 @@ def test_the_cursor_moves_the_figures_and_survives_page_switches(runs_dir, monke
     after = charts(at)
     assert at.session_state["step"] == step
     assert after[0] != before[0]  # the spectrum at the step
-    at.switch_page("pages/training.py").run()
+    at.switch_page("pages/20_training.py").run()
     assert at.session_state["step"] == step and at.select_slider(key="cursor").value == step
     at.button(key="jump end").click().run()
     last = int(grokscope.open_run(runs_dir / "tiny").steps[-1])
@@ -89,14 +91,14 @@ def test_the_cursor_moves_the_figures_and_survives_page_switches(runs_dir, monke
 
 def test_an_unreadable_run_shows_an_error_not_a_traceback(runs_dir, monkeypatch):
     at = app(runs_dir, monkeypatch, "broken")
-    at.switch_page("pages/training.py").run()
+    at.switch_page("pages/20_training.py").run()
     assert not at.exception
     assert at.error and "progress.json" in at.error[0].value
 
 
 def test_missing_analyses_are_offered_and_computed(runs_dir, monkeypatch):
     at = app(runs_dir, monkeypatch, "small")
-    at.switch_page("pages/progress.py").run()
+    at.switch_page("pages/50_progress.py").run()
     assert at.warning and "Not computed yet" in at.warning[0].value and not charts(at)
     at.button(key="compute").click().run()
     assert not at.exception and charts(at)
@@ -104,7 +106,7 @@ def test_missing_analyses_are_offered_and_computed(runs_dir, monkeypatch):
 
 def test_ablation_from_the_attention_page(runs_dir, monkeypatch):
     at = app(runs_dir, monkeypatch, "tiny")
-    at.switch_page("pages/attention.py").run()
+    at.switch_page("pages/60_attention.py").run()
     at.multiselect(key="ablate heads").set_value([0, 1, 2, 3])
     at.button(key="ablate").click().run()
     assert not at.exception and not at.error
@@ -118,7 +120,7 @@ def test_ablation_from_the_attention_page(runs_dir, monkeypatch):
 
 def test_compare_overlays_runs(runs_dir, monkeypatch):
     at = app(runs_dir, monkeypatch, "tiny")
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("pages/70_compare.py").run()
     at.multiselect(key="compare").set_value(["tiny", "small", "broken"]).run()
     assert not at.exception
     assert at.error and "broken" in at.error[0].value
@@ -138,8 +140,11 @@ def test_a_run_still_training_extends_as_checkpoints_land(small_run, tmp_path, m
     layout.write_json(tmp_path / "live" / layout.PROGRESS, dict(partial, state=layout.state_name(step)))
     analysis.analyze(grokscope.open_run(tmp_path / "live"), progress=False)
     at = app(tmp_path, monkeypatch, "live")
-    assert at.dataframe[0].value["status"][0] == f"training or stopped at step {step}"
-    at.switch_page("pages/training.py").run()
+    assert at.dataframe[0].value["status"][0] == f"training at step {step}"  # progress written just now
+    old = time.time() - 3600
+    os.utime(tmp_path / "live" / layout.PROGRESS, (old, old))
+    assert app(tmp_path, monkeypatch, "live").dataframe[0].value["status"][0] == f"stopped at step {step}"
+    at.switch_page("pages/20_training.py").run()
     assert at.select_slider(key="cursor").options[-1] == str(step)
     layout.write_json(tmp_path / "live" / layout.PROGRESS, progress)  # training went on
     at.run()  # what a poll does

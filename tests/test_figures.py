@@ -99,3 +99,11 @@ def test_attention_and_neuron_figures(run):
     assert f"neuron {int(np.argmax(fractions))} " in neuron.figure.layout.title.text  # the most clustered
     with pytest.raises(grokscope.GrokscopeError, match="no neuron"):
         figures.builders.neuron_activation(run, step, neuron=10**6)
+
+
+def test_neuron_frequency_map_agrees_with_the_cached_clustering(run):
+    step = int(run.steps[-1])
+    plot = figures.FIGURES["neuron_frequency_map"][0](run, step)
+    share = plot.data["share"].reshape(-1, 15)  # (d_mlp, frequencies 1..15) for p = 31
+    cached = run.analysis("neurons")
+    np.testing.assert_allclose(share.max(1), cached["fraction"][-1], rtol=1e-4, atol=1e-6)

@@ -1,6 +1,7 @@
 """Circuit probes at one checkpoint, through hooks on the plain forward over every input.
 
-- `attention_patterns(model)`: where `=` attends, per head, for every input.
+- `attention_patterns(model)`: where `=` attends, per head, for every input (hooks on the plain forward;
+  for one layer the same numbers from the per-token scores, without running the MLP).
 - `ablate(model, dataset, heads=, neurons=, frequencies=)`: zero-ablate attention heads (their output z),
   MLP neurons (their activation), all in layer 0, or remove Fourier directions of the embedding from the residual
   stream (for frequency k, the span of the cos k and sin k components of W_E, projected out of
@@ -29,6 +30,8 @@ def attention_patterns(model: torch.nn.Module, layer: int = 0) -> torch.Tensor:
         raise GrokscopeError("attention patterns need a transformer; this run's model is an MLP")
     if not 0 <= layer < model.cfg.n_layers:
         raise GrokscopeError(f"no layer {layer} (the model has {model.cfg.n_layers})")
+    if model.cfg.n_layers == 1:  # the fast form: per-token scores, no MLP (equal to the hooks', tested)
+        return model.grid_pattern().permute(1, 2, 3, 0).reshape(model.p**2, -1, 3)
     name = f"blocks.{layer}.attn.hook_pattern"
     _, cache = model.run_with_cache(model_inputs(model, torch.arange(model.p**2)), names_filter=name)
     return cache[name][:, :, -1, :]

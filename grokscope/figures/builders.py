@@ -222,6 +222,28 @@ def attention(run: Run, step: int | None = None) -> Plot:
     return Plot(fig, {"a": a, "b": b, **{f"head_{h}": to_a[:, h] for h in range(heads)}})
 
 
+def neuron_frequency_map(run: Run, step: int | None = None) -> Plot:
+    """Every MLP neuron's share of activation variance in each frequency at the step (one fast forward),
+    neurons sorted by their dominant frequency, then by its share."""
+    from grokscope.analysis.neurons import frequency_fractions, grid_neurons
+
+    step = cursor_step(run, step)
+    group = analysis.group_of(run.config.task)
+    acts, _ = grid_neurons(run.model(step), group)
+    fractions = frequency_fractions(acts).numpy()  # (d_mlp, n // 2)
+    dominant, share = fractions.argmax(1), fractions.max(1)
+    order = np.lexsort((-share, dominant))
+    frequency = np.arange(1, fractions.shape[1] + 1)
+    fig = go.Figure(
+        go.Heatmap(z=fractions[order].T, x=np.arange(len(order)), y=frequency, zmin=0, zmax=1, colorscale="Viridis")
+    )
+    fig.update_xaxes(title_text="neurons, by dominant frequency", showticklabels=False)
+    fig.update_yaxes(title_text="frequency k")
+    decorate(fig, run, step, f"{run.name}: each neuron's share of variance per frequency at step {step}", False)
+    neuron, k = np.meshgrid(np.arange(fractions.shape[0]), frequency, indexing="ij")
+    return Plot(fig, {"neuron": neuron.ravel(), "frequency": k.ravel(), "share": fractions.ravel()})
+
+
 def neuron_activation(run: Run, step: int | None = None, neuron: int | None = None) -> Plot:
     """One MLP neuron at the step (default: the one with the largest share in one frequency): its
     activation over the inputs in group coordinates, and the power of its 2D Fourier transform."""
@@ -287,6 +309,7 @@ FIGURES = {
     "spectrum_over_time": (spectrum_over_time, "W_E's Fourier power per frequency over training"),
     "neuron_clusters": (neuron_clusters, "clustered neurons per frequency, and their share over training"),
     "progress_measures": (progress_measures, "restricted, excluded and test loss; Gini; weight norm"),
+    "neuron_frequency_map": (neuron_frequency_map, "every neuron's share of variance per frequency at the step"),
     "attention": (attention, "per head, the attention of '=' to a over every input, at the step"),
     "neuron_activation": (neuron_activation, "the most clustered neuron's activation and 2D Fourier power at the step"),
 }

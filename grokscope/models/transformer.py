@@ -140,6 +140,28 @@ class Transformer(HookedRootModule):
         post = activation(self.cfg.act, inplace=True)(torch.mm(resid, mlp.W_in, out=out))
         return post, Readout([(post, mlp.W_out @ W_U), (resid, W_U)])
 
+    def position_inputs(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Token + position embeddings at the three positions: a (p, d), b (p, d), `=` (d,)."""
+        p, W_E, W_pos = self.p, self.embed.W_E, self.pos_embed.W_pos
+        return W_E[:p] + W_pos[0], W_E[:p] + W_pos[1], W_E[p] + W_pos[2]
+
+    def grid_pattern(self) -> torch.Tensor:
+        """Block 0's attention pattern at `=` for every input, 1-layer model: (3, a, b, H), the attention to
+        a, b and `=` itself, from per-token scores (the query at `=` is the same for every input)."""
+        p, attn = self.p, self.blocks[0].attn
+        x_a, x_b, x_eq = self.position_inputs()
+        q = torch.einsum("d,hde->he", x_eq, attn.W_Q)
+        keys = [torch.einsum("td,hde->the", x, attn.W_K) for x in (x_a, x_b, x_eq[None])]
+        scores = [torch.einsum("the,he->th", k, q) * attn.scale for k in keys]  # (p, H), (p, H), (1, H)
+        H = q.shape[0]
+        return torch.stack(
+            [
+                scores[0][:, None].expand(p, p, H),
+                scores[1][None, :].expand(p, p, H),
+                scores[2][None].expand(p, p, H),
+            ]
+        ).softmax(0)
+
     def grid_resid(self) -> torch.Tensor:
         """The residual stream at `=` after attention (resid_mid) for every input, 1-layer model: (p², d_model).
 
@@ -150,19 +172,8 @@ class Transformer(HookedRootModule):
         the residual stream at `=`, which the MLP and the unembedding (W_out @ W_U folded) then read.
         """
         p, attn = self.p, self.blocks[0].attn
-        W_E, W_pos = self.embed.W_E, self.pos_embed.W_pos
-        x_a, x_b, x_eq = W_E[:p] + W_pos[0], W_E[:p] + W_pos[1], W_E[p] + W_pos[2]  # (p, d), (p, d), (d,)
-        q = torch.einsum("d,hde->he", x_eq, attn.W_Q)
-        keys = [torch.einsum("td,hde->the", x, attn.W_K) for x in (x_a, x_b, x_eq[None])]
-        scores = [torch.einsum("the,he->th", k, q) * attn.scale for k in keys]  # (p, H), (p, H), (1, H)
-        H = q.shape[0]
-        pattern = torch.stack(
-            [
-                scores[0][:, None].expand(p, p, H),
-                scores[1][None, :].expand(p, p, H),
-                scores[2][None].expand(p, p, H),
-            ]
-        ).softmax(0)  # (3, a, b, H): attention of `=` to a, b and itself
+        x_a, x_b, x_eq = self.position_inputs()
+        pattern = self.grid_pattern()
         ov_a, ov_b, ov_eq = [  # each token's value through W_O, per head: (t, H, d)
             torch.einsum("td,hde,hef->thf", x, attn.W_V, attn.W_O) for x in (x_a, x_b, x_eq[None])
         ]

@@ -1,14 +1,15 @@
-"""Neurons: clustered neurons per frequency at the cursor and over training; one neuron's activation
-over the inputs and its 2D Fourier transform."""
+"""Neurons: the neuron × frequency map at the cursor, clusters over training, and one neuron's activation
+over the inputs with its 2D Fourier transform."""
 
 import common
 import numpy as np
 import streamlit as st
 
-from grokscope.figures.builders import neuron_activation, neuron_clusters
+from grokscope.figures.builders import neuron_activation, neuron_clusters, neuron_frequency_map
 
 
 def render(run, step):
+    common.show(neuron_frequency_map(run, step), "neuron_frequency_map")
     common.show(neuron_clusters(run, step), "neuron_clusters")
     fractions = run.analysis("neurons")["fraction"][run.row(step)]
     neuron = st.number_input(

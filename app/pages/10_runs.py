@@ -17,7 +17,7 @@ for name in common.run_names():
         continue
     task, model = run.config.task, run.config.model
     last = int(run.steps[-1]) if run.n_checkpoints else None
-    status = "complete" if run.complete else f"training or stopped at step {last}"
+    status = "complete" if run.complete else f"{common.activity(run)} at step {last}"
     rows.append(
         {
             "run": name,
