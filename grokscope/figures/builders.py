@@ -222,15 +222,25 @@ def attention(run: Run, step: int | None = None) -> Plot:
     return Plot(fig, {"a": a, "b": b, **{f"head_{h}": to_a[:, h] for h in range(heads)}})
 
 
+def step_activations(run: Run, step: int):
+    """The MLP activations (n, n, d_mlp) in group coordinates at a saved step, from one fast forward; the
+    last step asked for is kept on the Run, so the figures of one step share a forward."""
+    from grokscope.analysis.neurons import grid_neurons
+
+    kept = run.memo.get("activations")
+    if kept is None or kept[0] != step:
+        acts, _ = grid_neurons(run.model(step), analysis.group_of(run.config.task))
+        run.memo["activations"] = kept = (step, acts)
+    return kept[1]
+
+
 def neuron_frequency_map(run: Run, step: int | None = None) -> Plot:
     """Every MLP neuron's share of activation variance in each frequency at the step (one fast forward),
     neurons sorted by their dominant frequency, then by its share."""
-    from grokscope.analysis.neurons import frequency_fractions, grid_neurons
+    from grokscope.analysis.neurons import frequency_fractions
 
     step = cursor_step(run, step)
-    group = analysis.group_of(run.config.task)
-    acts, _ = grid_neurons(run.model(step), group)
-    fractions = frequency_fractions(acts).numpy()  # (d_mlp, n // 2)
+    fractions = frequency_fractions(step_activations(run, step)).numpy()  # (d_mlp, n // 2)
     dominant, share = fractions.argmax(1), fractions.max(1)
     order = np.lexsort((-share, dominant))
     frequency = np.arange(1, fractions.shape[1] + 1)
@@ -248,7 +258,6 @@ def neuron_activation(run: Run, step: int | None = None, neuron: int | None = No
     """One MLP neuron at the step (default: the one with the largest share in one frequency): its
     activation over the inputs in group coordinates, and the power of its 2D Fourier transform."""
     from grokscope.analysis.fourier import component_names, fourier_basis
-    from grokscope.analysis.neurons import grid_neurons
 
     step = cursor_step(run, step)
     group = analysis.group_of(run.config.task)
@@ -257,8 +266,7 @@ def neuron_activation(run: Run, step: int | None = None, neuron: int | None = No
     d_mlp = run.config.model.d_mlp
     if not 0 <= neuron < d_mlp:
         raise GrokscopeError(f"no neuron {neuron} (the MLP has {d_mlp}: 0..{d_mlp - 1})")
-    acts, _ = grid_neurons(run.model(step), group)
-    A = acts[:, :, neuron].double()
+    A = step_activations(run, step)[:, :, neuron].double()
     F = fourier_basis(group.n)
     power = (F @ (A - A.mean()) @ F.T).square().numpy()
     names = component_names(group.n)
