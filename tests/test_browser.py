@@ -26,11 +26,16 @@ def ensure_chromium() -> None:
     if shutil.which("apt-get") is None or os.geteuid() != 0:
         pytest.skip("no /usr/bin/chromium, and apt-get as root is not available to install Debian's chromium")
     install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
+    why = "apt-get failed"
     for command in (install, ["apt-get", "update"], install):  # the package lists may be missing
-        result = subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+        except subprocess.TimeoutExpired:
+            pytest.skip(f"could not install Debian's chromium: `{' '.join(command)}` took over 5 minutes")
         if os.path.exists(CHROMIUM):
             return
-    pytest.skip(f"could not install Debian's chromium: {result.stderr.strip().splitlines()[-1:]}")
+        why = (result.stderr.strip().splitlines() or [why])[-1]
+    pytest.skip(f"could not install Debian's chromium: {why}")
 
 
 def free_port() -> int:
