@@ -303,10 +303,13 @@ def cmd_app(args: argparse.Namespace) -> int:
     return launch_app(Path(args.runs_dir), args.port, args.run)
 
 
-def launch_app(runs_dir: Path, port: int, run: str | None = None) -> int:
-    """Serve the app on localhost until interrupted."""
+def launch_app(runs_dir: Path, port: int, run: str | None = None, open_browser: bool = False) -> int:
+    """Serve the app on localhost until interrupted; open_browser: open it in the user's browser once it
+    answers (where there is one)."""
     import os
     import subprocess
+    import urllib.request
+    import webbrowser
 
     if not APP.is_file():
         raise GrokscopeError(
@@ -319,8 +322,25 @@ def launch_app(runs_dir: Path, port: int, run: str | None = None) -> int:
     env = dict(os.environ, GROKSCOPE_RUNS_DIR=str(runs_dir.resolve()), **({"GROKSCOPE_RUN": run} if run else {}))
     command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", "localhost"]
     command += ["--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
-    print(f"grokscope app: http://localhost:{port} (runs in {runs_dir.resolve()}; Ctrl-C stops it)", flush=True)
-    return subprocess.call(command, env=env)
+    url = f"http://localhost:{port}"
+    print(f"grokscope app: {url} (runs in {runs_dir.resolve()}; Ctrl-C stops it)", flush=True)
+    server = subprocess.Popen(command, env=env)
+    try:
+        if open_browser:
+            for _ in range(60):
+                try:
+                    urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
+                    webbrowser.open(url)
+                    break
+                except OSError:
+                    if server.poll() is not None:
+                        break
+                    time.sleep(0.5)
+        return server.wait()
+    finally:
+        if server.poll() is None:
+            server.terminate()
+            server.wait(timeout=30)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -347,7 +367,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"analysed every checkpoint in {time.perf_counter() - start:.0f} s (cached in {out / 'analysis'}); ", end="")
     print_summary(analysis.summary(run))
     if not args.no_app:
-        return launch_app(RUNS_DIR, 8501, "demo")
+        return launch_app(RUNS_DIR, 8501, "demo", open_browser=True)
     return 0
 
 
