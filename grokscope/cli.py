@@ -307,6 +307,7 @@ def launch_app(runs_dir: Path, port: int, run: str | None = None, open_browser: 
     """Serve the app on localhost until interrupted; open_browser: open it in the user's browser once it
     answers (where there is one)."""
     import os
+    import signal
     import subprocess
     import urllib.request
     import webbrowser
@@ -325,6 +326,8 @@ def launch_app(runs_dir: Path, port: int, run: str | None = None, open_browser: 
     url = f"http://localhost:{port}"
     print(f"grokscope app: {url} (runs in {runs_dir.resolve()}; Ctrl-C stops it)", flush=True)
     server = subprocess.Popen(command, env=env)
+    # a plain `kill` of this command must stop the server too: SIGTERM unwinds through `finally`
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         if open_browser:
             for _ in range(60):

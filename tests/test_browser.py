@@ -71,6 +71,19 @@ def served(grokked_run, tmp_path_factory):
     yield url
     server.terminate()
     server.wait(timeout=30)
+    assert urllib_refused(url), "the app server kept running after `grokscope app` was terminated"
+
+
+def urllib_refused(url: str) -> bool:
+    """True once nothing answers at url (the server behind `grokscope app` stopped with it)."""
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/_stcore/health", timeout=1)
+        except OSError:
+            return True
+        time.sleep(0.5)
+    return False
 
 
 def test_chart_renders_follows_the_cursor_and_downloads(served):
