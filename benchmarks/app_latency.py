@@ -23,13 +23,7 @@ import grokscope
 from grokscope import analysis
 
 APP = str(Path(__file__).resolve().parent.parent / "app" / "app.py")
-PAGES = (
-    "pages/20_training.py",
-    "pages/30_fourier.py",
-    "pages/40_neurons.py",
-    "pages/50_progress.py",
-    "pages/60_attention.py",
-)
+PAGES = sorted(f"pages/{path.name}" for path in (Path(APP).parent / "pages").glob("[0-9]*_*.py"))  # as app.py
 
 
 def main() -> None:
@@ -47,6 +41,8 @@ def main() -> None:
     print(f"run {args.run}: {len(run.steps)} checkpoints; {platform.processor() or platform.machine()}")
     for page in PAGES:
         at.switch_page(page).run()
+        if not any(s.key == "cursor" for s in at.select_slider):
+            continue  # a page without the cursor (runs, compare)
         slider = at.select_slider(key="cursor")
         times = []
         for step in rng.choice(slider.options, size=args.moves, replace=False):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 import grokscope
@@ -27,3 +29,15 @@ def grokked_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "tiny"
     grokscope.train(grokscope.load_preset("tiny"), out, progress=False)
     return grokscope.open_run(out)
+
+
+@pytest.fixture(scope="session")
+def analyzed_run(grokked_run, tmp_path_factory):
+    """A copy of the grokked tiny run with every analysis computed (read it; copy it to change it)."""
+    from grokscope import analysis
+
+    path = tmp_path_factory.mktemp("analyzed") / "tiny"
+    shutil.copytree(grokked_run.path, path)
+    run = grokscope.open_run(path)
+    analysis.analyze(run, progress=False)
+    return run

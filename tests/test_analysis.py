@@ -117,14 +117,9 @@ def test_phases_on_synthetic_curves():
     assert flat == {"memorization_end": 100, "cleanup_start": None, "stable_start": None}
 
 
-@pytest.fixture(scope="module")
-def analyzed(grokked_run, tmp_path_factory):
-    """A copy of the grokked tiny run with every analysis computed."""
-    path = tmp_path_factory.mktemp("analysis") / "tiny"
-    shutil.copytree(grokked_run.path, path)
-    run = grokscope.open_run(path)
-    analysis.analyze(run, progress=False)
-    return run
+@pytest.fixture
+def analyzed(analyzed_run):
+    return analyzed_run
 
 
 def test_batched_and_one_checkpoint_forms_agree(analyzed):

@@ -14,23 +14,14 @@ import grokscope
 from grokscope import analysis
 
 APP = str(Path(__file__).resolve().parent.parent / "app" / "app.py")
-PAGES = (
-    "pages/10_runs.py",
-    "pages/20_training.py",
-    "pages/30_fourier.py",
-    "pages/40_neurons.py",
-    "pages/50_progress.py",
-    "pages/60_attention.py",
-    "pages/70_compare.py",
-)
+PAGES = sorted(f"pages/{path.name}" for path in (Path(APP).parent / "pages").glob("[0-9]*_*.py"))  # as app.py
 
 
 @pytest.fixture(scope="module")
-def runs_dir(grokked_run, small_run, tmp_path_factory):
+def runs_dir(analyzed_run, small_run, tmp_path_factory):
     """tiny (analysed), small (not analysed) and broken (a run whose files are damaged)."""
     root = tmp_path_factory.mktemp("app_runs")
-    shutil.copytree(grokked_run.path, root / "tiny")
-    analysis.analyze(grokscope.open_run(root / "tiny"), progress=False)
+    shutil.copytree(analyzed_run.path, root / "tiny")
     shutil.copytree(small_run.path, root / "small")
     shutil.copytree(small_run.path, root / "broken")
     (root / "broken" / "progress.json").write_text("{")

@@ -13,9 +13,6 @@ import urllib.request
 
 import pytest
 
-import grokscope
-from grokscope import analysis
-
 CHROMIUM = "/usr/bin/chromium"
 
 
@@ -45,12 +42,11 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def served(grokked_run, tmp_path_factory):
+def served(analyzed_run, tmp_path_factory):
     pytest.importorskip("playwright", reason="the Playwright package is in the [test] extra")
     ensure_chromium()
     root = tmp_path_factory.mktemp("browser_runs")
-    shutil.copytree(grokked_run.path, root / "tiny")
-    analysis.analyze(grokscope.open_run(root / "tiny"), progress=False)
+    shutil.copytree(analyzed_run.path, root / "tiny")
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "grokscope", "app", str(root), "--port", str(port), "--run", "tiny"],

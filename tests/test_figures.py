@@ -8,19 +8,15 @@ import numpy as np
 import pytest
 
 import grokscope
-from grokscope import analysis, figures
+from grokscope import figures
 from grokscope.cli import main
 from grokscope.figures.builders import TIME_AXIS
 from grokscope.figures.export import NO_BROWSER
 
 
-@pytest.fixture(scope="module")
-def run(grokked_run, tmp_path_factory):
-    path = tmp_path_factory.mktemp("figures") / "tiny"
-    shutil.copytree(grokked_run.path, path)
-    run = grokscope.open_run(path)
-    analysis.analyze(run, progress=False)
-    return run
+@pytest.fixture
+def run(analyzed_run):
+    return analyzed_run
 
 
 def cursor_lines(fig) -> list[float]:

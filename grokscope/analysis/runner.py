@@ -155,7 +155,7 @@ def analyze(
 
     if "key_frequencies" in todo:
         kf = cached["key_frequencies"]
-        if kf is None or int(kf["step"]) != int(run.steps[-1]) or str(kf["inputs"]) != key_inputs():
+        if not whole_run_current(run, "key_frequencies", kf):
             cached["key_frequencies"] = key_frequencies(run, group, cached["spectra"], cached.get("neurons"))
             write(run, "key_frequencies", cached["key_frequencies"])
             computed.append("key_frequencies")
@@ -173,7 +173,7 @@ def analyze(
     if grid:
         computed += grid_pass(run, group, grid, cached, progress, report)
 
-    if "phases" in todo and (cached["phases"] is None or int(cached["phases"]["n_metric_steps"]) != run.n_metric_steps):
+    if "phases" in todo and not whole_run_current(run, "phases", cached["phases"]):
         metrics = run.metrics
         bounds = phases(metrics["train_acc"], metrics["test_loss"])
         write(
@@ -189,6 +189,15 @@ def analyze(
     return computed
 
 
+def whole_run_current(run: Run, name: str, result: dict | None) -> bool:
+    """Whether a cached key_frequencies or phases result still describes the run as it is now."""
+    if result is None:
+        return False
+    if name == "key_frequencies":
+        return int(result["step"]) == int(run.steps[-1]) and str(result["inputs"]) == key_inputs()
+    return int(result["n_metric_steps"]) == run.n_metric_steps
+
+
 def missing(run: Run) -> list[str]:
     """The analyses that apply to the run and are not cached up to its last saved checkpoint (what
     `analyze(run)` would compute), without computing anything."""
@@ -197,14 +206,8 @@ def missing(run: Run) -> list[str]:
     for name in applicable(run):
         result = read_cached(run, name)
         spec = ANALYSES[name]
-        if (
-            result is None
-            or (spec.rows and top_up_start(run, result) < run.n_checkpoints)
-            or name == "key_frequencies"
-            and (int(result["step"]) != int(run.steps[-1]) or str(result["inputs"]) != key_inputs())
-            or name == "phases"
-            and int(result["n_metric_steps"]) != run.n_metric_steps
-        ):
+        current = top_up_start(run, result) == run.n_checkpoints if spec.rows else whole_run_current(run, name, result)
+        if result is None or not current:
             out.append(name)
     if "progress" not in out and "key_frequencies" not in out and "progress" in applicable(run):
         keys, progress = read_cached(run, "key_frequencies"), read_cached(run, "progress")
