@@ -26,6 +26,12 @@ MODEL_KINDS = ("transformer", "mlp")
 ACTIVATIONS = ("relu", "gelu", "square")
 OPTIMIZERS = ("adamw", "sgd")
 LOSSES = ("ce", "mse")
+TICKET_KINDS = ("", "ticket", "memorization", "random")
+# keys added after runs were first saved: a config.json without them means their default, which is what
+# those runs did
+LATER_KEYS = frozenset(
+    {"model.dropout", "model.init_std", "ticket.kind", "ticket.source", "ticket.step", "ticket.keep"}
+)
 
 
 @dataclass
@@ -42,7 +48,7 @@ class TaskConfig:
 @dataclass
 class ModelConfig:
     """`transformer`: the canonical grokking transformer (d_model, n_heads, d_head, d_mlp, n_layers).
-    `mlp`: one-hot(a)‖one-hot(b) → d_mlp hidden → act → p (bias, d_embed apply to it only)."""
+    `mlp`: one-hot(a)‖one-hot(b) → d_mlp hidden → act → p (bias, d_embed, dropout, init_std apply to it only)."""
 
     kind: str = "transformer"
     n_layers: int = 1
@@ -53,6 +59,8 @@ class ModelConfig:
     act: str = "relu"
     bias: bool = False
     d_embed: int = 0  # mlp only: width of a learned token embedding; 0 feeds the one-hots directly
+    dropout: float = 0.0  # mlp only: dropout on the hidden activations while training
+    init_std: float = 0.0  # mlp only: N(0, init_std²) for every weight; 0: N(0, 1/fan_in)
     seed: int = 999
 
 
@@ -71,7 +79,7 @@ class OptimConfig:
 class TrainConfig:
     steps: int = 25_000
     batch_size: int = 0  # 0: full batch
-    loss: str = "ce"  # ce: cross-entropy in float64; mse: squared error to one-hot targets
+    loss: str = "ce"  # ce: cross-entropy in float64; mse: mean squared error to one-hot targets
     seed: int = 0  # minibatch order
 
 
@@ -85,6 +93,19 @@ class CheckpointConfig:
 
 
 @dataclass
+class TicketConfig:
+    """A grokking ticket (Minegishi et al.): the run starts from its config's initial weights times the mask
+    in the run's mask.safetensors, and masked weights are held at zero. `kind` "" means a dense run.
+    kind: ticket (magnitude mask at `step` of `source`), memorization (the same at a memorization-phase step),
+    random (random mask with the ticket's sparsity per parameter); keep: the fraction of weights kept."""
+
+    kind: str = ""
+    source: str = ""
+    step: int = -1
+    keep: float = 1.0
+
+
+@dataclass
 class RunConfig:
     name: str = "run"
     preset: str = ""
@@ -93,6 +114,7 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     checkpoints: CheckpointConfig = field(default_factory=CheckpointConfig)
+    ticket: TicketConfig = field(default_factory=TicketConfig)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -213,9 +235,11 @@ def validate(config: RunConfig) -> None:
         check(getattr(m, name) >= 1, f"model.{name} must be at least 1; got {getattr(m, name)}")
     check(m.d_embed >= 0, f"model.d_embed must be >= 0; got {m.d_embed}")
     check(
-        m.kind == "mlp" or (not m.bias and m.d_embed == 0),
-        "model.bias and model.d_embed apply to model.kind 'mlp' only",
+        m.kind == "mlp" or (not m.bias and m.d_embed == 0 and m.dropout == 0 and m.init_std == 0),
+        "model.bias, model.d_embed, model.dropout and model.init_std apply to model.kind 'mlp' only",
     )
+    check(m.init_std >= 0, f"model.init_std must be >= 0; got {m.init_std}")
+    check(0 <= m.dropout < 1, f"model.dropout must be in [0, 1); got {m.dropout}")
     check(o.name in OPTIMIZERS, f"optim.name must be one of {', '.join(OPTIMIZERS)}; got '{o.name}'")
     check(o.lr > 0, f"optim.lr must be positive; got {o.lr}")
     check(o.weight_decay >= 0, f"optim.weight_decay must be >= 0; got {o.weight_decay}")
@@ -228,5 +252,8 @@ def validate(config: RunConfig) -> None:
     check(tr.loss in LOSSES, f"train.loss must be one of {', '.join(LOSSES)}; got '{tr.loss}'")
     check(c.dense_until >= 0, f"checkpoints.dense_until must be >= 0; got {c.dense_until}")
     check(c.n_log >= 0 and c.n_uniform >= 0, "checkpoints.n_log and checkpoints.n_uniform must be >= 0")
+    k = config.ticket
+    check(k.kind in TICKET_KINDS, f"ticket.kind must be one of {', '.join(map(repr, TICKET_KINDS))}; got '{k.kind}'")
+    check(0 < k.keep <= 1, f"ticket.keep (the fraction of weights kept) must be in (0, 1]; got {k.keep}")
     plain = bool(config.name) and "/" not in config.name and config.name not in (".", "..")
     check(plain, f"name must be a plain file name; got '{config.name}'")

@@ -34,6 +34,25 @@ PRESETS: dict[str, tuple[str, dict]] = {
             "checkpoints.n_uniform": 200,
         },
     ),
+    "corrupted": (
+        (
+            "Doshi et al. 2023: (a + b) mod 97, 50% train, 35% of training labels random; MLP one-hot(a)‖one-hot(b) "
+            "→ 500 → x² → 97, no biases, init N(0, 0.05²), MSE, AdamW lr 1e-2, wd 0, full batch, 2k steps"
+        ),
+        {
+            "task.p": 97,
+            "task.train_frac": 0.5,
+            "task.corrupt_frac": 0.35,
+            "model.kind": "mlp",
+            "model.d_mlp": 500,
+            "model.act": "square",
+            "model.init_std": 0.05,  # (16 N)^(-1/3), the paper's initialisation
+            "train.loss": "mse",
+            "optim.lr": 1e-2,
+            "optim.weight_decay": 0.0,
+            "train.steps": 2000,
+        },
+    ),
 }
 
 

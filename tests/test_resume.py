@@ -59,12 +59,18 @@ def assert_same_run(run, reference):
     for name in reference.param_names:
         assert np.array_equal(run.trajectory(name), reference.trajectory(name)), name
     for column, values in reference.metrics.items():
-        assert np.array_equal(run.metrics[column], values), column
+        assert np.array_equal(run.metrics[column], values, equal_nan=True), column
 
 
-@pytest.mark.parametrize("batch_size", [0, 64])
-def test_resume_after_kill_is_bit_exact(tmp_path, batch_size):
-    overrides = {"train.steps": STEPS, "train.batch_size": batch_size, "checkpoints.n_uniform": STEPS // 2}
+# the corrupted-label MLP with dropout: its dropout draws and split metrics must resume exactly too
+MLP_DROPOUT = {"model.kind": "mlp", "model.act": "square", "model.dropout": 0.2, "task.corrupt_frac": 0.3}
+
+
+@pytest.mark.parametrize(
+    "extra", [{"train.batch_size": 0}, {"train.batch_size": 64}, MLP_DROPOUT], ids=["full", "minibatch", "mlp"]
+)
+def test_resume_after_kill_is_bit_exact(tmp_path, extra):
+    overrides = {"train.steps": STEPS, "checkpoints.n_uniform": STEPS // 2, **extra}
     config = grokscope.load_preset("tiny").with_overrides(overrides)
     reference = grokscope.open_run(grokscope.train(config, tmp_path / "reference", progress=False))
 

@@ -21,6 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from grokscope.analysis.fourier import Group, group_of
+from grokscope.analysis.memorization import activation_scores, memorization_rows
 from grokscope.analysis.neurons import CLUSTER_THRESHOLD, cluster, frequency_fractions, grid_neurons
 from grokscope.analysis.progress import (
     KEY_POWER_FRACTION,
@@ -36,6 +37,7 @@ from grokscope.models import build_model
 from grokscope.store import Run, layout
 
 ANALYSIS_DIR = "analysis"
+MEMORIZATION_ARRAYS = ("ipr_a", "ipr_b", "ipr_out", "ipr", "magnitude", "activation")
 BLOCK = 128  # checkpoints per block read from the trajectories
 
 
@@ -86,6 +88,14 @@ ANALYSES: dict[str, Spec] = {
         True,
         ("restricted_loss", "excluded_loss", "excluded_loss_per_freq"),
         {"key_frequencies": 1},
+    ),
+    "memorization": Spec(
+        1,
+        "per MLP neuron: IPR of the Fourier spectra of its input weights for a, for b, its output weights, "
+        "and their mean (low: memorizing); weight magnitude; activation score (clean minus corrupted "
+        "contribution to the trained label's logit; NaN without corrupted labels)",
+        True,
+        MEMORIZATION_ARRAYS,
     ),
     "phases": Spec(
         1,
@@ -172,6 +182,12 @@ def analyze(
     grid = {n: start for n, start in grid.items() if start < run.n_checkpoints}
     if grid:
         computed += grid_pass(run, group, grid, cached, progress, report)
+
+    if "memorization" in todo:
+        start = top_up_start(run, cached["memorization"])
+        if start < run.n_checkpoints:
+            cached["memorization"] = memorization_pass(run, group, start, cached["memorization"])
+            computed.append("memorization")
 
     if "phases" in todo and not whole_run_current(run, "phases", cached["phases"]):
         metrics = run.metrics
@@ -341,6 +357,31 @@ def grid_pass(
         meta = {"key_frequencies": cached["key_frequencies"]["frequencies"]} if name == "progress" else {}
         cached[name] = append(run, name, cached[name], start, rows[name], **meta)
     return list(starts)
+
+
+@torch.no_grad()
+def memorization_pass(run: Run, group: Group, start: int, old: dict | None) -> dict:
+    """Neuron scores from checkpoint row `start`: the weight scores on blocks of stacked checkpoints, the
+    activation score (runs with corrupted labels only) from one whole-grid forward per checkpoint."""
+    rows: dict[str, list] = {}
+    for i in range(start, run.n_checkpoints, BLOCK):
+        j = min(i + BLOCK, run.n_checkpoints)
+        params = {n: torch.from_numpy(np.array(run.trajectory(n)[i:j])) for n in run.param_names}
+        for key, value in memorization_rows(params, run.config, group).items():
+            rows.setdefault(key, []).extend(value.numpy())
+    dataset, n_neurons = run.dataset, len(rows["ipr"][0])
+    if not dataset.corrupted.any():
+        rows["activation"] = [np.full(n_neurons, np.nan, dtype=np.float32)] * (run.n_checkpoints - start)
+        return append(run, "memorization", old, start, rows)
+    model = build_model(run.config).eval()
+    targets = {n: p.detach().numpy() for n, p in model.named_parameters()}
+    buffer = torch.empty(run.config.task.p**2, n_neurons)
+    for r in range(start, run.n_checkpoints):
+        for name, target in targets.items():
+            np.copyto(target, run.trajectory(name)[r])
+        post, _ = model.grid_activations(out=buffer)
+        rows.setdefault("activation", []).append(activation_scores(model, dataset, post).numpy())
+    return append(run, "memorization", old, start, rows)
 
 
 def key_frequencies(

@@ -8,26 +8,32 @@ with d_in = 2p (rows 0..p-1 read a, rows p..2p-1 read b) or 2·d_embed, `mlp.W_o
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
 from grokscope.config import ModelConfig
-from grokscope.models.common import Readout, activation, read_out, scaled
+from grokscope.models.common import Readout, activation, normal_param, read_out, scaled
 from grokscope.tasks import one_hots
 
 
+def weight(shape: tuple[int, ...], fan: int, std: float, g: torch.Generator) -> nn.Parameter:
+    """N(0, std²) when std > 0, else N(0, 1/fan)."""
+    return normal_param(shape, std, g) if std else scaled(shape, fan, g)
+
+
 class Embed(nn.Module):
-    def __init__(self, p: int, d_embed: int, g: torch.Generator):
+    def __init__(self, p: int, d_embed: int, std: float, g: torch.Generator):
         super().__init__()
-        self.W_E = scaled((p, d_embed), 1, g)
+        self.W_E = weight((p, d_embed), 1, std, g)
 
 
 class Hidden(nn.Module):
-    def __init__(self, d_in: int, d_mlp: int, p: int, bias: bool, g: torch.Generator):
+    def __init__(self, d_in: int, d_mlp: int, p: int, bias: bool, std: float, g: torch.Generator):
         super().__init__()
-        self.W_in = scaled((d_in, d_mlp), d_in, g)
-        self.W_out = scaled((d_mlp, p), d_mlp, g)
+        self.W_in = weight((d_in, d_mlp), d_in, std, g)
+        self.W_out = weight((d_mlp, p), d_mlp, std, g)
         self.b_in = nn.Parameter(torch.zeros(d_mlp)) if bias else None
         self.b_out = nn.Parameter(torch.zeros(p)) if bias else None
         self.hook_pre, self.hook_post = HookPoint(), HookPoint()
@@ -37,21 +43,23 @@ class MLP(HookedRootModule):
     def __init__(self, cfg: ModelConfig, p: int, generator: torch.Generator):
         super().__init__()
         self.cfg, self.p = cfg, p
-        self.embed = Embed(p, cfg.d_embed, generator) if cfg.d_embed else None
-        self.mlp = Hidden(2 * (cfg.d_embed or p), cfg.d_mlp, p, cfg.bias, generator)
+        self.embed = Embed(p, cfg.d_embed, cfg.init_std, generator) if cfg.d_embed else None
+        self.mlp = Hidden(2 * (cfg.d_embed or p), cfg.d_mlp, p, cfg.bias, cfg.init_std, generator)
         self.act = activation(cfg.act)
         self.hook_embed = HookPoint()
         self.setup()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: concatenated one-hots (batch, 2p) → logits (batch, p)."""
+        """x: concatenated one-hots (batch, 2p) → logits (batch, p). Dropout (cfg.dropout) in training mode
+        only; the grid forms are evaluation forms."""
         p, mlp = self.p, self.mlp
         if self.embed is not None:
             x = self.hook_embed(torch.cat([x[:, :p] @ self.embed.W_E, x[:, p:] @ self.embed.W_E], dim=1))
         pre = x @ mlp.W_in
         if mlp.b_in is not None:
             pre = pre + mlp.b_in
-        logits = mlp.hook_post(self.act(mlp.hook_pre(pre))) @ mlp.W_out
+        post = mlp.hook_post(self.act(mlp.hook_pre(pre)))
+        logits = F.dropout(post, self.cfg.dropout, self.training) @ mlp.W_out
         return logits if mlp.b_out is None else logits + mlp.b_out
 
     def plain_logits(self, rows: torch.Tensor) -> torch.Tensor:

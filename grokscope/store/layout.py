@@ -6,7 +6,8 @@ Layout of checkpoints/<run>/:
     data.npz                  the split, labels and corruption mask (grokscope.tasks.Dataset)
     steps.npy                 int64 (n_scheduled,) the steps the schedule will save, in order
     params/<name>.npy         float32 (n_scheduled, *shape) one memmap per parameter, filled as training goes
-    metrics/<column>.npy      float64 (steps + 1,) one value per training step
+    metrics/<column>.npy      float64 (steps + 1,) one value per training step (METRIC_COLUMNS)
+    mask.safetensors          grokking tickets only: 0/1 per weight; masked weights stay zero
     state/step_<s>.safetensors  optimizer state at the last durable step s (for --resume)
     progress.json             what is durable: rows of params/ and metrics/ a reader may trust
     final.safetensors         the final weights, for interchange
@@ -22,13 +23,18 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import torch
+from safetensors.torch import load_file
 
 from grokscope.errors import GrokscopeError
 
 CONFIG, META, DATA, STEPS, PROGRESS = "config.json", "meta.json", "data.npz", "steps.npy", "progress.json"
 PARAMS, METRICS, STATE = "params", "metrics", "state"
-FINAL, COMPLETE = "final.safetensors", "COMPLETE"
-METRIC_COLUMNS = ("train_loss", "test_loss", "train_acc", "test_acc", "weight_norm")
+FINAL, COMPLETE, MASK = "final.safetensors", "COMPLETE", "mask.safetensors"
+# the four-way split of Doshi et al. (NaN for the corrupted ones in a run without corruption): accuracy on
+# corrupted training examples against their corrupted (noisy) and their true labels, on clean training examples
+SPLIT_COLUMNS = ("corrupted_noisy_acc", "corrupted_true_acc", "clean_train_acc")
+METRIC_COLUMNS = ("train_loss", "test_loss", "train_acc", "test_acc", "weight_norm", *SPLIT_COLUMNS)
 
 
 def fsync_dir(path: Path) -> None:
@@ -118,6 +124,25 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
         raise GrokscopeError(f"{path}: missing") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise GrokscopeError(f"{path}: truncated or corrupt ({e})") from None
+
+
+def metric_columns(run: Path) -> tuple[str, ...]:
+    """The metric columns a run has: all of METRIC_COLUMNS, less the split columns of runs made before them."""
+    return tuple(c for c in METRIC_COLUMNS if c not in SPLIT_COLUMNS or (run / METRICS / f"{c}.npy").is_file())
+
+
+def load_mask(run: Path, shapes: dict[str, list[int]]) -> dict[str, torch.Tensor]:
+    """A ticket's mask.safetensors, checked against the parameter shapes."""
+    path = run / MASK
+    try:
+        mask = load_file(path)
+    except FileNotFoundError:
+        raise GrokscopeError(f"{path}: missing (the run is a grokking ticket)") from None
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for corrupt files
+        raise GrokscopeError(f"{path}: unreadable or corrupt ({e})") from None
+    if {n: list(t.shape) for n, t in mask.items()} != shapes:
+        raise GrokscopeError(f"{path}: corrupt (its tensors do not match the run's parameters)")
+    return mask
 
 
 def empty_progress() -> dict:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from grokscope.config import RunConfig, flatten, known_keys
+from grokscope.config import LATER_KEYS, RunConfig, flatten, known_keys
 from grokscope.errors import GrokscopeError
 from grokscope.store import layout
 from grokscope.tasks import Dataset
@@ -34,7 +34,7 @@ class Run:
         if not (path / layout.CONFIG).is_file():
             raise GrokscopeError(f"{path}: not a grokscope run (no {layout.CONFIG})")
         config = layout.read_json(path / layout.CONFIG)
-        missing = set(known_keys()) - set(flatten(config))
+        missing = set(known_keys()) - set(flatten(config)) - LATER_KEYS
         if missing:
             raise GrokscopeError(f"{path / layout.CONFIG}: corrupt (missing {', '.join(sorted(missing))})")
         try:
@@ -55,7 +55,7 @@ class Run:
         n_steps = self.config.train.steps + 1
         self._metrics = {
             c: layout.open_array(path / layout.METRICS / f"{c}.npy", np.dtype(np.float64), (n_steps,))
-            for c in layout.METRIC_COLUMNS
+            for c in layout.metric_columns(path)
         }
         self.refresh()
 
@@ -120,6 +120,13 @@ class Run:
             return Dataset(p=self.config.task.p, **arrays)
         except TypeError:
             raise GrokscopeError(f"{self.path / layout.DATA}: corrupt (unexpected arrays)") from None
+
+    @property
+    def mask(self) -> dict[str, torch.Tensor] | None:
+        """A grokking ticket's mask: name → float32 0/1 tensor shaped like the parameter; None for dense runs."""
+        if not self.config.ticket.kind:
+            return None
+        return layout.load_mask(self.path, self.meta["param_shapes"])
 
     @property
     def grok_step(self) -> int | None:

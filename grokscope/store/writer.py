@@ -53,7 +53,7 @@ class RunWriter:
         }
         self.metrics = {
             c: layout.open_array(path / layout.METRICS / f"{c}.npy", np.dtype(np.float64), mode="r+")
-            for c in layout.METRIC_COLUMNS
+            for c in layout.metric_columns(path)
         }
         self.progress = layout.read_progress(path, self.steps, self.total_steps)
         # a crash between writing a state file and replacing progress.json can leave strays
@@ -70,8 +70,10 @@ class RunWriter:
         params: dict[str, torch.Tensor],
         meta: dict,
         steps: np.ndarray,
+        mask: dict[str, torch.Tensor] | None = None,
     ) -> RunWriter:
-        """Lay out a new run directory at `path` (which must not exist); on failure nothing is left."""
+        """Lay out a new run directory at `path` (which must not exist); on failure nothing is left.
+        mask: a grokking ticket's 0/1 mask per parameter (see TicketConfig)."""
         n_params = sum(t.numel() for t in params.values())
         # checkpoints, the optimizer state (two copies during a commit) and the final weights, in float32
         need = (len(steps) + 3) * n_params * 4 + len(layout.METRIC_COLUMNS) * (config.train.steps + 1) * 8
@@ -90,6 +92,8 @@ class RunWriter:
             layout.write_json(tmp / layout.META, meta)
             layout.write_npz(tmp / layout.DATA, dataset.arrays())
             layout.write_npy(tmp / layout.STEPS, steps.astype(np.int64))
+            if mask is not None:
+                layout.write_bytes(tmp / layout.MASK, save({n: m.contiguous() for n, m in mask.items()}))
             for folder, arrays in (
                 (layout.PARAMS, {n: ((len(steps), *t.shape), np.float32) for n, t in params.items()}),
                 (layout.METRICS, {c: ((config.train.steps + 1,), np.float64) for c in layout.METRIC_COLUMNS}),
@@ -120,8 +124,11 @@ class RunWriter:
             self.params[name][row] = tensor.detach().cpu().numpy()
 
     def save_metrics(self, first_step: int, values: dict[str, np.ndarray]) -> None:
+        """Write metric columns from `first_step`; columns the run has no file for (made before they
+        existed) are left out."""
         for column, v in values.items():
-            self.metrics[column][first_step : first_step + len(v)] = v
+            if column in self.metrics:
+                self.metrics[column][first_step : first_step + len(v)] = v
 
     def commit(self, step: int, n_checkpoints: int, n_metric_steps: int, state: dict[str, torch.Tensor]) -> None:
         """Make rows < n_checkpoints and metric steps < n_metric_steps durable, with the training state

@@ -24,7 +24,7 @@ from grokscope.config import RunConfig
 from grokscope.errors import GrokscopeError
 from grokscope.models import build_model
 from grokscope.store import RunWriter, layout, open_run
-from grokscope.tasks import Dataset, make_dataset
+from grokscope.tasks import Dataset, make_dataset, one_hots
 from grokscope.train.losses import LOSSES, accuracy
 from grokscope.train.optim import load_state_tensors, lr_at, make_optimizer, state_tensors
 from grokscope.train.schedule import checkpoint_steps
@@ -154,6 +154,15 @@ class Trainer:
 
         self.train_rows, self.train_labels = on_device(dataset.train_rows), on_device(dataset.train_labels)
         self.test_rows, self.test_labels = on_device(dataset.test_rows), on_device(dataset.test_labels)
+        self.true_train_labels = on_device(dataset.true_labels[dataset.train_rows])
+        self.corrupted = on_device(dataset.corrupted)
+        self.mask = None
+        if config.ticket.kind:
+            shapes = {n: list(p.shape) for n, p in self.params.items()}
+            self.mask = {n: m.to(device) for n, m in layout.load_mask(writer.path, shapes).items()}
+            with torch.no_grad():
+                for name, p in self.params.items():
+                    p.mul_(self.mask[name])  # the ticket starts from the masked initial weights
         self.schedule = np.asarray(writer.steps)
         n_columns = len(layout.METRIC_COLUMNS)
         self.metrics = torch.full((n_columns, config.train.steps + 1), torch.nan, dtype=torch.float64, device=device)
@@ -195,28 +204,48 @@ class Trainer:
     def step(self, step: int) -> None:
         """Evaluate at the current parameters, record metrics[:, step], then update them."""
         rows, labels = self.batch(step)
-        grid = self.model.grid_logits(grad_rows=rows)  # (p², p): all inputs, so metrics need no extra pass
-        loss = self.loss_fn(grid[rows], labels)
+        dropout = self.config.model.dropout > 0
+        # (p², p): all inputs, so metrics need no extra pass; with dropout, the loss needs its own forward
+        with torch.set_grad_enabled(not dropout):
+            grid = self.model.grid_logits(grad_rows=rows)
+        loss = self.dropout_loss(step, rows, labels) if dropout else self.loss_fn(grid[rows], labels)
         with torch.no_grad():
             train_logits, test_logits = grid[self.train_rows], grid[self.test_rows]
-            train_loss = loss if rows is self.train_rows else self.loss_fn(train_logits, self.train_labels)
-            train_acc = accuracy(train_logits, self.train_labels)
+            train_loss = self.loss_fn(train_logits, self.train_labels)
+            if rows is self.train_rows and not dropout:
+                train_loss = loss
+            hits = train_logits.argmax(-1) == self.train_labels
+            true_hits = train_logits.argmax(-1) == self.true_train_labels
             norm = torch.stack([p.detach().double().square().sum() for p in self.params.values()]).sum().sqrt()
             self.metrics[:, step] = torch.stack(
                 [
                     train_loss,
                     self.loss_fn(test_logits, self.test_labels),
-                    train_acc,
+                    hits.double().mean(),
                     accuracy(test_logits, self.test_labels),
                     norm,
+                    hits[self.corrupted].double().mean(),  # NaN (mean of none) without corruption
+                    true_hits[self.corrupted].double().mean(),
+                    hits[~self.corrupted].double().mean(),
                 ]
             )
         if step < self.config.train.steps:
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
+            if self.mask is not None:  # masked weights get no update from any optimizer: they stay zero
+                for name, p in self.params.items():
+                    p.grad.mul_(self.mask[name])
             for group in self.opt.param_groups:
                 group["lr"] = lr_at(step, self.config.optim)
             self.opt.step()
+
+    def dropout_loss(self, step: int, rows: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The loss through the plain forward in training mode; its dropout draws come from a generator
+        seeded by (train.seed, step), so a resumed run draws the same ones."""
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(self.config.train.seed * 1_000_003 + step)
+            logits = self.model(one_hots(rows, self.config.task.p).to(self.device))  # a new module trains
+        return self.loss_fn(logits, labels)
 
     def commit(self, step: int, n_checkpoints: int, n_metric_steps: int) -> None:
         host = self.metrics[:, self.committed_metrics : n_metric_steps].cpu().numpy()

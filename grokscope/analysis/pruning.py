@@ -1,0 +1,179 @@
+"""Pruning MLP neurons by a score (Doshi et al. 2023) and the four accuracies that show what it removed.
+
+Pruning a neuron zeroes its input weights (its W_in column, and b_in entry if any) and its output weights
+(its W_out row): it then contributes nothing. Nothing is retrained. `prune_run` prunes one set of neurons;
+`sweep_run` prunes ever more of them in score order and evaluates after each fraction.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save
+
+from grokscope.analysis.fourier import group_of
+from grokscope.analysis.memorization import SCORES, mlp_params, neuron_scores
+from grokscope.config import RunConfig
+from grokscope.errors import GrokscopeError
+from grokscope.models import build_model
+from grokscope.store import Run, layout
+from grokscope.tasks import Dataset
+
+SPLITS = ("corrupted_vs_noisy", "corrupted_vs_true", "clean_train", "test")
+SWEEP_FRACTIONS = np.linspace(0, 1, 41)  # every 2.5% of the neurons
+PRUNED_DIR = "pruned"
+MODEL_FILE, REPORT_FILE = "model.safetensors", "report.json"
+
+
+@torch.no_grad()
+def split_accuracies(model, dataset: Dataset) -> dict[str, float | None]:
+    """Accuracy on corrupted training examples against their corrupted (noisy) and their true labels, on
+    clean training examples, and on the test set, in [0, 1]; the corrupted ones None without corruption."""
+    predicted = model.grid_logits().argmax(-1).numpy()
+    train = predicted[dataset.train_rows]
+    corrupted = dataset.corrupted
+
+    def mean(hits: np.ndarray) -> float | None:
+        return float(hits.mean()) if len(hits) else None
+
+    return {
+        "corrupted_vs_noisy": mean((train == dataset.train_labels)[corrupted]),
+        "corrupted_vs_true": mean((train == dataset.true_labels[dataset.train_rows])[corrupted]),
+        "clean_train": mean((train == dataset.train_labels)[~corrupted]),
+        "test": mean(predicted[dataset.test_rows] == dataset.test_labels),
+    }
+
+
+def neuron_order(scores: torch.Tensor, lowest: bool) -> np.ndarray:
+    """Neuron indices from the first to prune to the last: by score, ties by index."""
+    values = scores.double().numpy()
+    return np.lexsort((np.arange(len(values)), values if lowest else -values))
+
+
+def count_of(n_neurons: int, fraction: float | None, count: int | None) -> int:
+    """How many neurons to prune, from a fraction in [0, 1] or a count in [0, n_neurons]."""
+    if (fraction is None) == (count is None):
+        raise GrokscopeError("give either a fraction or a count of neurons to prune")
+    if fraction is not None:
+        if not 0 <= fraction <= 1:
+            raise GrokscopeError(f"the fraction to prune must be in [0, 1]; got {fraction}")
+        return round(fraction * n_neurons)
+    if not 0 <= count <= n_neurons:
+        raise GrokscopeError(f"the count to prune must be in [0, {n_neurons}] (the model's neurons); got {count}")
+    return count
+
+
+def pruned(model, config: RunConfig, neurons: np.ndarray):
+    """A copy of `model` with `neurons` zeroed (input and output weights)."""
+    out = copy.deepcopy(model)
+    params = dict(out.named_parameters())
+    W_in, W_out = mlp_params(params, config)
+    index = torch.as_tensor(np.asarray(neurons, dtype=np.int64))
+    with torch.no_grad():
+        W_in[:, index] = 0
+        W_out[index, :] = 0
+        b_in = params.get("mlp.b_in")
+        if b_in is not None:
+            b_in[index] = 0
+    return out
+
+
+class Pruner:
+    """A run's model at one step, its neurons scored: prune any number of them and measure."""
+
+    def __init__(self, run: Run, step: int | None, by: str, lowest: bool = True):
+        if by not in SCORES:
+            raise GrokscopeError(f"unknown neuron score '{by}' (known: {', '.join(SCORES)})")
+        run.refresh()
+        if not run.n_checkpoints:
+            raise GrokscopeError(f"{run.path}: no checkpoint saved yet")
+        self.run, self.by, self.lowest = run, by, lowest
+        self.step = int(run.steps[-1]) if step is None else int(run.steps[run.row(step)])
+        self.config, self.dataset = run.config, run.dataset
+        self.model = run.model(self.step)
+        try:
+            group = group_of(self.config.task)
+        except GrokscopeError:
+            group = None
+        self.scores = neuron_scores(self.model, self.config, self.dataset, group, by)
+        self.order = neuron_order(self.scores, lowest)
+        self.before = split_accuracies(self.model, self.dataset)
+
+    @property
+    def n_neurons(self) -> int:
+        return len(self.order)
+
+    def prune(self, n: int):
+        """The model with the first n neurons in score order pruned, and its report (see `report`)."""
+        neurons = np.sort(self.order[:n])
+        model = pruned(self.model, self.config, neurons)
+        return model, self.report(neurons, split_accuracies(model, self.dataset))
+
+    def report(self, neurons: np.ndarray, after: dict) -> dict:
+        """neurons_pruned (indices), before and after (SPLITS → accuracy or None), and what was done."""
+        return {
+            "run": self.run.name,
+            "step": self.step,
+            "by": self.by,
+            "order": "lowest" if self.lowest else "highest",
+            "n_neurons": self.n_neurons,
+            "fraction_pruned": len(neurons) / self.n_neurons,
+            "neurons_pruned": [int(k) for k in neurons],
+            "before": self.before,
+            "after": after,
+        }
+
+    def sweep(self, fractions: np.ndarray = SWEEP_FRACTIONS) -> dict[str, np.ndarray]:
+        """Accuracies after pruning each fraction of the neurons in score order: fraction, n_pruned and one
+        column per split (NaN where a split is empty)."""
+        table: dict[str, list] = {"fraction": [], "n_pruned": [], **{s: [] for s in SPLITS}}
+        for fraction in fractions:
+            n = round(float(fraction) * self.n_neurons)
+            _, report = self.prune(n)
+            table["fraction"].append(n / self.n_neurons)
+            table["n_pruned"].append(n)
+            for split in SPLITS:
+                value = report["after"][split]
+                table[split].append(np.nan if value is None else value)
+        return {k: np.asarray(v) for k, v in table.items()}
+
+
+def default_out(pruner: Pruner, what: str) -> Path:
+    order = "lowest" if pruner.lowest else "highest"
+    return pruner.run.path / PRUNED_DIR / f"{what}-{pruner.by}-{order}@{pruner.step}"
+
+
+def save_pruned(out: str | Path, model, config: RunConfig, report: dict) -> Path:
+    """Write a pruned model as <out>/model.safetensors, config.json and report.json (replacing those files
+    only, each atomically); returns `out`."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise GrokscopeError(f"{out} exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    weights = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters()}
+    layout.write_bytes(out / MODEL_FILE, save(weights))
+    layout.write_json(out / layout.CONFIG, config.to_dict())
+    layout.write_json(out / REPORT_FILE, report)
+    return out
+
+
+def load_pruned(path: str | Path):
+    """A model saved by `save_pruned` (or any model.safetensors + config.json pair), in eval mode."""
+    path = Path(path)
+    config = RunConfig.from_dict(layout.read_json(path / layout.CONFIG))
+    model = build_model(config)
+    try:
+        weights = load_file(path / MODEL_FILE)
+    except FileNotFoundError:
+        raise GrokscopeError(f"{path / MODEL_FILE}: missing") from None
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for corrupt files
+        raise GrokscopeError(f"{path / MODEL_FILE}: unreadable or corrupt ({e})") from None
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError:
+        raise GrokscopeError(f"{path / MODEL_FILE}: its tensors do not match {path / layout.CONFIG}") from None
+    return model.eval()
