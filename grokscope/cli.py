@@ -96,6 +96,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_probe)
 
+    p = sub.add_parser("prune", help="prune MLP neurons by a score and report the four accuracies before and after")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--step", type=int, help="a saved step (default: the last)")
+    p.add_argument("--by", required=True, choices=["ipr", "activation", "magnitude"], help="the neuron score")
+    order = p.add_mutually_exclusive_group()
+    order.add_argument("--lowest", action="store_true", help="prune the lowest scores first (the default)")
+    order.add_argument("--highest", action="store_true", help="prune the highest scores first")
+    amount = p.add_mutually_exclusive_group(required=True)
+    amount.add_argument("--fraction", type=float, help="the fraction of neurons to prune, in [0, 1]")
+    amount.add_argument("--count", type=int, help="the number of neurons to prune")
+    amount.add_argument("--sweep", action="store_true", help="prune every 2.5%% of the neurons in turn")
+    p.add_argument("--out", help="directory to write into (default RUN/pruned/<what>-<by>-<order>@<step>)")
+    p.add_argument("--format", default="pdf", help="--sweep's figure: pdf, svg or png (default pdf)")
+    p.add_argument("--json", action="store_true", help="also print the report as JSON")
+    p.set_defaults(handler=cmd_prune)
+
+    p = sub.add_parser("ticket", help="train a grokking ticket: a run's magnitude mask applied to its initial weights")
+    p.add_argument("run", help="the dense run the mask is taken from")
+    p.add_argument("--step", type=int, help="the step the mask is taken at, once generalized (default: the last)")
+    p.add_argument("--keep", type=float, required=True, help="the fraction of weights KEPT, in (0, 1]")
+    p.add_argument(
+        "--control",
+        choices=["memorization", "random"],
+        help="memorization: the mask taken at a memorization-phase step; random: a random mask, same sparsity",
+    )
+    p.add_argument("--memorization-step", type=int, help="with --control memorization (default: when train acc ≥ 0.99)")
+    p.add_argument("--steps", type=int, help="training length (default: the run's)")
+    p.add_argument("--name", help="the new run's name (default <run>-<kind>-keep<F>@<step>)")
+    p.add_argument("--out", help="the new run's directory (default: beside RUN, named --name)")
+    p.add_argument("--force", action="store_true", help="replace an existing run in --out")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.set_defaults(handler=cmd_ticket)
+
     p = sub.add_parser("figures", help="write the standard figures of a run for papers, with their data as CSV")
     p.add_argument("run", help="run directory")
     p.add_argument("--out", required=True, help="directory to write into")
@@ -276,6 +309,89 @@ def cmd_probe(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prune(args: argparse.Namespace) -> int:
+    from grokscope import figures
+    from grokscope.analysis.pruning import SPLITS, Pruner, count_of, default_out, save_pruned
+    from grokscope.store import layout, open_run
+
+    if args.fraction is not None and not 0 <= args.fraction <= 1:  # before any work
+        raise GrokscopeError(f"--fraction must be in [0, 1]; got {args.fraction}")
+    if args.sweep and args.format not in figures.FORMATS:
+        raise GrokscopeError(f"unknown format '{args.format}' (use {', '.join(figures.FORMATS)})")
+    pruner = Pruner(open_run(args.run), args.step, args.by, lowest=not args.highest)
+    order = "lowest" if pruner.lowest else "highest"
+    if args.sweep:
+        out = Path(args.out) if args.out else default_out(pruner, "sweep")
+        table = pruner.sweep()
+        title = f"{pruner.run.name}: pruning by {args.by}, {order} first, at step {pruner.step}"
+        plot = figures.builders.pruning_curves(table, title)
+        report = pruner.sweep_report(table)
+        out.mkdir(parents=True, exist_ok=True)
+        layout.write_json(out / "report.json", report)
+        try:
+            written = figures.export({"pruning_sweep": plot}, out, args.format)
+        except GrokscopeError as e:  # no browser for the image: the table and CSV are still useful
+            print(f"grokscope: {e}", file=sys.stderr)
+            written = [out / "pruning_sweep.csv"]
+        if args.json:
+            print(json.dumps(report, indent=2))
+        else:
+            print(f"{pruner.run.name} at step {pruner.step}, pruning by {args.by}, {order} first:")
+            print(sweep_table(table, SPLITS))
+        for path in [out / "report.json", *written]:
+            print(path)
+        return 0
+    n = count_of(pruner.n_neurons, args.fraction, args.count)
+    model, report = pruner.prune(n)
+    out = save_pruned(args.out or default_out(pruner, f"{n}"), model, pruner.config, report)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(
+            f"{pruner.run.name} at step {pruner.step}: pruned {n} of {pruner.n_neurons} neurons by {args.by}, {order} first"
+        )
+        for split in SPLITS:
+            before, after = report["before"][split], report["after"][split]
+            if before is not None:
+                print(f"  {split:<20} {before:7.1%} → {after:7.1%}")
+    print(out)
+    return 0
+
+
+def cmd_ticket(args: argparse.Namespace) -> int:
+    from grokscope.store import open_run
+    from grokscope.train.tickets import ticket
+
+    if not 0 < args.keep <= 1:
+        raise GrokscopeError(f"--keep (the fraction of weights kept) must be in (0, 1]; got {args.keep}")
+    if args.memorization_step is not None and args.control != "memorization":
+        raise GrokscopeError("--memorization-step goes with --control memorization")
+    start = time.perf_counter()
+    out = ticket(
+        open_run(args.run),
+        args.step,
+        args.keep,
+        control=args.control,
+        mask_step=args.memorization_step,
+        name=args.name,
+        out=args.out,
+        steps=args.steps,
+        force=args.force,
+        device=args.device,
+    )
+    report(out, time.perf_counter() - start)
+    return 0
+
+
+def sweep_table(table: dict, splits: tuple[str, ...]) -> str:
+    """A pruning sweep as aligned text: fraction pruned, then the accuracies."""
+    lines = ["fraction  " + "  ".join(f"{s:>18}" for s in splits)]
+    for i, fraction in enumerate(table["fraction"]):
+        cells = ("—" if table[s][i] != table[s][i] else f"{table[s][i]:.1%}" for s in splits)  # NaN: empty split
+        lines.append(f"{fraction:8.3f}  " + "  ".join(f"{c:>18}" for c in cells))
+    return "\n".join(lines)
+
+
 def cmd_figures(args: argparse.Namespace) -> int:
     from grokscope import analysis, figures
     from grokscope.store import open_run
@@ -283,7 +399,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
     run = open_run(args.run)
     if args.format not in figures.FORMATS:
         raise GrokscopeError(f"unknown format '{args.format}' (use {', '.join(figures.FORMATS)})")
-    names = list(figures.STANDARD) if args.only is None else [n.strip() for n in args.only.split(",") if n.strip()]
+    names = figures.standard(run) if args.only is None else [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in names if n not in figures.FIGURES]
     if unknown or not names:
         raise GrokscopeError(

@@ -18,7 +18,6 @@ Spectra are taken in the task's group coordinates (`fourier.group_of`): the toke
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from grokscope.analysis.fourier import Group

@@ -8,7 +8,6 @@ Pruning a neuron zeroes its input weights (its W_in column, and b_in entry if an
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 
 import numpy as np
@@ -125,6 +124,18 @@ class Pruner:
             "neurons_pruned": [int(k) for k in neurons],
             "before": self.before,
             "after": after,
+        }
+
+    def sweep_report(self, table: dict[str, np.ndarray]) -> dict:
+        """A sweep table for JSON (NaN → null), with what was done."""
+        columns = {k: [None if np.isnan(v) else v for v in column.tolist()] for k, column in table.items()}
+        return {
+            "run": self.run.name,
+            "step": self.step,
+            "by": self.by,
+            "order": "lowest" if self.lowest else "highest",
+            "n_neurons": self.n_neurons,
+            "sweep": columns,
         }
 
     def sweep(self, fractions: np.ndarray = SWEEP_FRACTIONS) -> dict[str, np.ndarray]:

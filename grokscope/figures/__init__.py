@@ -6,7 +6,7 @@ read the run store and the cached analyses only, computing missing analyses firs
 papers: 14 pt text, the Okabe–Ito colour-blind-safe palette, white background, no gridline clutter.
 """
 
-from grokscope.figures.builders import FIGURES, STANDARD, Plot
+from grokscope.figures.builders import FIGURES, Plot, standard
 from grokscope.figures.export import FORMATS, export
 
-__all__ = ["FIGURES", "FORMATS", "STANDARD", "Plot", "export"]
+__all__ = ["FIGURES", "FORMATS", "Plot", "export", "standard"]

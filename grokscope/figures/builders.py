@@ -82,6 +82,10 @@ def training_curves(run: Run, step: int | None = None) -> Plot:
         fig.add_scatter(
             x=m["step"], y=m[f"{split}_acc"], name=f"{split} accuracy", line=style, row=2, col=1, showlegend=False
         )
+    corrupted = (("corrupted_noisy_acc", "corrupted_vs_noisy"), ("corrupted_true_acc", "corrupted_vs_true"))
+    for i, (column, split) in enumerate(corrupted, start=3):
+        if column in m and np.isfinite(m[column]).any():  # runs with corrupted labels: the split of Doshi et al.
+            fig.add_scatter(x=m["step"], y=m[column], name=SPLIT_NAMES[split], line={"color": PALETTE[i]}, row=2, col=1)
     fig.add_scatter(x=m["step"], y=m["weight_norm"], name="weight norm", line={"color": PALETTE[2]}, row=3, col=1)
     fig.update_yaxes(type="log", title_text="loss", exponentformat="power", row=1, col=1)
     fig.update_xaxes(title_text="step", row=3, col=1)
@@ -311,6 +315,93 @@ def compare(runs: list[Run], step: int | None = None) -> Plot:
     return Plot(fig, {k: np.asarray(v) for k, v in data.items()})
 
 
+IPR_BINS = np.linspace(0, 1, 26)  # the IPR lies in (0, 1]
+SPLIT_NAMES = {
+    "corrupted_vs_noisy": "corrupted train, vs corrupted labels",
+    "corrupted_vs_true": "corrupted train, vs true labels",
+    "clean_train": "clean train",
+    "test": "test",
+}
+
+
+def ipr_histogram(run: Run, step: int | None = None) -> Plot:
+    """How many MLP neurons have each IPR at the step (low: memorizing, high: periodic)."""
+    step = cursor_step(run, step)
+    ipr = run.analysis("memorization")["ipr"][run.row(step)]
+    counts, _ = np.histogram(ipr, IPR_BINS)
+    centres = (IPR_BINS[:-1] + IPR_BINS[1:]) / 2
+    fig = go.Figure(go.Bar(x=centres, y=counts, width=np.diff(IPR_BINS), marker_color=PALETTE[0], name="neurons"))
+    fig.update_xaxes(title_text="IPR (mean of input a, input b, output)", range=[0, 1])
+    fig.update_yaxes(title_text="neurons")
+    note = analysis.group_of(run.config.task).note
+    decorate(fig, run, step, f"{run.name}: neuron IPR at step {step}<br><sup>{note}</sup>", False)
+    return Plot(fig, {"ipr_bin_low": IPR_BINS[:-1], "ipr_bin_high": IPR_BINS[1:], "neurons": counts})
+
+
+def neuron_scores(run: Run, step: int | None = None) -> Plot:
+    """Each neuron's IPR against its activation score (runs with corrupted labels) or weight magnitude."""
+    step = cursor_step(run, step)
+    scores = {k: v[run.row(step)] for k, v in run.analysis("memorization").items() if k != "steps"}
+    other = "activation" if np.isfinite(scores["activation"]).all() else "magnitude"
+    label = {
+        "activation": "activation score (clean − corrupted contribution to the label's logit)",
+        "magnitude": "weight magnitude",
+    }[other]
+    neuron = np.arange(len(scores["ipr"]))
+    fig = go.Figure(
+        go.Scatter(
+            x=scores["ipr"],
+            y=scores[other],
+            mode="markers",
+            marker={"color": PALETTE[0], "size": 6, "opacity": 0.7},
+            text=[f"neuron {k}" for k in neuron],
+            name="neurons",
+        )
+    )
+    fig.update_xaxes(title_text="IPR", range=[0, 1.02])
+    fig.update_yaxes(title_text=label)
+    decorate(fig, run, step, f"{run.name}: neuron scores at step {step}", False)
+    return Plot(fig, {"neuron": neuron, **scores})
+
+
+def ipr_over_time(run: Run, step: int | None = None) -> Plot:
+    """Heatmap IPR × step of the number of neurons at each IPR: the split into memorizing (low) and
+    periodic (high) neurons forming."""
+    step = cursor_step(run, step)
+    ipr = run.analysis("memorization")["ipr"]
+    counts = np.stack([np.histogram(row, IPR_BINS)[0] for row in ipr])  # (n_checkpoints, bins)
+    centres = (IPR_BINS[:-1] + IPR_BINS[1:]) / 2
+    fig = go.Figure(
+        go.Heatmap(x=run.steps, y=centres, z=counts.T, colorscale="Viridis", colorbar={"title": {"text": "neurons"}})
+    )
+    fig.update_xaxes(title_text="step")
+    fig.update_yaxes(title_text="IPR")
+    decorate(fig, run, step, f"{run.name}: neuron IPR over training")
+    steps, bins = np.meshgrid(run.steps, centres, indexing="ij")
+    return Plot(fig, {"step": steps.ravel(), "ipr_bin_centre": bins.ravel(), "neurons": counts.ravel()})
+
+
+def pruning_curves(table: dict[str, np.ndarray], title: str) -> Plot:
+    """The four accuracies against the fraction of neurons pruned (a `Pruner.sweep` table)."""
+    fig = go.Figure()
+    for i, (split, name) in enumerate(SPLIT_NAMES.items()):
+        if np.isfinite(table[split]).any():
+            fig.add_scatter(x=table["fraction"], y=table[split], name=name, line={"color": PALETTE[i]})
+    fig.update_xaxes(title_text="fraction of neurons pruned", range=[0, 1])
+    fig.update_yaxes(title_text="accuracy", range=[0, 1.02])
+    fig.update_layout(template=TEMPLATE, title={"text": title, "x": 0.01, "xanchor": "left"}, height=520)
+    return Plot(fig, dict(table))
+
+
+def pruning_sweep(run: Run, step: int | None = None, by: str = "ipr", lowest: bool = True) -> Plot:
+    """Prune ever more neurons in score order (default: lowest IPR first) and plot the four accuracies."""
+    from grokscope.analysis.pruning import Pruner
+
+    pruner = Pruner(run, cursor_step(run, step), by, lowest)
+    order = "lowest" if lowest else "highest"
+    return pruning_curves(pruner.sweep(), f"{run.name}: pruning by {by}, {order} first, at step {pruner.step}")
+
+
 FIGURES = {
     "training_curves": (training_curves, "loss and accuracy (train, test), weight norm; phases shaded"),
     "embedding_spectrum": (embedding_spectrum, "W_E's Fourier power per frequency at the step"),
@@ -320,6 +411,26 @@ FIGURES = {
     "neuron_frequency_map": (neuron_frequency_map, "every neuron's share of variance per frequency at the step"),
     "attention": (attention, "per head, the attention of '=' to a over every input, at the step"),
     "neuron_activation": (neuron_activation, "the most clustered neuron's activation and 2D Fourier power at the step"),
+    "ipr_histogram": (ipr_histogram, "MLP neurons per IPR at the step (low: memorizing, high: periodic)"),
+    "neuron_scores": (neuron_scores, "each neuron's IPR against its activation score or weight magnitude"),
+    "ipr_over_time": (ipr_over_time, "neurons per IPR over training"),
+    "pruning_sweep": (pruning_sweep, "the four accuracies as the lowest-IPR neurons are pruned, at the step"),
 }
-TIME_AXIS = ("training_curves", "spectrum_over_time", "neuron_clusters", "progress_measures")  # with the cursor
-STANDARD = tuple(FIGURES)
+TIME_AXIS = (
+    "training_curves",
+    "spectrum_over_time",
+    "neuron_clusters",
+    "progress_measures",
+    "ipr_over_time",
+)  # with the cursor
+GROUP_FREE = ("training_curves", "attention")  # the others read Fourier analyses: they need a group operation
+
+
+def standard(run: Run) -> list[str]:
+    """The figures that apply to the run: attention for transformers only; Fourier ones for group tasks."""
+    try:
+        analysis.group_of(run.config.task)
+        names = list(FIGURES)
+    except GrokscopeError:
+        names = list(GROUP_FREE)
+    return [n for n in names if n != "attention" or run.config.model.kind == "transformer"]

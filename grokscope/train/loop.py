@@ -42,11 +42,14 @@ def train(
     force: bool = False,
     progress: bool = True,
     commit_every_s: float = COMMIT_EVERY_S,
+    mask: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Train a run into `out` (default checkpoints/<config.name>) and return its directory.
 
     resume: continue the run in `out` from its last durable checkpoint (its own config is used);
     on CPU the result is bit-for-bit the uninterrupted run. force: replace an existing run in `out`.
+    mask: a grokking ticket's 0/1 mask per parameter, for a config with ticket.kind set (see
+    grokscope.train.tickets): masked weights start and stay at zero.
     """
     device = check_device(device)
     if resume:
@@ -60,6 +63,8 @@ def train(
     else:
         if config is None:
             raise GrokscopeError("train needs a config (or resume=True)")
+        if bool(config.ticket.kind) != (mask is not None):
+            raise GrokscopeError("a mask goes with a ticket config (ticket.kind set), and only with one")
         out = Path(out) if out is not None else RUNS_DIR / config.name
         dataset = make_dataset(config.task)
         model = build_model(config)
@@ -67,7 +72,7 @@ def train(
         schedule = checkpoint_steps(config.train.steps, config.checkpoints)
         old = move_aside(out, force)
         try:
-            writer = RunWriter.create(out, config, dataset, params, provenance(model, device), schedule)
+            writer = RunWriter.create(out, config, dataset, params, provenance(model, device), schedule, mask)
         except BaseException:
             if old is not None:
                 old.rename(out)  # the replaced run comes back untouched
