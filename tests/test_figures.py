@@ -55,7 +55,7 @@ def test_figures_command_writes_data_and_images(run, tmp_path, capsys):
     out = tmp_path / "figs"
     code = main(["figures", str(run.path), "--out", str(out), "--format", "svg"])
     _, err = capsys.readouterr()
-    for name in figures.STANDARD:
+    for name in figures.standard(run):
         header = (out / f"{name}.csv").read_text().splitlines()[0]
         assert header.split(",") == list(figures.FIGURES[name][0](run, None).data)
     if shutil.which("chromium") or shutil.which("google-chrome"):
@@ -63,7 +63,7 @@ def test_figures_command_writes_data_and_images(run, tmp_path, capsys):
         for fmt, magic in (("svg", b"<svg"), ("pdf", b"%PDF"), ("png", b"\x89PNG")):
             if fmt != "svg":
                 assert main(["figures", str(run.path), "--out", str(out), "--format", fmt]) == 0
-            for name in figures.STANDARD:
+            for name in figures.standard(run):
                 assert magic in (out / f"{name}.{fmt}").read_bytes()[:400], f"{name}.{fmt}"
     else:  # no browser to render with: a one-line message, the CSVs kept
         assert code == 2 and NO_BROWSER in err

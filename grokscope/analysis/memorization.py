@@ -59,7 +59,7 @@ def neuron_maps(params: dict[str, torch.Tensor], config: RunConfig, group: Group
     else:
         W_a = W_b = params["embed.W_E"][..., :p, :] @ W_in
         W = W_out @ params["unembed.W_U"]
-    return (m[..., tokens, :].transpose(-1, -2) for m in (W_a, W_b, W[..., :, tokens].transpose(-1, -2)))
+    return (m[..., tokens, :].transpose(-1, -2) for m in (W_a, W_b, W.transpose(-1, -2)))
 
 
 def ipr_scores(params: dict[str, torch.Tensor], config: RunConfig, group: Group) -> dict[str, torch.Tensor]:

@@ -72,9 +72,7 @@ def ticket(
     name: str | None = None,
     out: str | Path | None = None,
     steps: int | None = None,
-    force: bool = False,
-    progress: bool = True,
-    device: str = "cpu",
+    **train_options,
 ) -> Path:
     """Train a grokking ticket of `run` (or a control) as a new run; returns its directory.
 
@@ -82,7 +80,7 @@ def ticket(
     fraction of weights kept; control: None (the ticket), "memorization" (the mask at `mask_step`, default
     the first saved step after memorization) or "random" (random, the ticket's sparsity per matrix);
     name/out: default <run>-<kind>-keep<keep>@<mask step>, beside the run; steps: training length (default
-    the run's).
+    the run's); train_options: passed to `grokscope.train` (device, force, progress, commit_every_s).
     """
     if control not in (None, *CONTROLS):
         raise GrokscopeError(f"unknown control '{control}' (use {' or '.join(CONTROLS)})")
@@ -104,4 +102,4 @@ def ticket(
     if steps is not None:
         overrides["train.steps"] = steps
     config = run.config.with_overrides(overrides)
-    return train(config, out or run.path.parent / name, mask=mask, force=force, progress=progress, device=device)
+    return train(config, out or run.path.parent / name, mask=mask, **train_options)
