@@ -18,10 +18,13 @@ PAGES = sorted(f"pages/{path.name}" for path in (Path(APP).parent / "pages").glo
 
 
 @pytest.fixture(scope="module")
-def runs_dir(analyzed_run, small_run, tmp_path_factory):
-    """tiny (analysed), small (not analysed) and broken (a run whose files are damaged)."""
+def runs_dir(analyzed_run, small_run, coexistence_run, tmp_path_factory):
+    """tiny (analysed), small (not analysed), broken (a run whose files are damaged) and coexist (the
+    corrupted-label MLP, analysed)."""
     root = tmp_path_factory.mktemp("app_runs")
     shutil.copytree(analyzed_run.path, root / "tiny")
+    shutil.copytree(coexistence_run.path, root / "coexist")
+    analysis.analyze(grokscope.open_run(root / "coexist"), progress=False)
     shutil.copytree(small_run.path, root / "small")
     shutil.copytree(small_run.path, root / "broken")
     (root / "broken" / "progress.json").write_text("{")
@@ -107,6 +110,27 @@ def test_ablation_from_the_attention_page(runs_dir, monkeypatch):
     at.text_input(key="ablate neurons").set_value("1,x")
     at.button(key="ablate").click().run()
     assert at.error and "comma-separated" in at.error[0].value
+
+
+def test_memorization_page_prunes_live_and_saves_the_model(runs_dir, monkeypatch):
+    from grokscope.analysis.pruning import load_pruned, split_accuracies
+
+    at = app(runs_dir, monkeypatch, "coexist")
+    at.switch_page("pages/45_memorization.py").run()
+    assert not at.exception and not at.error
+    assert at.selectbox(key="prune by").options == ["ipr", "activation", "magnitude"]  # corrupted labels
+    before = at.dataframe[0].value
+    at.slider(key="prune fraction").set_value(0.7).run()
+    after = at.dataframe[0].value
+    rows = dict(zip(after["accuracy on"], after["after"]))
+    # lowest-IPR neurons pruned: the corrupted labels are forgotten (see test_memorization for thresholds)
+    assert rows["corrupted train, vs corrupted labels"] < 0.35
+    assert not before["after"].equals(after["after"])
+    at.button(key="save pruned").click().run()
+    assert at.success and "Saved to" in at.success[0].value
+    (saved,) = (runs_dir / "coexist" / "pruned").iterdir()
+    run = grokscope.open_run(runs_dir / "coexist")
+    assert split_accuracies(load_pruned(saved), run.dataset)["test"] == rows["test"]
 
 
 def test_compare_overlays_runs(runs_dir, monkeypatch):

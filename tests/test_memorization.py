@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import small_config
+from conftest import WIDTH, P, coexistence_config, small_config
 from safetensors.torch import load_file
 
 import grokscope
@@ -17,36 +17,6 @@ from grokscope.analysis.pruning import Pruner, load_pruned, split_accuracies
 from grokscope.cli import main
 from grokscope.store import layout
 from grokscope.train.tickets import magnitude_mask, ticket
-
-P, WIDTH = 31, 256
-
-
-def coexistence_config(**overrides) -> grokscope.RunConfig:
-    """The corrupted preset shrunk to run in ~2 s on CPU: p = 31, 256 neurons, 1,000 steps, 85% train,
-    10% of it corrupted, wd 0. At this size it both memorizes the corrupted labels and generalizes
-    (coexistence): across seeds 0-4 it fits 100% of the corrupted labels with test accuracy 0.90-0.96.
-    (At p = 31 the preset's 50% / 35% split leaves too few clean examples to generalize.)"""
-    base = {
-        "task.p": P,
-        "task.train_frac": 0.85,
-        "task.corrupt_frac": 0.1,
-        "model.d_mlp": WIDTH,
-        "model.init_std": (16 * WIDTH) ** (-1 / 3),  # the paper's N(0, (16N)^(-2/3))
-        "train.steps": 1000,
-        "task.seed": 0,
-        "model.seed": 0,
-        "checkpoints.dense_until": 10,
-        "checkpoints.n_log": 20,
-        "checkpoints.n_uniform": 50,
-    }
-    return grokscope.load_preset("corrupted").with_overrides({**base, **overrides})
-
-
-@pytest.fixture(scope="module")
-def coexistence_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("memorization") / "coexist"
-    grokscope.train(coexistence_config(), out, progress=False)
-    return grokscope.open_run(out)
 
 
 def numpy_ipr(v: np.ndarray, r: int = 2) -> float:
