@@ -141,6 +141,9 @@ def test_compare_overlays_runs(runs_dir, monkeypatch):
     assert at.error and "broken" in at.error[0].value
     spec = charts(at)[0]
     assert "tiny test loss" in spec and "small test loss" in spec
+    table = at.dataframe[0].value
+    assert table["run"].tolist() == ["tiny", "small"] and table["kind"].tolist() == ["dense", "dense"]
+    assert table["grokked at"][0] == grokscope.open_run(runs_dir / "tiny").grok_step
 
 
 def test_a_run_still_training_extends_as_checkpoints_land(small_run, tmp_path, monkeypatch):

@@ -280,3 +280,13 @@ def test_dropout_acts_in_training_only(tmp_path):
     assert not np.array_equal(with_dropout.trajectory("mlp.W_in")[-1], without.trajectory("mlp.W_in")[-1])
     with pytest.raises(grokscope.GrokscopeError, match="apply to model.kind 'mlp' only"):
         small_config(**{"model.dropout": 0.1})
+
+
+def test_compare_table_tells_tickets_and_controls_apart(coexistence_run, tickets):
+    from grokscope.figures.builders import run_table
+
+    table = run_table([coexistence_run, tickets["ticket"], tickets["memorization"], tickets["random"]])
+    assert table["kind"] == ["dense", "ticket", "memorization control", "random control"]
+    assert table["weights kept"] == [1.0, 0.3, 0.3, 0.3]
+    assert table["mask from"][1] == f"{coexistence_run.name} @ {int(coexistence_run.steps[-1])}"
+    assert table["grokked at"][0] == coexistence_run.grok_step

@@ -1,10 +1,11 @@
-"""Compare: several runs on one time axis (e.g. with and without an intervention), aligned by step."""
+"""Compare: several runs on one time axis (e.g. with and without an intervention), aligned by step, and a
+table of when each memorized and grokked (dense runs, grokking tickets and their controls)."""
 
 import common
 import streamlit as st
 
 import grokscope
-from grokscope.figures.builders import compare
+from grokscope.figures.builders import compare, run_table
 
 st.title("Compare")
 common.sidebar()
@@ -21,6 +22,7 @@ for name in chosen:
     except grokscope.GrokscopeError as e:
         st.error(f"Run '{name}' cannot be read: {e}")
 if runs:
+    st.dataframe(run_table(runs), hide_index=True)
     common.show(compare(runs, st.session_state.get("step")), "compare")
 else:
     st.info("Choose one or more runs.")

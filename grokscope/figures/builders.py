@@ -315,6 +315,26 @@ def compare(runs: list[Run], step: int | None = None) -> Plot:
     return Plot(fig, {k: np.asarray(v) for k, v in data.items()})
 
 
+def run_table(runs: list[Run]) -> dict[str, list]:
+    """One row per run for comparing them: what it is (dense, or a grokking ticket or control, with the
+    fraction of weights kept and where its mask came from), steps to memorize (train accuracy ≥ 0.99),
+    steps to grok (test accuracy ≥ 0.99; None if not yet) and the final accuracies."""
+    table: dict[str, list] = {k: [] for k in ("run", "kind", "weights kept", "mask from", "memorized at", "grokked at")}
+    table.update({"final train acc": [], "final test acc": []})
+    for run in runs:
+        ticket, m = run.config.ticket, run.metrics
+        memorized = np.flatnonzero(m["train_acc"] >= 0.99)
+        table["run"].append(run.name)
+        table["kind"].append({"": "dense", "ticket": "ticket"}.get(ticket.kind, f"{ticket.kind} control"))
+        table["weights kept"].append(ticket.keep)
+        table["mask from"].append(f"{ticket.source} @ {ticket.step}" if ticket.kind else "")
+        table["memorized at"].append(int(memorized[0]) if len(memorized) else None)
+        table["grokked at"].append(run.grok_step)
+        table["final train acc"].append(float(m["train_acc"][-1]) if len(m["step"]) else None)
+        table["final test acc"].append(float(m["test_acc"][-1]) if len(m["step"]) else None)
+    return table
+
+
 IPR_BINS = np.linspace(0, 1, 26)  # the IPR lies in (0, 1]
 SPLIT_NAMES = {
     "corrupted_vs_noisy": "corrupted train, vs corrupted labels",
