@@ -30,11 +30,18 @@ SCORES = ("ipr", "activation", "magnitude")
 
 
 def ipr(v: torch.Tensor, r: int = IPR_POWER) -> torch.Tensor:
-    """IPR of the real FFT magnitudes of v (..., n) along its last axis, the constant term included: (...).
-    1 for a vector with one frequency (a pure cosine), about 2/n for one spread evenly."""
-    a = torch.fft.rfft(v.double(), dim=-1).abs()
-    a = a / a.norm(dim=-1, keepdim=True).clamp_min(1e-300)
+    """IPR of the real FFT magnitudes of v (..., n) along its last axis, the constant term included: (...),
+    in v's precision. 1 for a vector with one frequency (a pure cosine), about 2/n for one spread evenly."""
+    a = torch.fft.rfft(v, dim=-1).abs()
+    a = a / a.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(a.dtype).tiny)
     return a.pow(2 * r).sum(-1)
+
+
+def needed_params(config: RunConfig) -> list[str]:
+    """The parameters the weight scores read."""
+    if config.model.kind == "mlp":
+        return ["embed.W_E", "mlp.W_in", "mlp.W_out"] if config.model.d_embed else ["mlp.W_in", "mlp.W_out"]
+    return ["embed.W_E", "blocks.0.mlp.W_in", "blocks.0.mlp.W_out", "unembed.W_U"]
 
 
 def mlp_params(params: dict[str, torch.Tensor], config: RunConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,13 +66,16 @@ def neuron_maps(params: dict[str, torch.Tensor], config: RunConfig, group: Group
     else:
         W_a = W_b = params["embed.W_E"][..., :p, :] @ W_in
         W = W_out @ params["unembed.W_U"]
-    return (m[..., tokens, :].transpose(-1, -2) for m in (W_a, W_b, W.transpose(-1, -2)))
+    U = W_a[..., tokens, :].transpose(-1, -2)
+    V = U if W_b is W_a else W_b[..., tokens, :].transpose(-1, -2)
+    return U, V, W[..., :, tokens]
 
 
 def ipr_scores(params: dict[str, torch.Tensor], config: RunConfig, group: Group) -> dict[str, torch.Tensor]:
     """ipr_a, ipr_b, ipr_out and their mean ipr: each (..., d_mlp)."""
     U, V, W = neuron_maps(params, config, group)
-    out = {"ipr_a": ipr(U), "ipr_b": ipr(V), "ipr_out": ipr(W)}
+    ipr_a = ipr(U)
+    out = {"ipr_a": ipr_a, "ipr_b": ipr_a if V is U else ipr(V), "ipr_out": ipr(W)}
     out["ipr"] = (out["ipr_a"] + out["ipr_b"] + out["ipr_out"]) / 3
     return {k: v.float() for k, v in out.items()}
 

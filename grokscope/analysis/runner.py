@@ -21,7 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from grokscope.analysis.fourier import Group, group_of
-from grokscope.analysis.memorization import activation_scores, memorization_rows
+from grokscope.analysis.memorization import activation_scores, memorization_rows, needed_params
 from grokscope.analysis.neurons import CLUSTER_THRESHOLD, cluster, frequency_fractions, grid_neurons
 from grokscope.analysis.progress import (
     KEY_POWER_FRACTION,
@@ -90,7 +90,7 @@ ANALYSES: dict[str, Spec] = {
         {"key_frequencies": 1},
     ),
     "memorization": Spec(
-        1,
+        2,
         "per MLP neuron: IPR of the Fourier spectra of its input weights for a, for b, its output weights, "
         "and their mean (low: memorizing); weight magnitude; activation score (clean minus corrupted "
         "contribution to the trained label's logit; NaN without corrupted labels)",
@@ -366,7 +366,7 @@ def memorization_pass(run: Run, group: Group, start: int, old: dict | None) -> d
     rows: dict[str, list] = {}
     for i in range(start, run.n_checkpoints, BLOCK):
         j = min(i + BLOCK, run.n_checkpoints)
-        params = {n: torch.from_numpy(np.array(run.trajectory(n)[i:j])) for n in run.param_names}
+        params = {n: torch.from_numpy(np.array(run.trajectory(n)[i:j])) for n in needed_params(run.config)}
         for key, value in memorization_rows(params, run.config, group).items():
             rows.setdefault(key, []).extend(value.numpy())
     dataset, n_neurons = run.dataset, len(rows["ipr"][0])
