@@ -290,3 +290,10 @@ def test_compare_table_tells_tickets_and_controls_apart(coexistence_run, tickets
     assert table["weights kept"] == [1.0, 0.3, 0.3, 0.3]
     assert table["mask from"][1] == f"{coexistence_run.name} @ {int(coexistence_run.steps[-1])}"
     assert table["grokked at"][0] == coexistence_run.grok_step
+
+
+def test_a_pruned_model_is_never_written_over_a_run(coexistence_run, small_run, capsys):
+    before = (small_run.path / layout.CONFIG).read_text()
+    code = main(["prune", str(coexistence_run.path), "--by", "ipr", "--count", "3", "--out", str(small_run.path)])
+    assert code == 2 and "is a training run" in capsys.readouterr().err
+    assert (small_run.path / layout.CONFIG).read_text() == before

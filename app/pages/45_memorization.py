@@ -4,6 +4,7 @@ training; prune them with live before/after accuracies and save the pruned model
 import common
 import streamlit as st
 
+from grokscope import analysis
 from grokscope.analysis.pruning import SPLITS, Pruner, count_of, default_out, save_pruned
 from grokscope.figures.builders import SPLIT_NAMES, ipr_histogram, ipr_over_time, neuron_scores
 
@@ -19,16 +20,24 @@ def pruner(run, step: int, by: str, lowest: bool) -> Pruner:
 
 
 def render(run, step):
-    left, right = st.columns(2)
-    with left:
-        common.show(ipr_histogram(run, step), "ipr_histogram")
-    with right:
-        common.show(neuron_scores(run, step), "neuron_scores")
-    common.show(ipr_over_time(run, step), "ipr_over_time")
+    fourier = "memorization" in analysis.runner.applicable(run)
+    if fourier:
+        left, right = st.columns(2)
+        with left:
+            common.show(ipr_histogram(run, step), "ipr_histogram")
+        with right:
+            common.show(neuron_scores(run, step), "neuron_scores")
+        common.show(ipr_over_time(run, step), "ipr_over_time")
+    else:
+        st.info(
+            f"The IPR needs a group operation; task.op '{run.config.task.op}' is not one. Prune by the other scores."
+        )
 
     st.subheader(f"Pruning at step {step}")
     corrupted = bool(run.dataset.corrupted.any())
-    scores = ["ipr", "activation", "magnitude"] if corrupted else ["ipr", "magnitude"]
+    scores = [
+        s for s in ("ipr", "activation", "magnitude") if (s != "ipr" or fourier) and (s != "activation" or corrupted)
+    ]
     columns = st.columns(3)
     by = columns[0].selectbox("score", scores, key="prune by", help="activation needs corrupted labels")
     order = columns[1].radio("prune first", ["lowest", "highest"], horizontal=True, key="prune order")

@@ -164,6 +164,8 @@ def save_pruned(out: str | Path, model, config: RunConfig, report: dict) -> Path
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise GrokscopeError(f"{out} exists and is not a directory")
+    if layout.is_run(out):
+        raise GrokscopeError(f"{out} is a training run: write the pruned model somewhere else")
     out.mkdir(parents=True, exist_ok=True)
     weights = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters()}
     layout.write_bytes(out / MODEL_FILE, save(weights))
