@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     amount.add_argument("--sweep", action="store_true", help="prune every 2.5%% of the neurons in turn")
     p.add_argument("--out", help="directory to write into (default RUN/pruned/<what>-<by>-<order>@<step>)")
     p.add_argument("--format", default="pdf", help="--sweep's figure: pdf, svg or png (default pdf)")
-    p.add_argument("--json", action="store_true", help="also print the report as JSON")
+    p.add_argument("--json", action="store_true", help="print the report as JSON (instead of text)")
     p.set_defaults(handler=cmd_prune)
 
     p = sub.add_parser("ticket", help="train a grokking ticket: a run's magnitude mask applied to its initial weights")
@@ -311,7 +311,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     from grokscope import figures
-    from grokscope.analysis.pruning import SPLITS, Pruner, count_of, default_out, save_pruned
+    from grokscope.analysis.pruning import SPLITS, Pruner, count_of, default_out, output_dir, save_pruned
     from grokscope.store import layout, open_run
 
     if args.fraction is not None and not 0 <= args.fraction <= 1:  # before any work
@@ -319,41 +319,39 @@ def cmd_prune(args: argparse.Namespace) -> int:
     if args.sweep and args.format not in figures.FORMATS:
         raise GrokscopeError(f"unknown format '{args.format}' (use {', '.join(figures.FORMATS)})")
     pruner = Pruner(open_run(args.run), args.step, args.by, lowest=not args.highest)
-    order = "lowest" if pruner.lowest else "highest"
+    order = pruner.settings["order"]
     if args.sweep:
-        out = Path(args.out) if args.out else default_out(pruner, "sweep")
+        out = output_dir(args.out or default_out(pruner, "sweep"))
         table = pruner.sweep()
-        title = f"{pruner.run.name}: pruning by {args.by}, {order} first, at step {pruner.step}"
-        plot = figures.builders.pruning_curves(table, title)
         report = pruner.sweep_report(table)
-        out.mkdir(parents=True, exist_ok=True)
         layout.write_json(out / "report.json", report)
+        title = f"{pruner.run.name}: pruning by {args.by}, {order} first, at step {pruner.step}"
         try:
-            written = figures.export({"pruning_sweep": plot}, out, args.format)
+            written = figures.export({"pruning_sweep": figures.builders.pruning_curves(table, title)}, out, args.format)
         except GrokscopeError as e:  # no browser for the image: the table and CSV are still useful
             print(f"grokscope: {e}", file=sys.stderr)
             written = [out / "pruning_sweep.csv"]
         if args.json:
             print(json.dumps(report, indent=2))
-        else:
-            print(f"{pruner.run.name} at step {pruner.step}, pruning by {args.by}, {order} first:")
-            print(sweep_table(table, SPLITS))
+            return 0
+        print(f"{pruner.run.name} at step {pruner.step}, pruning by {args.by}, {order} first:")
+        print(sweep_table(table, SPLITS))
         for path in [out / "report.json", *written]:
             print(path)
         return 0
     n = count_of(pruner.n_neurons, args.fraction, args.count)
     model, report = pruner.prune(n)
-    out = save_pruned(args.out or default_out(pruner, f"{n}"), model, pruner.config, report)
+    out = save_pruned(args.out or default_out(pruner, f"{n}"), model, pruner.config, report, pruner.settings)
     if args.json:
         print(json.dumps(report, indent=2))
-    else:
-        print(
-            f"{pruner.run.name} at step {pruner.step}: pruned {n} of {pruner.n_neurons} neurons by {args.by}, {order} first"
-        )
-        for split in SPLITS:
-            before, after = report["before"][split], report["after"][split]
-            if before is not None:
-                print(f"  {split:<20} {before:7.1%} → {after:7.1%}")
+        return 0
+    print(
+        f"{pruner.run.name} at step {pruner.step}: pruned {n} of {pruner.n_neurons} neurons by {args.by}, {order} first"
+    )
+    for split in SPLITS:
+        before, after = report["before"][split], report["after"][split]
+        if before is not None:
+            print(f"  {split:<20} {before:7.1%} → {after:7.1%}")
     print(out)
     return 0
 
@@ -364,8 +362,6 @@ def cmd_ticket(args: argparse.Namespace) -> int:
 
     if not 0 < args.keep <= 1:
         raise GrokscopeError(f"--keep (the fraction of weights kept) must be in (0, 1]; got {args.keep}")
-    if args.memorization_step is not None and args.control != "memorization":
-        raise GrokscopeError("--memorization-step goes with --control memorization")
     start = time.perf_counter()
     out = ticket(
         open_run(args.run),

@@ -37,7 +37,7 @@ PRESETS: dict[str, tuple[str, dict]] = {
     "corrupted": (
         (
             "Doshi et al. 2023: (a + b) mod 97, 50% train, 35% of training labels random; MLP one-hot(a)‖one-hot(b) "
-            "→ 500 → x² → 97, no biases, init N(0, 0.05²), MSE, AdamW lr 1e-2, wd 0, full batch, 2k steps"
+            "→ 500 → x² → 97, no biases, init N(0, 0.05²), MSE, AdamW lr 1e-2 without warm-up, wd 0, full batch, 2k steps"
         ),
         {
             "task.p": 97,
@@ -50,7 +50,11 @@ PRESETS: dict[str, tuple[str, dict]] = {
             "train.loss": "mse",
             "optim.lr": 1e-2,
             "optim.weight_decay": 0.0,
+            "optim.warmup_steps": 0,
             "train.steps": 2000,
+            "checkpoints.dense_until": 50,
+            "checkpoints.n_log": 100,
+            "checkpoints.n_uniform": 300,
         },
     ),
 }

@@ -25,6 +25,25 @@ def numpy_ipr(v: np.ndarray, r: int = 2) -> float:
     return float(np.sum((a / np.linalg.norm(a)) ** (2 * r)))
 
 
+def test_ipr_is_taken_in_group_coordinates():
+    """For a·b the neurons are read on Z_(p−1) by discrete logarithm: a neuron whose weights are one cosine
+    of the logarithm has IPR 1 for a, b and its output; in token order it would look spread out."""
+    config = small_config(**{"task.op": "mul", "model.kind": "mlp", "model.d_mlp": 4})
+    group = group_of(config.task)
+    wave = torch.tensor(np.cos(2 * np.pi * 3 * np.arange(group.n) / group.n), dtype=torch.float32)
+    W_in, W_out = torch.randn(2 * P, 4), torch.randn(4, P)
+    W_in[:, 0] = 0
+    W_in[torch.as_tensor(group.tokens), 0] = wave
+    W_in[P + torch.as_tensor(group.tokens), 0] = wave
+    W_out[0] = 0
+    W_out[0, torch.as_tensor(group.tokens)] = wave
+    scores = ipr_scores({"mlp.W_in": W_in, "mlp.W_out": W_out}, config, group)
+    for key in ("ipr_a", "ipr_b", "ipr_out", "ipr"):
+        assert scores[key][0].item() == pytest.approx(1.0, abs=1e-5), key
+        assert scores[key][1].item() < 0.5, key  # random weights: spread over frequencies
+    assert ipr(W_in[:P, 0]).item() < 0.5  # the same neuron in token order
+
+
 def test_ipr_matches_its_definition():
     n = 31
     x = np.arange(n)
@@ -68,29 +87,31 @@ def test_scores_batched_over_checkpoints_equal_the_one_checkpoint_form(coexisten
 
 
 def test_pruning_low_ipr_neurons_removes_memorization_and_keeps_generalization(coexistence_run):
-    """Doshi et al.'s result on a run trained here. At 70% pruned, over seeds 0-4 of this config: lowest-IPR
-    first leaves 16-22% of corrupted labels fitted (from 100%; chance is 1/31 ≈ 3%) and moves test accuracy
-    by −0.02..+0.03; highest-IPR first leaves test accuracy at 1-5%. The thresholds leave that much margin."""
+    """Doshi et al.'s result on a run trained here. At 60% pruned, over seeds 0-4 of this config: lowest-IPR
+    first leaves 21-35% of corrupted labels fitted (from 100%; chance is 1/31 ≈ 3%) and moves test accuracy
+    by 0.00..+0.03; highest-IPR first leaves test accuracy at 1-5%. The thresholds leave margin over that."""
     low = Pruner(coexistence_run, None, "ipr", lowest=True)
     high = Pruner(coexistence_run, None, "ipr", lowest=False)
-    n = round(0.7 * low.n_neurons)
+    n = round(0.6 * low.n_neurons)
     _, pruned_low = low.prune(n)
     _, pruned_high = high.prune(n)
     before, after = pruned_low["before"], pruned_low["after"]
     assert before["corrupted_vs_noisy"] >= 0.95
-    assert after["corrupted_vs_noisy"] <= 0.35  # memorization mostly gone
+    assert after["corrupted_vs_noisy"] <= 0.45  # memorization mostly gone
     assert after["corrupted_vs_true"] > before["corrupted_vs_true"] + 0.3  # the true rule shows through
-    assert after["test"] >= before["test"] - 0.05  # generalization kept
+    assert after["test"] >= before["test"] - 0.03  # generalization kept
     assert pruned_high["after"]["test"] <= 0.15  # the periodic neurons carried generalization
 
 
 def test_activation_score_also_finds_the_memorizing_neurons(coexistence_run):
-    """The Fourier-free score finds the memorizing neurons too, less cleanly. At 60% pruned, over seeds 0-2:
-    18-20% of corrupted labels still fitted (from 100%), test accuracy down 0.02-0.06."""
+    """The Fourier-free score finds the memorizing neurons too, less cleanly. At 50% pruned, over seeds 0-4:
+    20-28% of corrupted labels still fitted (from 100%) while test accuracy falls 0.06-0.19: corrupted-label
+    accuracy falls at least 3.5× as much as test accuracy in every seed."""
     low = Pruner(coexistence_run, None, "activation", lowest=True)
-    _, report = low.prune(round(0.6 * low.n_neurons))
-    assert report["after"]["corrupted_vs_noisy"] <= 0.4
-    assert report["after"]["test"] >= report["before"]["test"] - 0.12
+    _, report = low.prune(round(0.5 * low.n_neurons))
+    before, after = report["before"], report["after"]
+    assert after["corrupted_vs_noisy"] <= 0.4
+    assert before["corrupted_vs_noisy"] - after["corrupted_vs_noisy"] >= 3 * (before["test"] - after["test"])
 
 
 def test_prune_cli_writes_a_loadable_model_and_report(coexistence_run, tmp_path, capsys):
@@ -99,8 +120,8 @@ def test_prune_cli_writes_a_loadable_model_and_report(coexistence_run, tmp_path,
     code = main(["prune", str(run.path), "--by", "ipr", "--fraction", "0.5", "--out", str(out), "--json"])
     stdout = capsys.readouterr().out
     assert code == 0
-    report = json.loads(stdout[: stdout.rindex("}") + 1])
-    assert {"neurons_pruned", "before", "after"} <= set(report)
+    report = json.loads(stdout)
+    assert set(report) == {"neurons_pruned", "before", "after"}
     assert len(report["neurons_pruned"]) == WIDTH // 2
     for split in ("corrupted_vs_noisy", "corrupted_vs_true", "clean_train", "test"):
         assert 0 <= report["before"][split] <= 1 and 0 <= report["after"][split] <= 1
@@ -111,7 +132,9 @@ def test_prune_cli_writes_a_loadable_model_and_report(coexistence_run, tmp_path,
     kept = sorted(set(range(WIDTH)) - set(pruned))
     assert torch.equal(W_in[:, kept], run.params(int(run.steps[-1]))["mlp.W_in"][:, kept])
     assert split_accuracies(model, run.dataset) == report["after"]
-    assert json.loads((out / "report.json").read_text()) == report
+    saved = json.loads((out / "report.json").read_text())
+    assert {k: saved[k] for k in report} == report
+    assert saved["settings"] == {"run": run.name, "step": int(run.steps[-1]), "by": "ipr", "order": "lowest"}
 
 
 def model_config(path):
@@ -164,7 +187,6 @@ def test_transformer_neurons_are_scored_through_the_embedding(analyzed_run):
     d_mlp = analyzed_run.config.model.d_mlp
     assert cached["ipr"].shape == (len(analyzed_run.steps), d_mlp)
     assert np.isnan(cached["activation"]).all()  # no corrupted labels: no activation score
-    np.testing.assert_array_equal(cached["ipr_a"], cached["ipr_b"])  # a and b read through the same W_E
     # grokking makes the neurons periodic: their mean IPR rises from initialisation to the end
     assert cached["ipr"][-1].mean() > cached["ipr"][0].mean() + 0.1
 
@@ -211,9 +233,16 @@ def test_ticket_controls(coexistence_run, tickets):
     step = tickets["memorization"].config.ticket.step
     assert step >= memorized and step == int(coexistence_run.steps[coexistence_run.steps >= memorized][0])
     ticket_mask, random_mask = tickets["ticket"].mask, tickets["random"].mask
+    memorization_mask = tickets["memorization"].mask
+    expected = magnitude_mask(coexistence_run.params(step), 0.3)
+    assert all(torch.equal(memorization_mask[n], m) for n, m in expected.items())  # the mask of that step
     for name, m in ticket_mask.items():
         assert int(random_mask[name].sum()) == int(m.sum())  # the same sparsity in every matrix
     assert any(not torch.equal(random_mask[n], m) for n, m in ticket_mask.items())
+    for control in ("memorization", "random"):
+        run = tickets[control]
+        for name, m in run.mask.items():
+            assert np.all(run.trajectory(name)[:, m.numpy() == 0] == 0), (control, name)
 
 
 def test_ticket_refuses_bad_input(coexistence_run, tickets, capsys):
@@ -221,6 +250,7 @@ def test_ticket_refuses_bad_input(coexistence_run, tickets, capsys):
         (["--keep", "0"], "must be in (0, 1]"),
         (["--keep", "1.5"], "must be in (0, 1]"),
         (["--keep", "0.3", "--step", "999999"], "was not saved"),
+        (["--keep", "0.3", "--step", "5", "--control", "memorization"], "--memorization-step"),
     ):
         assert main(["ticket", str(coexistence_run.path), *args]) == 2
         assert message in capsys.readouterr().err
@@ -252,9 +282,10 @@ def test_ticket_resumes_exactly_after_a_crash(coexistence_run, tickets, tmp_path
     assert all(torch.equal(final[k], v) for k, v in load_file(reference.path / layout.FINAL).items())
 
 
-def test_runs_made_before_the_split_metrics_and_new_keys_still_open(small_run, tmp_path):
+def test_runs_made_before_the_split_metrics_and_new_keys_still_open_and_resume(small_run, tmp_path):
     path = tmp_path / "old"
     shutil.copytree(small_run.path, path)
+    (path / layout.COMPLETE).unlink()  # an interrupted old run
     for column in layout.SPLIT_COLUMNS:
         (path / layout.METRICS / f"{column}.npy").unlink()
     config = json.loads((path / layout.CONFIG).read_text())
@@ -263,6 +294,9 @@ def test_runs_made_before_the_split_metrics_and_new_keys_still_open(small_run, t
     run = grokscope.open_run(path)
     assert set(run.metrics) == {"step", "train_loss", "test_loss", "train_acc", "test_acc", "weight_norm"}
     assert run.config.model.dropout == 0 and run.config.ticket.kind == ""
+    grokscope.train(out=path, resume=True, progress=False)
+    resumed = grokscope.open_run(path)
+    assert resumed.complete and set(resumed.metrics) == set(run.metrics)
 
 
 def test_dropout_acts_in_training_only(tmp_path):

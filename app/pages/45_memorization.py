@@ -57,7 +57,8 @@ def render(run, step):
     bar = st.column_config.ProgressColumn(min_value=0, max_value=1, format="%.3f")
     st.dataframe(rows, hide_index=True, column_config={"before": bar, "after": bar})
     if st.button("Save the pruned model", key="save pruned"):
-        out = save_pruned(default_out(chosen, str(len(report["neurons_pruned"]))), model, run.config, report)
+        out = default_out(chosen, str(len(report["neurons_pruned"])))
+        save_pruned(out, model, run.config, report, chosen.settings)
         st.success(f"Saved to {out} (model.safetensors, config.json, report.json)")
 
 

@@ -112,31 +112,19 @@ class Pruner:
         model = pruned(self.model, self.config, neurons)
         return model, self.report(neurons, split_accuracies(model, self.dataset))
 
+    @property
+    def settings(self) -> dict:
+        """What was pruned from: run, step, score and order."""
+        return {"run": self.run.name, "step": self.step, "by": self.by, "order": "lowest" if self.lowest else "highest"}
+
     def report(self, neurons: np.ndarray, after: dict) -> dict:
-        """neurons_pruned (indices), before and after (SPLITS → accuracy or None), and what was done."""
-        return {
-            "run": self.run.name,
-            "step": self.step,
-            "by": self.by,
-            "order": "lowest" if self.lowest else "highest",
-            "n_neurons": self.n_neurons,
-            "fraction_pruned": len(neurons) / self.n_neurons,
-            "neurons_pruned": [int(k) for k in neurons],
-            "before": self.before,
-            "after": after,
-        }
+        """neurons_pruned (indices), before and after (SPLITS → accuracy, None for an empty split)."""
+        return {"neurons_pruned": [int(k) for k in neurons], "before": self.before, "after": after}
 
     def sweep_report(self, table: dict[str, np.ndarray]) -> dict:
-        """A sweep table for JSON (NaN → null), with what was done."""
+        """A sweep table for JSON (NaN → null), with the settings."""
         columns = {k: [None if np.isnan(v) else v for v in column.tolist()] for k, column in table.items()}
-        return {
-            "run": self.run.name,
-            "step": self.step,
-            "by": self.by,
-            "order": "lowest" if self.lowest else "highest",
-            "n_neurons": self.n_neurons,
-            "sweep": columns,
-        }
+        return {"settings": self.settings, "sweep": columns}
 
     def sweep(self, fractions: np.ndarray = SWEEP_FRACTIONS) -> dict[str, np.ndarray]:
         """Accuracies after pruning each fraction of the neurons in score order: fraction, n_pruned and one
@@ -158,19 +146,25 @@ def default_out(pruner: Pruner, what: str) -> Path:
     return pruner.run.path / PRUNED_DIR / f"{what}-{pruner.by}-{order}@{pruner.step}"
 
 
-def save_pruned(out: str | Path, model, config: RunConfig, report: dict) -> Path:
-    """Write a pruned model as <out>/model.safetensors, config.json and report.json (replacing those files
-    only, each atomically); returns `out`."""
+def output_dir(out: str | Path) -> Path:
+    """`out`, created if missing; never a file or a training run (nothing of a run is overwritten)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise GrokscopeError(f"{out} exists and is not a directory")
     if layout.is_run(out):
         raise GrokscopeError(f"{out} is a training run: write the pruned model somewhere else")
     out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def save_pruned(out: str | Path, model, config: RunConfig, report: dict, settings: dict) -> Path:
+    """Write a pruned model as <out>/model.safetensors, config.json and report.json (the report and its
+    settings), replacing those files only, each atomically; returns `out`."""
+    out = output_dir(out)
     weights = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters()}
     layout.write_bytes(out / MODEL_FILE, save(weights))
     layout.write_json(out / layout.CONFIG, config.to_dict())
-    layout.write_json(out / REPORT_FILE, report)
+    layout.write_json(out / REPORT_FILE, {**report, "settings": settings})
     return out
 
 

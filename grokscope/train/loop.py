@@ -160,7 +160,12 @@ class Trainer:
         self.train_rows, self.train_labels = on_device(dataset.train_rows), on_device(dataset.train_labels)
         self.test_rows, self.test_labels = on_device(dataset.test_rows), on_device(dataset.test_labels)
         self.true_train_labels = on_device(dataset.true_labels[dataset.train_rows])
-        self.corrupted = on_device(dataset.corrupted)
+        # the split accuracies as weighted sums (a boolean-mask index would sync with the host on CUDA);
+        # weights NaN for an empty split, so its accuracy is NaN
+        corrupted = dataset.corrupted.astype(np.float64)
+        n_corrupted, n_clean = corrupted.sum(), (1 - corrupted).sum()
+        self.corrupted_weight = on_device(corrupted / n_corrupted if n_corrupted else np.full_like(corrupted, np.nan))
+        self.clean_weight = on_device((1 - corrupted) / n_clean if n_clean else np.full_like(corrupted, np.nan))
         self.mask = None
         if config.ticket.kind:
             shapes = {n: list(p.shape) for n, p in self.params.items()}
@@ -190,7 +195,8 @@ class Trainer:
             raise GrokscopeError(f"{state_file}: unreadable or incomplete training state ({e})") from None
         n = progress["n_metric_steps"]
         for i, column in enumerate(layout.METRIC_COLUMNS):
-            self.metrics[i, :n] = torch.from_numpy(np.array(self.writer.metrics[column][:n]))
+            if column in self.writer.metrics:  # a run made before a column existed has no file for it
+                self.metrics[i, :n] = torch.from_numpy(np.array(self.writer.metrics[column][:n]))
         return progress["step"]
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -216,22 +222,21 @@ class Trainer:
         loss = self.dropout_loss(step, rows, labels) if dropout else self.loss_fn(grid[rows], labels)
         with torch.no_grad():
             train_logits, test_logits = grid[self.train_rows], grid[self.test_rows]
-            train_loss = self.loss_fn(train_logits, self.train_labels)
-            if rows is self.train_rows and not dropout:
-                train_loss = loss
-            hits = train_logits.argmax(-1) == self.train_labels
-            true_hits = train_logits.argmax(-1) == self.true_train_labels
+            full_batch = rows is self.train_rows and not dropout
+            train_loss = loss if full_batch else self.loss_fn(train_logits, self.train_labels)
+            predicted = train_logits.argmax(-1)
+            hits, true_hits = (predicted == self.train_labels).double(), (predicted == self.true_train_labels).double()
             norm = torch.stack([p.detach().double().square().sum() for p in self.params.values()]).sum().sqrt()
             self.metrics[:, step] = torch.stack(
                 [
                     train_loss,
                     self.loss_fn(test_logits, self.test_labels),
-                    hits.double().mean(),
+                    hits.mean(),
                     accuracy(test_logits, self.test_labels),
                     norm,
-                    hits[self.corrupted].double().mean(),  # NaN (mean of none) without corruption
-                    true_hits[self.corrupted].double().mean(),
-                    hits[~self.corrupted].double().mean(),
+                    hits @ self.corrupted_weight,
+                    true_hits @ self.corrupted_weight,
+                    hits @ self.clean_weight,
                 ]
             )
         if step < self.config.train.steps:

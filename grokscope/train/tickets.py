@@ -78,7 +78,7 @@ def ticket(
 
     step: the (generalized) step the ticket's mask is taken at (default: the last saved); keep: the
     fraction of weights kept; control: None (the ticket), "memorization" (the mask at `mask_step`, default
-    the first saved step after memorization) or "random" (random, the ticket's sparsity per matrix);
+    the first saved step after memorization; `step` must then be None) or "random" (random, the ticket's sparsity per matrix);
     name/out: default <run>-<kind>-keep<keep>@<mask step>, beside the run; steps: training length (default
     the run's); train_options: passed to `grokscope.train` (device, force, progress, commit_every_s).
     """
@@ -89,9 +89,14 @@ def ticket(
         raise GrokscopeError(f"{run.path}: no checkpoint saved yet")
     if run.config.ticket.kind:
         raise GrokscopeError(f"{run.name} is itself a ticket: take tickets from dense runs")
-    step = int(run.steps[-1]) if step is None else int(run.steps[run.row(step)])
     if control == "memorization":
+        if step is not None:
+            raise GrokscopeError("the memorization control's mask step is --memorization-step, not --step")
         step = memorization_step(run) if mask_step is None else int(run.steps[run.row(mask_step)])
+    elif mask_step is not None:
+        raise GrokscopeError("--memorization-step goes with --control memorization")
+    else:
+        step = int(run.steps[-1]) if step is None else int(run.steps[run.row(step)])
     mask = magnitude_mask(run.params(step), keep)
     if control == "random":
         mask = random_mask_like(mask, run.config.model.seed)
