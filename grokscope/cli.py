@@ -325,9 +325,10 @@ def cmd_prune(args: argparse.Namespace) -> int:
         table = pruner.sweep()
         report = pruner.sweep_report(table)
         layout.write_json(out / "report.json", report)
-        title = f"{pruner.run.name}: pruning by {args.by}, {order} first, at step {pruner.step}"
         try:
-            written = figures.export({"pruning_sweep": figures.builders.pruning_curves(table, title)}, out, args.format)
+            written = figures.export(
+                {"pruning_sweep": figures.builders.pruning_curves(pruner, table)}, out, args.format
+            )
         except GrokscopeError as e:  # no browser for the image: the table and CSV are still useful
             print(f"grokscope: {e}", file=sys.stderr)
             written = [out / "pruning_sweep.csv"]
@@ -360,8 +361,6 @@ def cmd_ticket(args: argparse.Namespace) -> int:
     from grokscope.store import open_run
     from grokscope.train.tickets import ticket
 
-    if not 0 < args.keep <= 1:
-        raise GrokscopeError(f"--keep (the fraction of weights kept) must be in (0, 1]; got {args.keep}")
     start = time.perf_counter()
     out = ticket(
         open_run(args.run),

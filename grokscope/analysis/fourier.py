@@ -98,6 +98,14 @@ def group_of(task: TaskConfig) -> Group:
     raise GrokscopeError(f"Fourier analyses need a group operation; task.op '{task.op}' is not one")
 
 
+def group_or_none(task: TaskConfig) -> Group | None:
+    """group_of(task), or None for an operation that is not a group's."""
+    try:
+        return group_of(task)
+    except GrokscopeError:
+        return None
+
+
 def primitive_root(p: int) -> int:
     """The smallest generator of the multiplicative group mod prime p."""
     factors = {q for q in range(2, p) if (p - 1) % q == 0 and all(q % r for r in range(2, int(q**0.5) + 1))}

@@ -1,8 +1,9 @@
 """Pruning MLP neurons by a score (Doshi et al. 2023) and the four accuracies that show what it removed.
 
 Pruning a neuron zeroes its input weights (its W_in column, and b_in entry if any) and its output weights
-(its W_out row): it then contributes nothing. Nothing is retrained. `prune_run` prunes one set of neurons;
-`sweep_run` prunes ever more of them in score order and evaluates after each fraction.
+(its W_out row): it then contributes nothing. Nothing is retrained. `Pruner(run, step, by).prune(n)` prunes
+one set of neurons; `Pruner.sweep()` prunes ever more of them in score order and evaluates after each
+fraction.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save
 
-from grokscope.analysis.fourier import group_of
+from grokscope.analysis.fourier import group_or_none
 from grokscope.analysis.memorization import SCORES, mlp_params, neuron_scores
 from grokscope.config import RunConfig
 from grokscope.errors import GrokscopeError
@@ -94,11 +95,7 @@ class Pruner:
         self.step = int(run.steps[-1]) if step is None else int(run.steps[run.row(step)])
         self.config, self.dataset = run.config, run.dataset
         self.model = run.model(self.step)
-        try:
-            group = group_of(self.config.task)
-        except GrokscopeError:
-            group = None
-        self.scores = neuron_scores(self.model, self.config, self.dataset, group, by)
+        self.scores = neuron_scores(self.model, self.config, self.dataset, group_or_none(self.config.task), by)
         self.order = neuron_order(self.scores, lowest)
         self.before = split_accuracies(self.model, self.dataset)
 
@@ -142,8 +139,8 @@ class Pruner:
 
 
 def default_out(pruner: Pruner, what: str) -> Path:
-    order = "lowest" if pruner.lowest else "highest"
-    return pruner.run.path / PRUNED_DIR / f"{what}-{pruner.by}-{order}@{pruner.step}"
+    """RUN/pruned/<what>-<by>-<order>@<step>."""
+    return pruner.run.path / PRUNED_DIR / f"{what}-{pruner.by}-{pruner.settings['order']}@{pruner.step}"
 
 
 def output_dir(out: str | Path) -> Path:

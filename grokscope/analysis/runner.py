@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from grokscope.analysis.fourier import Group, group_of
+from grokscope.analysis.fourier import Group, group_of, group_or_none
 from grokscope.analysis.memorization import activation_scores, memorization_rows, needed_params
 from grokscope.analysis.neurons import CLUSTER_THRESHOLD, cluster, frequency_fractions, grid_neurons
 from grokscope.analysis.progress import (
@@ -121,9 +121,7 @@ def check_names(names: Iterable[str]) -> list[str]:
 
 def applicable(run: Run) -> list[str]:
     """The analyses that apply to this run's task."""
-    try:
-        group_of(run.config.task)
-    except GrokscopeError:
+    if group_or_none(run.config.task) is None:
         return [n for n, s in ANALYSES.items() if not s.needs_group]
     return list(ANALYSES)
 
@@ -319,6 +317,19 @@ def weights_pass(run: Run, group: Group | None, starts: dict[str, int], cached: 
     return list(starts)
 
 
+def checkpoint_loader(run: Run, model: torch.nn.Module) -> Callable[[int], None]:
+    """A function that loads checkpoint row r of the run into `model`, copying each parameter straight into
+    the model's own storage (numpy views of it): no new tensors per checkpoint."""
+    targets = {n: p.detach().numpy() for n, p in model.named_parameters()}
+    trajectories = {n: run.trajectory(n) for n in targets}
+
+    def load_row(r: int) -> None:
+        for name, target in targets.items():
+            np.copyto(target, trajectories[name][r])
+
+    return load_row
+
+
 @torch.no_grad()
 def grid_pass(
     run: Run, group: Group, starts: dict[str, int], cached: dict, show: bool, report: Callable | None
@@ -331,14 +342,11 @@ def grid_pass(
     if "progress" in starts:
         probe = loss_probe(run.dataset, group, cached["key_frequencies"]["frequencies"])
     rows: dict[str, dict[str, list]] = {name: {} for name in starts}
-    # the model's parameters as numpy views of their own storage: each checkpoint is copied straight in
-    targets = {n: p.detach().numpy() for n, p in model.named_parameters()}
-    trajectories = {n: run.trajectory(n) for n in targets}
+    load_row = checkpoint_loader(run, model)
     activations = workspace = None
     with tqdm(total=run.n_checkpoints - first, disable=not show, unit="ckpt", desc="grid analyses") as bar:
         for r in range(first, run.n_checkpoints):
-            for name, target in targets.items():
-                np.copyto(target, trajectories[name][r])
+            load_row(r)
             acts, readout = grid_neurons(model, group, activations)
             if activations is None:  # buffers for the next checkpoints: no fresh large tensors per step
                 activations = acts.new_empty(run.config.task.p**2, acts.shape[-1])
@@ -374,11 +382,10 @@ def memorization_pass(run: Run, group: Group, start: int, old: dict | None) -> d
         rows["activation"] = [np.full(n_neurons, np.nan, dtype=np.float32)] * (run.n_checkpoints - start)
         return append(run, "memorization", old, start, rows)
     model = build_model(run.config).eval()
-    targets = {n: p.detach().numpy() for n, p in model.named_parameters()}
+    load_row = checkpoint_loader(run, model)
     buffer = torch.empty(run.config.task.p**2, n_neurons)
     for r in range(start, run.n_checkpoints):
-        for name, target in targets.items():
-            np.copyto(target, run.trajectory(name)[r])
+        load_row(r)
         post, _ = model.grid_activations(out=buffer)
         rows.setdefault("activation", []).append(activation_scores(model, dataset, post).numpy())
     return append(run, "memorization", old, start, rows)

@@ -11,6 +11,7 @@ from plotly.subplots import make_subplots
 
 from grokscope import analysis
 from grokscope.analysis.neurons import CLUSTER_THRESHOLD
+from grokscope.analysis.progress import TRAIN_FIT
 from grokscope.errors import GrokscopeError
 from grokscope.store import Run
 
@@ -323,7 +324,7 @@ def run_table(runs: list[Run]) -> dict[str, list]:
     table.update({"final train acc": [], "final test acc": []})
     for run in runs:
         ticket, m = run.config.ticket, run.metrics
-        memorized = np.flatnonzero(m["train_acc"] >= 0.99)
+        memorized = np.flatnonzero(m["train_acc"] >= TRAIN_FIT)
         table["run"].append(run.name)
         table["kind"].append({"": "dense", "ticket": "ticket"}.get(ticket.kind, f"{ticket.kind} control"))
         table["weights kept"].append(ticket.keep)
@@ -401,8 +402,10 @@ def ipr_over_time(run: Run, step: int | None = None) -> Plot:
     return Plot(fig, {"step": steps.ravel(), "ipr_bin_centre": bins.ravel(), "neurons": counts.ravel()})
 
 
-def pruning_curves(table: dict[str, np.ndarray], title: str) -> Plot:
-    """The four accuracies against the fraction of neurons pruned (a `Pruner.sweep` table)."""
+def pruning_curves(pruner, table: dict[str, np.ndarray]) -> Plot:
+    """The four accuracies against the fraction of neurons pruned (the `sweep` table of a `Pruner`)."""
+    by, order = pruner.settings["by"], pruner.settings["order"]
+    title = f"{pruner.run.name}: pruning by {by}, {order} first, at step {pruner.step}"
     fig = go.Figure()
     for i, (split, name) in enumerate(SPLIT_NAMES.items()):
         if np.isfinite(table[split]).any():
@@ -418,8 +421,7 @@ def pruning_sweep(run: Run, step: int | None = None, by: str = "ipr", lowest: bo
     from grokscope.analysis.pruning import Pruner
 
     pruner = Pruner(run, cursor_step(run, step), by, lowest)
-    order = "lowest" if lowest else "highest"
-    return pruning_curves(pruner.sweep(), f"{run.name}: pruning by {by}, {order} first, at step {pruner.step}")
+    return pruning_curves(pruner, pruner.sweep())
 
 
 FIGURES = {
@@ -448,9 +450,5 @@ GROUP_FREE = ("training_curves", "attention")  # the others read Fourier analyse
 
 def standard(run: Run) -> list[str]:
     """The figures that apply to the run: attention for transformers only; Fourier ones for group tasks."""
-    try:
-        analysis.group_of(run.config.task)
-        names = list(FIGURES)
-    except GrokscopeError:
-        names = list(GROUP_FREE)
+    names = list(FIGURES) if "spectra" in analysis.runner.applicable(run) else list(GROUP_FREE)
     return [n for n in names if n != "attention" or run.config.model.kind == "transformer"]

@@ -250,8 +250,9 @@ class Trainer:
             self.opt.step()
 
     def dropout_loss(self, step: int, rows: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """The loss through the plain forward in training mode; its dropout draws come from a generator
-        seeded by (train.seed, step), so a resumed run draws the same ones."""
+        """The loss through the plain forward in training mode; its dropout draws come from the random
+        generator reseeded by (train.seed, step) inside a fork (the caller's state is restored), so a resumed
+        run draws the same ones."""
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(self.config.train.seed * 1_000_003 + step)
             logits = self.model(one_hots(rows, self.config.task.p).to(self.device))  # a new module trains

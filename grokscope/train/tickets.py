@@ -102,8 +102,7 @@ def ticket(
         mask = random_mask_like(mask, run.config.model.seed)
     kind = control or "ticket"
     name = name or f"{run.name}-{kind}-keep{keep:g}@{step}"
-    overrides = {"name": name, "ticket.kind": kind, "ticket.source": run.name, "ticket.step": step}
-    overrides["ticket.keep"] = keep
+    overrides = {"name": name, "ticket.kind": kind, "ticket.source": run.name, "ticket.step": step, "ticket.keep": keep}
     if steps is not None:
         overrides["train.steps"] = steps
     config = run.config.with_overrides(overrides)
