@@ -25,12 +25,15 @@ PRIME_OPS = {"mul", "div"}  # need a field: every nonzero b must have an inverse
 MODEL_KINDS = ("transformer", "mlp")
 ACTIVATIONS = ("relu", "gelu", "square")
 OPTIMIZERS = ("adamw", "sgd")
-LOSSES = ("ce", "mse")
+LOSSES = ("ce", "ce32", "mse", "stablemax")
 TICKET_KINDS = ("", "ticket", "memorization", "random")
+GROKFAST_KINDS = ("", "ema", "ma")
 # keys added after runs were first saved: a config.json without them means their default, which is what
 # those runs did
 LATER_KEYS = frozenset(
     {"model.dropout", "model.init_std", "ticket.kind", "ticket.source", "ticket.step", "ticket.keep"}
+    | {"optim.orthograd", "grokfast.kind", "grokfast.ema_alpha", "grokfast.ema_lamb"}
+    | {"grokfast.ma_window", "grokfast.ma_lamb"}
 )
 
 
@@ -73,13 +76,29 @@ class OptimConfig:
     eps: float = 1e-8
     momentum: float = 0.0  # sgd only
     warmup_steps: int = 10  # linear warm-up: lr · min(1, (t + 1) / warmup_steps)
+    orthograd: bool = False  # ⊥Grad (Prieto et al. 2025): each gradient made orthogonal to its weights first
+
+
+@dataclass
+class GrokfastConfig:
+    """Grokfast (Lee et al. 2024): a filter amplifying the slow part of the gradients, between backward and the
+    optimizer step. kind "" (off), "ema": μ ← αμ + (1−α)g, g ← g + λμ; "ma": once the last w gradients are
+    held, g ← g + λ·mean(them)."""
+
+    kind: str = ""
+    ema_alpha: float = 0.98
+    ema_lamb: float = 2.0
+    ma_window: int = 100
+    ma_lamb: float = 5.0
 
 
 @dataclass
 class TrainConfig:
     steps: int = 25_000
     batch_size: int = 0  # 0: full batch
-    loss: str = "ce"  # ce: cross-entropy in float64; mse: mean squared error to one-hot targets
+    # ce: cross-entropy in float64; ce32: the same in float32 (where Softmax Collapse stops learning); mse: mean
+    # squared error to one-hot targets; stablemax: cross-entropy through StableMax instead of softmax, in float64
+    loss: str = "ce"
     seed: int = 0  # minibatch order
 
 
@@ -114,6 +133,7 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     checkpoints: CheckpointConfig = field(default_factory=CheckpointConfig)
+    grokfast: GrokfastConfig = field(default_factory=GrokfastConfig)
     ticket: TicketConfig = field(default_factory=TicketConfig)
 
     def to_dict(self) -> dict:
@@ -252,6 +272,13 @@ def validate(config: RunConfig) -> None:
     check(tr.loss in LOSSES, f"train.loss must be one of {', '.join(LOSSES)}; got '{tr.loss}'")
     check(c.dense_until >= 0, f"checkpoints.dense_until must be >= 0; got {c.dense_until}")
     check(c.n_log >= 0 and c.n_uniform >= 0, "checkpoints.n_log and checkpoints.n_uniform must be >= 0")
+    g = config.grokfast
+    check(
+        g.kind in GROKFAST_KINDS, f"grokfast.kind must be one of {', '.join(map(repr, GROKFAST_KINDS))}; got '{g.kind}'"
+    )
+    check(0 <= g.ema_alpha < 1, f"grokfast.ema_alpha must be in [0, 1); got {g.ema_alpha}")
+    check(g.ma_window >= 1, f"grokfast.ma_window must be at least 1; got {g.ma_window}")
+    check(g.ema_lamb >= 0 and g.ma_lamb >= 0, "grokfast.ema_lamb and grokfast.ma_lamb must be >= 0")
     k = config.ticket
     check(k.kind in TICKET_KINDS, f"ticket.kind must be one of {', '.join(map(repr, TICKET_KINDS))}; got '{k.kind}'")
     check(0 < k.keep <= 1, f"ticket.keep (the fraction of weights kept) must be in (0, 1]; got {k.keep}")

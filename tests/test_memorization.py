@@ -282,14 +282,15 @@ def test_ticket_resumes_exactly_after_a_crash(coexistence_run, tickets, tmp_path
     assert all(torch.equal(final[k], v) for k, v in load_file(reference.path / layout.FINAL).items())
 
 
-def test_runs_made_before_the_split_metrics_and_new_keys_still_open_and_resume(small_run, tmp_path):
+def test_runs_made_before_the_later_metrics_and_keys_still_open_and_resume(small_run, tmp_path):
     path = tmp_path / "old"
     shutil.copytree(small_run.path, path)
     (path / layout.COMPLETE).unlink()  # an interrupted old run
-    for column in layout.SPLIT_COLUMNS:
+    for column in layout.LATER_COLUMNS:
         (path / layout.METRICS / f"{column}.npy").unlink()
     config = json.loads((path / layout.CONFIG).read_text())
-    del config["ticket"], config["model"]["dropout"], config["model"]["init_std"]
+    del config["ticket"], config["grokfast"], config["model"]["dropout"], config["model"]["init_std"]
+    del config["optim"]["orthograd"]
     (path / layout.CONFIG).write_text(json.dumps(config))
     run = grokscope.open_run(path)
     assert set(run.metrics) == {"step", "train_loss", "test_loss", "train_acc", "test_acc", "weight_norm"}

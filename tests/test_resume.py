@@ -64,10 +64,15 @@ def assert_same_run(run, reference):
 
 # the corrupted-label MLP with dropout: its dropout draws and split metrics must resume exactly too
 MLP_DROPOUT = {"model.kind": "mlp", "model.act": "square", "model.dropout": 0.2, "task.corrupt_frac": 0.3}
+# Grokfast's filter state must resume exactly too: the MA window (20) has filled and wrapped by the kill
+GROKFAST_MA = {"grokfast.kind": "ma", "grokfast.ma_window": 20}
+GROKFAST_EMA_ORTHO = {"grokfast.kind": "ema", "optim.orthograd": True, "train.loss": "stablemax"}
 
 
 @pytest.mark.parametrize(
-    "extra", [{"train.batch_size": 0}, {"train.batch_size": 64}, MLP_DROPOUT], ids=["full", "minibatch", "mlp"]
+    "extra",
+    [{"train.batch_size": 0}, {"train.batch_size": 64}, MLP_DROPOUT, GROKFAST_MA, GROKFAST_EMA_ORTHO],
+    ids=["full", "minibatch", "mlp", "grokfast-ma", "grokfast-ema-orthograd-stablemax"],
 )
 def test_resume_after_kill_is_bit_exact(tmp_path, extra):
     overrides = {"train.steps": STEPS, "checkpoints.n_uniform": STEPS // 2, **extra}

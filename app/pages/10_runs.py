@@ -4,6 +4,7 @@ import common
 import streamlit as st
 
 import grokscope
+from grokscope.figures.builders import training_label
 
 st.title("Runs")
 common.sidebar()
@@ -28,6 +29,7 @@ for name in common.run_names():
             "model": f"{model.kind} d_model {model.d_model} d_mlp {model.d_mlp}"
             if model.kind == "transformer"
             else f"mlp {model.d_mlp} {model.act}",
+            "training": training_label(run.config),
             "checkpoints": run.n_checkpoints,
             "grok step": run.grok_step,
         }

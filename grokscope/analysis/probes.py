@@ -5,8 +5,8 @@
 - `ablate(model, dataset, heads=, neurons=, frequencies=)`: zero-ablate attention heads (their output z),
   MLP neurons (their activation), all in layer 0, or remove Fourier directions of the embedding from the residual
   stream (for frequency k, the span of the cos k and sin k components of W_E, projected out of
-  `blocks.0.hook_resid_pre` at every position); reports loss and accuracy on train and test inputs
-  before and after.
+  `blocks.0.hook_resid_pre` at every position); reports loss (the run's own: cross-entropy, MSE or
+  StableMax) and accuracy on train and test inputs before and after.
 """
 
 from __future__ import annotations
@@ -14,13 +14,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 
 from grokscope.analysis.fourier import fourier_basis, group_of
 from grokscope.analysis.neurons import model_inputs
 from grokscope.config import RunConfig
 from grokscope.errors import GrokscopeError
 from grokscope.tasks import Dataset
+from grokscope.train.losses import LOSSES, accuracy
 
 
 @torch.no_grad()
@@ -46,7 +46,7 @@ def ablate(
     neurons: Sequence[int] = (),
     frequencies: Sequence[int] = (),
 ) -> dict[str, dict[str, float]]:
-    """Loss (float64 cross-entropy) and accuracy on train and test before and after the ablation:
+    """Loss (the run's training loss, train.loss) and accuracy on train and test before and after the ablation:
     {"train_loss": {"base", "ablated", "change"}, "train_acc": ..., "test_loss": ..., "test_acc": ...}."""
     hooks = ablation_hooks(model, config, heads, neurons, frequencies)
     if not hooks:
@@ -61,22 +61,14 @@ def ablate(
         ("test", dataset.test_rows, dataset.test_labels),
     ):
         r, y = torch.as_tensor(split_rows), torch.as_tensor(labels)
-        for metric, fn in (("loss", cross_entropy), ("acc", accuracy)):
-            b, a = fn(base[r], y), fn(ablated[r], y)
+        for metric, fn in (("loss", LOSSES[config.train.loss]), ("acc", accuracy)):
+            b, a = float(fn(base[r], y)), float(fn(ablated[r], y))
             out[f"{split}_{metric}"] = {"base": b, "ablated": a, "change": a - b}
     return out
 
 
 def last_position(logits: torch.Tensor) -> torch.Tensor:
     return logits[:, -1] if logits.ndim == 3 else logits
-
-
-def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    return float(F.cross_entropy(logits.double(), labels))
-
-
-def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
-    return float((logits.argmax(-1) == labels).double().mean())
 
 
 def ablation_hooks(model, config: RunConfig, heads, neurons, frequencies) -> list:

@@ -12,8 +12,10 @@ from plotly.subplots import make_subplots
 from grokscope import analysis
 from grokscope.analysis.neurons import CLUSTER_THRESHOLD
 from grokscope.analysis.progress import TRAIN_FIT
+from grokscope.config import RunConfig
 from grokscope.errors import GrokscopeError
 from grokscope.store import Run
+from grokscope.store.layout import STABILITY_COLUMNS
 
 # Okabe & Ito (2008): distinguishable with every common colour-vision deficiency
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
@@ -72,10 +74,14 @@ def decorate(fig: go.Figure, run: Run, step: int, title: str, time_axis: bool = 
 
 
 def training_curves(run: Run, step: int | None = None) -> Plot:
-    """Train/test loss (log scale) and accuracy, and the weight norm, every step."""
+    """Train/test loss (log scale) and accuracy, the weight norm, and where the run has them, the numerical
+    stability columns (mean logit norm; Softmax Collapse and zero-loss fractions of the training examples),
+    every step."""
     step = cursor_step(run, step)
     m = run.metrics
-    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.05, row_heights=[0.45, 0.3, 0.25])
+    stability = all(c in m for c in STABILITY_COLUMNS)  # runs made before these columns have none
+    heights = [0.38, 0.24, 0.19, 0.19] if stability else [0.45, 0.3, 0.25]
+    fig = make_subplots(rows=len(heights), cols=1, shared_xaxes=True, vertical_spacing=0.04, row_heights=heights)
     for i, split in enumerate(("train", "test")):
         style = {"color": PALETTE[i]}
         loss = np.where(m[f"{split}_loss"] > 0, m[f"{split}_loss"], np.nan)  # log axis
@@ -87,13 +93,42 @@ def training_curves(run: Run, step: int | None = None) -> Plot:
     for i, (column, split) in enumerate(corrupted, start=3):
         if column in m and np.isfinite(m[column]).any():  # runs with corrupted labels: the split of Doshi et al.
             fig.add_scatter(x=m["step"], y=m[column], name=SPLIT_NAMES[split], line={"color": PALETTE[i]}, row=2, col=1)
-    fig.add_scatter(x=m["step"], y=m["weight_norm"], name="weight norm", line={"color": PALETTE[2]}, row=3, col=1)
+    fig.add_scatter(x=m["step"], y=m["weight_norm"], name="weight norm ‖θ‖", line={"color": PALETTE[2]}, row=3, col=1)
     fig.update_yaxes(type="log", title_text="loss", exponentformat="power", row=1, col=1)
-    fig.update_xaxes(title_text="step", row=3, col=1)
     fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=2, col=1)
-    fig.update_yaxes(title_text="‖θ‖", row=3, col=1)
-    fig.update_layout(height=650)
-    return Plot(decorate(fig, run, step, f"{run.name}: training (grok step {run.grok_step})"), dict(m))
+    fig.update_yaxes(title_text="norm", row=3, col=1)
+    if stability:
+        fig.add_scatter(
+            x=m["step"], y=m["logit_norm"], name="mean logit norm (train)", line={"color": PALETTE[5]}, row=3, col=1
+        )
+        for column, colour in (("sc_fraction", PALETTE[1]), ("zero_loss_fraction", PALETTE[7])):
+            fig.add_scatter(
+                x=m["step"], y=m[column], name=STABILITY_NAMES[column], line={"color": colour}, row=4, col=1
+            )
+        fig.update_yaxes(title_text="share of train", range=[0, 1.02], row=4, col=1)
+    fig.update_xaxes(title_text="step", row=len(heights), col=1)
+    fig.update_layout(height=820 if stability else 650)
+    title = f"{run.name}: training (grok step {run.grok_step})<br><sup>{training_label(run.config)}</sup>"
+    return Plot(decorate(fig, run, step, title), dict(m))
+
+
+STABILITY_NAMES = {
+    "sc_fraction": "Softmax Collapse (float32 softmax one-hot)",
+    "zero_loss_fraction": "loss exactly 0",
+}
+
+
+def training_label(config: RunConfig) -> str:
+    """How a run was trained, in one line: optimizer (⊥Grad-wrapped or not), loss, Grokfast filter."""
+    o, g = config.optim, config.grokfast
+    optimizer = {"adamw": "AdamW", "sgd": "SGD"}[o.name]
+    parts = [f"{'⊥' if o.orthograd else ''}{optimizer} lr {o.lr:g}, wd {o.weight_decay:g}"]
+    parts.append({"ce": "cross-entropy", "mse": "MSE", "stablemax": "StableMax cross-entropy"}[config.train.loss])
+    if g.kind == "ema":
+        parts.append(f"Grokfast-EMA α {g.ema_alpha:g}, λ {g.ema_lamb:g}")
+    elif g.kind == "ma":
+        parts.append(f"Grokfast-MA w {g.ma_window}, λ {g.ma_lamb:g}")
+    return "; ".join(parts)
 
 
 def embedding_spectrum(run: Run, step: int | None = None) -> Plot:
@@ -288,12 +323,16 @@ def neuron_activation(run: Run, step: int | None = None, neuron: int | None = No
 
 
 def compare(runs: list[Run], step: int | None = None) -> Plot:
-    """Several runs on one time axis, aligned by step: test and train loss (log scale) and test accuracy.
+    """Several runs on one time axis, aligned by step: test and train loss (log scale), test accuracy, and the
+    Softmax Collapse fraction of the training examples (runs that record it).
     step: a dashed line at that step (any step; runs need not share their checkpoints)."""
     if not runs:
         raise GrokscopeError("compare needs at least one run")
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.06, row_heights=[0.6, 0.4])
-    data: dict[str, list] = {"run": [], "step": [], "train_loss": [], "test_loss": [], "test_acc": []}
+    stability = any("sc_fraction" in run.metrics for run in runs)
+    heights = [0.5, 0.3, 0.2] if stability else [0.6, 0.4]
+    fig = make_subplots(rows=len(heights), cols=1, shared_xaxes=True, vertical_spacing=0.06, row_heights=heights)
+    columns = ("step", "train_loss", "test_loss", "test_acc", *(("sc_fraction",) if stability else ()))
+    data: dict[str, list] = {"run": [], **{c: [] for c in columns}}
     for i, run in enumerate(runs):
         m, colour = run.metrics, PALETTE[i % len(PALETTE)]
         for split, dash in (("test", "solid"), ("train", "dot")):
@@ -302,13 +341,18 @@ def compare(runs: list[Run], step: int | None = None) -> Plot:
                 x=m["step"], y=loss, name=f"{run.name} {split} loss", line={"color": colour, "dash": dash}, row=1, col=1
             )
         fig.add_scatter(x=m["step"], y=m["test_acc"], name=f"{run.name} test acc", line={"color": colour}, row=2, col=1)
-        for key in ("step", "train_loss", "test_loss", "test_acc"):
-            data[key].extend(m[key].tolist())
+        sc = m.get("sc_fraction", np.full(len(m["step"]), np.nan))  # NaN for runs made before the column
+        if stability:
+            fig.add_scatter(x=m["step"], y=sc, name=f"{run.name} SC fraction", line={"color": colour}, row=3, col=1)
+        for key in columns:
+            data[key].extend((sc if key == "sc_fraction" else m[key]).tolist())
         data["run"].extend([run.name] * len(m["step"]))
     fig.update_yaxes(type="log", title_text="loss", exponentformat="power", row=1, col=1)
     fig.update_yaxes(title_text="test accuracy", range=[0, 1.02], row=2, col=1)
-    fig.update_xaxes(title_text="step", row=2, col=1)
-    fig.update_layout(height=600)
+    if stability:
+        fig.update_yaxes(title_text="SC fraction", range=[0, 1.02], row=3, col=1)
+    fig.update_xaxes(title_text="step", row=len(heights), col=1)
+    fig.update_layout(height=750 if stability else 600)
     if step is not None:
         fig.add_vline(x=step, line_dash="dash", line_color="#444444", line_width=1)
     names = ", ".join(run.name for run in runs)
@@ -318,9 +362,11 @@ def compare(runs: list[Run], step: int | None = None) -> Plot:
 
 def run_table(runs: list[Run]) -> dict[str, list]:
     """One row per run for comparing them: what it is (dense, or a grokking ticket or control, with the
-    fraction of weights kept and where its mask came from), steps to memorize (train accuracy ≥ 0.99),
-    steps to grok (test accuracy ≥ 0.99; None if not yet) and the final accuracies."""
-    table: dict[str, list] = {k: [] for k in ("run", "kind", "weights kept", "mask from", "memorized at", "grokked at")}
+    fraction of weights kept and where its mask came from), how it was trained (optimizer, loss, Grokfast),
+    steps to memorize (train accuracy ≥ 0.99), steps to grok (test accuracy ≥ 0.99; None if not yet) and the
+    final accuracies."""
+    keys = ("run", "kind", "weights kept", "mask from", "training", "memorized at", "grokked at")
+    table: dict[str, list] = {k: [] for k in keys}
     table.update({"final train acc": [], "final test acc": []})
     for run in runs:
         ticket, m = run.config.ticket, run.metrics
@@ -329,6 +375,7 @@ def run_table(runs: list[Run]) -> dict[str, list]:
         table["kind"].append({"": "dense", "ticket": "ticket"}.get(ticket.kind, f"{ticket.kind} control"))
         table["weights kept"].append(ticket.keep)
         table["mask from"].append(f"{ticket.source} @ {ticket.step}" if ticket.kind else "")
+        table["training"].append(training_label(run.config))
         table["memorized at"].append(int(memorized[0]) if len(memorized) else None)
         table["grokked at"].append(run.grok_step)
         table["final train acc"].append(float(m["train_acc"][-1]) if len(m["step"]) else None)

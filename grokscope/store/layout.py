@@ -34,7 +34,11 @@ FINAL, COMPLETE, MASK = "final.safetensors", "COMPLETE", "mask.safetensors"
 # the four-way split of Doshi et al. (NaN for the corrupted ones in a run without corruption): accuracy on
 # corrupted training examples against their corrupted (noisy) and their true labels, on clean training examples
 SPLIT_COLUMNS = ("corrupted_noisy_acc", "corrupted_true_acc", "clean_train_acc")
-METRIC_COLUMNS = ("train_loss", "test_loss", "train_acc", "test_acc", "weight_norm", *SPLIT_COLUMNS)
+# numerical stability (Prieto et al. 2025), over the training examples: the share in Softmax Collapse (float32
+# softmax exactly one-hot), the share with a loss of exactly zero (the run's loss, float64), the mean logit norm
+STABILITY_COLUMNS = ("sc_fraction", "zero_loss_fraction", "logit_norm")
+METRIC_COLUMNS = ("train_loss", "test_loss", "train_acc", "test_acc", "weight_norm", *SPLIT_COLUMNS, *STABILITY_COLUMNS)
+LATER_COLUMNS = (*SPLIT_COLUMNS, *STABILITY_COLUMNS)  # absent from runs made before they existed
 
 
 def fsync_dir(path: Path) -> None:
@@ -127,8 +131,8 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
 
 
 def metric_columns(run: Path) -> tuple[str, ...]:
-    """The metric columns a run has: all of METRIC_COLUMNS, less the split columns of runs made before them."""
-    return tuple(c for c in METRIC_COLUMNS if c not in SPLIT_COLUMNS or (run / METRICS / f"{c}.npy").is_file())
+    """The metric columns a run has: all of METRIC_COLUMNS, less the later ones of runs made before them."""
+    return tuple(c for c in METRIC_COLUMNS if c not in LATER_COLUMNS or (run / METRICS / f"{c}.npy").is_file())
 
 
 def load_mask(run: Path, shapes: dict[str, list[int]]) -> dict[str, torch.Tensor]:

@@ -25,8 +25,9 @@ from grokscope.errors import GrokscopeError
 from grokscope.models import build_model
 from grokscope.store import RunWriter, layout, open_run
 from grokscope.tasks import Dataset, make_dataset, one_hots
-from grokscope.train.losses import LOSSES, accuracy
-from grokscope.train.optim import load_state_tensors, lr_at, make_optimizer, state_tensors
+from grokscope.train.filters import make_filter
+from grokscope.train.losses import LOSSES, accuracy, softmax_collapse
+from grokscope.train.optim import load_state_tensors, lr_at, make_optimizer, orthogonalize_, state_tensors
 from grokscope.train.schedule import checkpoint_steps
 
 RUNS_DIR = Path("checkpoints")
@@ -152,6 +153,7 @@ class Trainer:
         self.params = dict(self.model.named_parameters())
         self.names = list(self.params)
         self.opt = make_optimizer(self.params, config.optim)
+        self.filter = make_filter(self.params, config.grokfast)
         self.loss_fn = LOSSES[config.train.loss]
 
         def on_device(a: np.ndarray) -> torch.Tensor:
@@ -190,7 +192,10 @@ class Trainer:
                 p.copy_(torch.from_numpy(np.array(self.writer.params[name][row])))
         state_file = self.writer.path / progress["state"]
         try:
-            load_state_tensors(self.opt, self.params, load_file(state_file))
+            flat = load_file(state_file)
+            if self.filter is not None:
+                self.filter.load_state({k: flat.pop(k) for k in list(flat) if k.startswith("grokfast.")})
+            load_state_tensors(self.opt, self.params, flat)
         except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for corrupt files
             raise GrokscopeError(f"{state_file}: unreadable or incomplete training state ({e})") from None
         n = progress["n_metric_steps"]
@@ -224,6 +229,7 @@ class Trainer:
             train_logits, test_logits = grid[self.train_rows], grid[self.test_rows]
             full_batch = rows is self.train_rows and not dropout
             train_loss = loss if full_batch else self.loss_fn(train_logits, self.train_labels)
+            zero_losses = self.loss_fn(train_logits, self.train_labels, per_example=True) == 0
             predicted = train_logits.argmax(-1)
             hits, true_hits = (predicted == self.train_labels).double(), (predicted == self.true_train_labels).double()
             norm = torch.stack([p.detach().double().square().sum() for p in self.params.values()]).sum().sqrt()
@@ -237,6 +243,9 @@ class Trainer:
                     hits @ self.corrupted_weight,
                     true_hits @ self.corrupted_weight,
                     hits @ self.clean_weight,
+                    softmax_collapse(train_logits).double().mean(),
+                    zero_losses.double().mean(),
+                    train_logits.double().norm(dim=-1).mean(),
                 ]
             )
         if step < self.config.train.steps:
@@ -245,6 +254,10 @@ class Trainer:
             if self.mask is not None:  # masked weights get no update from any optimizer: they stay zero
                 for name, p in self.params.items():
                     p.grad.mul_(self.mask[name])
+            if self.filter is not None:
+                self.filter.apply_({name: p.grad for name, p in self.params.items()})
+            if self.config.optim.orthograd:
+                orthogonalize_(self.params)
             for group in self.opt.param_groups:
                 group["lr"] = lr_at(step, self.config.optim)
             self.opt.step()
@@ -261,7 +274,10 @@ class Trainer:
     def commit(self, step: int, n_checkpoints: int, n_metric_steps: int) -> None:
         host = self.metrics[:, self.committed_metrics : n_metric_steps].cpu().numpy()
         self.writer.save_metrics(self.committed_metrics, dict(zip(layout.METRIC_COLUMNS, host)))
-        self.writer.commit(step, n_checkpoints, n_metric_steps, state_tensors(self.opt, self.names))
+        state = state_tensors(self.opt, self.names)
+        if self.filter is not None:
+            state.update(self.filter.state())
+        self.writer.commit(step, n_checkpoints, n_metric_steps, state)
         self.committed_metrics, self.last_commit = n_metric_steps, time.monotonic()
 
     def run(self, show_progress: bool) -> None:

@@ -1,5 +1,5 @@
-"""Optimizers (torch's AdamW and SGD), the warm-up schedule, and optimizer state as flat tensors
-(for safetensors, so that resuming never unpickles)."""
+"""Optimizers (torch's AdamW and SGD, optionally behind ⊥Grad), the warm-up schedule, and optimizer state as
+flat tensors (for safetensors, so that resuming never unpickles)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,21 @@ def make_optimizer(params: dict[str, torch.nn.Parameter], cfg: OptimConfig) -> t
             params.values(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=cfg.betas, eps=cfg.eps
         )
     return torch.optim.SGD(params.values(), lr=cfg.lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum)
+
+
+TINY = 1e-30  # keeps ⊥Grad's divisions finite for a zero tensor or a gradient parallel to its weights
+
+
+def orthogonalize_(params: dict[str, torch.nn.Parameter]) -> None:
+    """⊥Grad (Prieto et al. 2025), in place on each parameter's .grad, before the base optimizer's step:
+    g⊥ = g − (w·g)/(w·w)·w per tensor, rescaled to ‖g‖. The component along w, which only rescales the
+    weights (the naive way to lower the loss: growing the logits towards Softmax Collapse), is removed. A
+    zero tensor (w·w = 0) keeps its gradient."""
+    with torch.no_grad():
+        for p in params.values():
+            w, g = p.view(-1), p.grad.view(-1)  # views: g is written back into .grad
+            g_orth = g - torch.dot(w, g) / (torch.dot(w, w) + TINY) * w
+            g.copy_(g_orth * (g.norm() / (g_orth.norm() + TINY)))
 
 
 def lr_at(step: int, cfg: OptimConfig) -> float:

@@ -1,0 +1,93 @@
+"""Grokfast (Lee et al. 2024), StableMax and ⊥Grad (Prieto et al. 2025) against matched runs without them: the
+same preset, seeds, split and learning rate; only the intervention (and the weight decay where the comparison
+is about it) differs.
+
+Pairs: the preset as it is vs Grokfast-EMA vs Grokfast-MA (filter defaults); softmax vs StableMax
+cross-entropy without weight decay; AdamW vs ⊥AdamW without weight decay. For each run: steps to grok (first
+step with test accuracy ≥ 0.99), the time per step (training wall-clock, run store included, over all steps),
+wall-clock to grok (grok step × time per step: every step does the same work), final accuracies, and the
+Softmax Collapse and zero-loss fractions of the training examples.
+
+    python benchmarks/interventions.py [--preset demo] [--steps N] [--only grokfast,stablemax,orthograd]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import grokscope
+
+NO_WD = {"optim.weight_decay": 0.0}
+PAIRS = {  # comparison → (run name suffix, overrides), the reference first
+    "grokfast": [
+        ("baseline", {}),
+        ("grokfast-ema", {"grokfast.kind": "ema"}),
+        ("grokfast-ma", {"grokfast.kind": "ma"}),
+    ],
+    "stablemax": [
+        ("softmax-wd0", NO_WD),
+        ("stablemax-wd0", {**NO_WD, "train.loss": "stablemax"}),
+    ],
+    "orthograd": [
+        ("adamw-wd0", NO_WD),
+        ("orthograd-adamw-wd0", {**NO_WD, "optim.orthograd": True}),
+    ],
+}
+
+
+def first(mask: np.ndarray) -> int | None:
+    hits = np.flatnonzero(mask)
+    return int(hits[0]) if len(hits) else None
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="demo")
+    parser.add_argument("--steps", type=int, help="training length (default: the preset's)")
+    parser.add_argument("--only", default=",".join(PAIRS), help="comparisons to run (default: all)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", default="checkpoints", help="where the runs go (kept, to open in the app)")
+    args = parser.parse_args()
+    device = f"{torch.cuda.get_device_name()}" if args.device.startswith("cuda") else platform.processor()
+    print(f"{device or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
+    base = grokscope.load_preset(args.preset)
+    if args.steps:
+        base = base.with_overrides({"train.steps": args.steps})
+    done: dict[str, list] = {}  # runs shared by two comparisons (e.g. the wd-0 softmax AdamW run) train once
+    print(
+        "\n| comparison | run | grok step | ms/step | wall-clock to grok | final train acc | final test acc |"
+        " SC fraction: max / final | zero-loss fraction: max / final |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for comparison in args.only.split(","):
+        for suffix, overrides in PAIRS[comparison]:
+            key = repr(sorted(overrides.items()))
+            if key not in done:
+                config = base.with_overrides({**overrides, "name": f"{args.preset}-{suffix}"})
+                start = time.perf_counter()
+                path = grokscope.train(
+                    config, Path(args.out) / config.name, device=args.device, force=True, progress=False
+                )
+                done[key] = [grokscope.open_run(path), time.perf_counter() - start]
+            run, seconds = done[key]
+            m, per_step = run.metrics, seconds / run.config.train.steps
+            grok = run.grok_step
+            to_grok = "—" if grok is None else f"{grok * per_step:.1f} s"
+            sc, zero = m["sc_fraction"], m["zero_loss_fraction"]
+            print(
+                f"| {comparison} | {run.name} | {grok if grok is not None else 'none'} | {per_step * 1e3:.1f} | "
+                f"{to_grok} | {m['train_acc'][-1]:.3f} | {m['test_acc'][-1]:.3f} | "
+                f"{sc.max():.3f} / {sc[-1]:.3f} (first ≥ 0.5 at {first(sc >= 0.5)}) | "
+                f"{zero.max():.3f} / {zero[-1]:.3f} |",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,235 @@
+"""Grokfast filters, StableMax, ⊥Grad and the numerical-stability metrics: each against its definition, and
+in training runs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from conftest import small_config
+
+import grokscope
+from grokscope.cli import main
+from grokscope.store import layout
+from grokscope.train.filters import GrokfastEMA, GrokfastMA, make_filter
+from grokscope.train.losses import LOSSES, cross_entropy, softmax_collapse, stablemax, stablemax_cross_entropy
+from grokscope.train.optim import make_optimizer, orthogonalize_
+
+SHAPES = {"a": (3,), "b": (2, 2)}
+
+
+def gradient_sequence(n: int, seed: int = 0) -> list[dict[str, torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    return [{name: torch.randn(shape, generator=g) for name, shape in SHAPES.items()} for _ in range(n)]
+
+
+def run_filter(filt, grads: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
+    out = []
+    for step in grads:
+        step = {k: v.clone() for k, v in step.items()}
+        filt.apply_(step)
+        out.append(step)
+    return out
+
+
+def params_like() -> dict[str, torch.Tensor]:
+    return {name: torch.zeros(shape) for name, shape in SHAPES.items()}
+
+
+def test_grokfast_ema_matches_its_formula():
+    alpha, lamb = 0.9, 2.0
+    grads = gradient_sequence(6)
+    filtered = run_filter(GrokfastEMA(params_like(), alpha, lamb), grads)
+    for name in SHAPES:
+        g = [step[name].double().numpy() for step in grads]
+        mu = g[0]  # μ starts at the first gradient: the first filtered gradient is (1 + λ) g₀
+        np.testing.assert_allclose(filtered[0][name].numpy(), (1 + lamb) * g[0], rtol=1e-6)
+        for t in range(1, len(g)):
+            mu = alpha * mu + (1 - alpha) * g[t]
+            np.testing.assert_allclose(filtered[t][name].numpy(), g[t] + lamb * mu, rtol=1e-5, atol=1e-6)
+
+
+def test_grokfast_ma_matches_its_formula_as_the_window_fills_and_slides():
+    window, lamb = 3, 5.0
+    grads = gradient_sequence(2 * window + 2)  # fills, then slides past the ring buffer's wrap twice
+    filtered = run_filter(GrokfastMA(params_like(), window, lamb), grads)
+    for name in SHAPES:
+        g = [step[name].double().numpy() for step in grads]
+        for t in range(len(g)):
+            if t + 1 < window:  # fewer than w gradients held: left as they are
+                expected = g[t]
+            else:
+                expected = g[t] + lamb * np.mean(g[t + 1 - window : t + 1], axis=0)
+            np.testing.assert_allclose(filtered[t][name].numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["ema", "ma"])
+def test_a_filter_state_round_trip_continues_exactly(kind):
+    config = small_config(**{"grokfast.kind": kind, "grokfast.ma_window": 3}).grokfast
+    grads = gradient_sequence(7)
+    whole = make_filter(params_like(), config)
+    expected = run_filter(whole, grads)
+    first = make_filter(params_like(), config)
+    run_filter(first, grads[:4])
+    resumed = make_filter(params_like(), config)
+    resumed.load_state(first.state())
+    for got, want in zip(run_filter(resumed, grads[4:]), expected[4:]):
+        assert all(torch.equal(got[k], want[k]) for k in SHAPES)
+    with pytest.raises(ValueError, match="Grokfast"):
+        resumed.load_state({k: v for k, v in first.state().items() if k != "grokfast.n_seen"})
+
+
+def test_stablemax_matches_its_definition():
+    logits = torch.tensor([[2.0, -1.5, 0.0, 0.25], [-3.0, -0.5, 4.0, 1.0]], dtype=torch.float64)
+    labels = torch.tensor([0, 2])
+
+    def s(x: float) -> float:
+        return x + 1 if x >= 0 else 1 / (1 - x)
+
+    for row, label in zip(logits.tolist(), labels.tolist()):
+        total = sum(s(x) for x in row)
+        expected = [s(x) / total for x in row]
+        np.testing.assert_allclose(stablemax(torch.tensor(row, dtype=torch.float64)).numpy(), expected, rtol=1e-15)
+    by_hand = np.mean([-math.log(s(row[y]) / sum(s(x) for x in row)) for row, y in zip(logits.tolist(), labels)])
+    assert stablemax_cross_entropy(logits, labels).item() == pytest.approx(by_hand, rel=1e-14)
+
+
+def test_stablemax_loss_and_gradient_are_finite_for_huge_float32_logits():
+    g = torch.Generator().manual_seed(0)
+    logits = ((torch.rand(64, 31, generator=g) * 2 - 1) * 1e4).float()
+    logits[0] = 1e4  # ties at the extreme
+    logits[1] = -1e4
+    logits[2, :] = 0.0  # exactly at the kink
+    logits.requires_grad_()
+    labels = torch.randint(0, 31, (64,), generator=g)
+    loss = stablemax_cross_entropy(logits, labels)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
+    assert torch.isfinite(stablemax_cross_entropy(logits, labels, per_example=True)).all()
+    # softmax cross-entropy in float32 on the same logits: most examples' softmax has collapsed
+    assert softmax_collapse(logits.detach()).float().mean() > 0.9
+
+
+def test_softmax_collapse_fraction_is_one_for_huge_logit_gaps_and_zero_for_small_logits():
+    g = torch.Generator().manual_seed(0)
+    small = torch.randn(200, 31, generator=g)  # gaps of a few units: every other class keeps some probability
+    huge = small.clone()
+    huge[torch.arange(200), torch.randint(0, 31, (200,), generator=g)] += 200.0  # exp(-200) is 0 in float32
+    assert softmax_collapse(small).float().mean() == 0
+    assert softmax_collapse(huge).float().mean() == 1
+    # float64 cross-entropy still sees a loss; float32 cross-entropy is exactly zero for the collapsed correct class
+    labels = huge.argmax(-1)
+    assert (LOSSES["ce32"](huge, labels, per_example=True) == 0).all()
+    assert (cross_entropy(huge, labels, per_example=True) == 0).all()  # gap 200 ≫ 37: float64 collapses too
+    gap_30 = small.clone()
+    gap_30[torch.arange(200), labels] += 30.0  # beyond float32's reach (≈ 17), within float64's (≈ 37)
+    assert softmax_collapse(gap_30).all() and (cross_entropy(gap_30, labels, per_example=True) > 0).all()
+
+
+def test_orthograd_gradient_is_orthogonal_to_the_weights_with_its_norm():
+    g = torch.Generator().manual_seed(0)
+    params = {n: torch.nn.Parameter(torch.randn(s, generator=g)) for n, s in {"W": (8, 5), "z": (4,)}.items()}
+    params["z"].data.zero_()  # a zero tensor keeps its gradient
+    grads = {n: torch.randn(p.shape, generator=g) + 3 * p.detach() for n, p in params.items()}  # partly along w
+    for n, p in params.items():
+        p.grad = grads[n].clone()
+    orthogonalize_(params)
+    W, gW = params["W"].detach().flatten(), params["W"].grad.flatten()
+    assert abs(torch.dot(W, gW)) < 1e-5 * W.norm() * gW.norm()
+    assert gW.norm().item() == pytest.approx(grads["W"].norm().item(), rel=1e-5)
+    assert torch.equal(params["z"].grad, grads["z"])
+    # the update of plain SGD behind ⊥Grad is orthogonal to the weights
+    before = W.clone()
+    torch.optim.SGD([params["W"]], lr=0.1).step()
+    update = params["W"].detach().flatten() - before
+    assert abs(torch.dot(update, before)) < 1e-5 * update.norm() * before.norm()
+
+
+def test_orthograd_passes_the_base_optimizers_settings_through(tmp_path):
+    """Three steps of a ⊥AdamW run equal torch's AdamW, with the run's own betas and eps, stepping on the ⊥
+    gradients of the same forward; with other betas the run differs (they do reach the optimizer)."""
+    overrides = {"optim.orthograd": True, "optim.betas": [0.5, 0.6], "optim.eps": 1e-4, "optim.warmup_steps": 0}
+    config = small_config(**overrides, **{"train.steps": 3})
+    run = grokscope.open_run(grokscope.train(config, tmp_path / "ortho", progress=False))
+    model = grokscope.build_model(config)
+    params = dict(model.named_parameters())
+    opt = make_optimizer(params, config.optim)
+    rows, labels = torch.as_tensor(run.dataset.train_rows), torch.as_tensor(run.dataset.train_labels)
+    for _ in range(3):
+        opt.zero_grad()
+        cross_entropy(model.grid_logits(grad_rows=rows)[rows], labels).backward()
+        orthogonalize_(params)
+        opt.step()
+    for name, p in params.items():
+        torch.testing.assert_close(torch.tensor(run.trajectory(name)[-1]), p.detach(), rtol=1e-5, atol=1e-7)
+    default_betas = config.with_overrides({"optim.betas": [0.9, 0.98]})
+    other = grokscope.open_run(grokscope.train(default_betas, tmp_path / "other", progress=False))
+    assert not np.allclose(other.trajectory("embed.W_E")[-1], run.trajectory("embed.W_E")[-1], rtol=1e-3)
+
+
+def test_a_new_run_records_the_stability_metrics_of_its_logits(grokked_run):
+    m = grokked_run.metrics
+    for column in layout.STABILITY_COLUMNS:
+        assert np.isfinite(m[column]).all(), column
+    assert ((0 <= m["sc_fraction"]) & (m["sc_fraction"] <= 1)).all()
+    # recomputed from the final model: the metrics at the last step are those of the final parameters
+    model = grokked_run.model(int(grokked_run.steps[-1]))
+    with torch.no_grad():
+        logits = model.grid_logits()[torch.as_tensor(grokked_run.dataset.train_rows)]
+    assert m["sc_fraction"][-1] == softmax_collapse(logits).double().mean().item()
+    assert m["logit_norm"][-1] == pytest.approx(logits.double().norm(dim=-1).mean().item(), rel=1e-6)
+    assert m["logit_norm"][-1] > m["logit_norm"][0]  # memorizing grows the logits
+
+
+def test_a_stablemax_run_evaluates_with_stablemax(tmp_path):
+    config = small_config(**{"train.loss": "stablemax", "optim.weight_decay": 0.0})
+    run = grokscope.open_run(grokscope.train(config, tmp_path / "sm", progress=False))
+    model = run.model(int(run.steps[-1]))
+    data = run.dataset
+    with torch.no_grad():
+        logits = model.grid_logits()
+    test_logits, test_labels = logits[torch.as_tensor(data.test_rows)], torch.as_tensor(data.test_labels)
+    expected = stablemax_cross_entropy(test_logits, test_labels).item()
+    assert run.metrics["test_loss"][-1] == pytest.approx(expected, rel=1e-6)
+    assert expected != pytest.approx(cross_entropy(test_logits, test_labels).item(), rel=1e-3)
+    assert run.metrics["train_acc"][-1] > 0.9  # it trains: 120 steps fit most of the tiny training set
+
+    from grokscope.analysis.probes import ablate
+
+    report = ablate(model, run.config, data, neurons=[0])
+    assert report["test_loss"]["base"] == pytest.approx(expected, rel=1e-6)  # probes use the run's loss too
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("grokfast.kind=fast", "grokfast.kind must be one of"),
+        ("grokfast.ma_window=0", "grokfast.ma_window must be at least 1"),
+        ("grokfast.ema_alpha=1", "grokfast.ema_alpha must be in"),
+        ("train.loss=softmax", "train.loss must be one of"),
+        ("optim.orthograd=1", "expects true or false"),
+    ],
+)
+def test_bad_intervention_settings_are_one_line_errors(tmp_path, capsys, setting, message):
+    code = main(["train", "--preset", "tiny", "--set", setting, "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_each_intervention_changes_training(tmp_path):
+    """The same seeds and data with each intervention on: every one changes the weights (none is silently off)."""
+    base = small_config(**{"train.steps": 30})
+    plain = grokscope.open_run(grokscope.train(base, tmp_path / "plain", progress=False))
+    for name, overrides in {
+        "ema": {"grokfast.kind": "ema"},
+        "ma": {"grokfast.kind": "ma", "grokfast.ma_window": 10},
+        "stablemax": {"train.loss": "stablemax"},
+        "ce32": {"train.loss": "ce32"},
+        "orthograd": {"optim.orthograd": True},
+    }.items():
+        run = grokscope.open_run(grokscope.train(base.with_overrides(overrides), tmp_path / name, progress=False))
+        assert not np.array_equal(run.trajectory("embed.W_E")[-1], plain.trajectory("embed.W_E")[-1]), name
+        assert np.isfinite(run.metrics["train_loss"]).all(), name
