@@ -2,13 +2,15 @@
 same preset, seeds, split and learning rate; only the intervention (and the weight decay where the comparison
 is about it) differs.
 
-Pairs: the preset as it is vs Grokfast-EMA vs Grokfast-MA (filter defaults); softmax vs StableMax
-cross-entropy without weight decay; AdamW vs ⊥AdamW without weight decay. For each run: steps to grok (first
+Comparisons: the preset as it is vs Grokfast-EMA vs Grokfast-MA (filter defaults); without weight decay,
+softmax cross-entropy in float64 and in float32 vs StableMax cross-entropy; without weight decay, AdamW vs
+⊥AdamW, beside AdamW with weight decay 1 (the usual cure). For each run: steps to grok (first
 step with test accuracy ≥ 0.99), the time per step (training wall-clock, run store included, over all steps),
 wall-clock to grok (grok step × time per step: every step does the same work), final accuracies, and the
 Softmax Collapse and zero-loss fractions of the training examples.
 
-    python benchmarks/interventions.py [--preset demo] [--steps N] [--only grokfast,stablemax,orthograd]
+    python benchmarks/interventions.py --preset demo --only grokfast
+    python benchmarks/interventions.py --preset stability --only stablemax,orthograd [--steps N]
 """
 
 from __future__ import annotations
@@ -32,11 +34,13 @@ PAIRS = {  # comparison → (run name suffix, overrides), the reference first
     ],
     "stablemax": [
         ("softmax-wd0", NO_WD),
+        ("softmax32-wd0", {**NO_WD, "train.loss": "ce32"}),
         ("stablemax-wd0", {**NO_WD, "train.loss": "stablemax"}),
     ],
     "orthograd": [
         ("adamw-wd0", NO_WD),
         ("orthograd-adamw-wd0", {**NO_WD, "optim.orthograd": True}),
+        ("adamw-wd1", {"optim.weight_decay": 1.0}),
     ],
 }
 
@@ -48,28 +52,31 @@ def first(mask: np.ndarray) -> int | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="demo")
+    parser.add_argument("--preset", default="demo", help="demo for Grokfast, stability for StableMax and ⊥Grad")
     parser.add_argument("--steps", type=int, help="training length (default: the preset's)")
     parser.add_argument("--only", default=",".join(PAIRS), help="comparisons to run (default: all)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="checkpoints", help="where the runs go (kept, to open in the app)")
     args = parser.parse_args()
+    unknown = set(args.only.split(",")) - set(PAIRS)
+    if unknown:
+        parser.error(f"unknown comparison {', '.join(sorted(unknown))} (known: {', '.join(PAIRS)})")
     device = f"{torch.cuda.get_device_name()}" if args.device.startswith("cuda") else platform.processor()
     print(f"{device or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     base = grokscope.load_preset(args.preset)
     if args.steps:
         base = base.with_overrides({"train.steps": args.steps})
-    done: dict[str, list] = {}  # runs shared by two comparisons (e.g. the wd-0 softmax AdamW run) train once
+    done: dict[str, list] = {}  # a config shared by two comparisons (e.g. the wd-0 softmax AdamW run) trains once
     print(
         "\n| comparison | run | grok step | ms/step | wall-clock to grok | final train acc | final test acc |"
-        " SC fraction: max / final | zero-loss fraction: max / final |"
+        " SC fraction: max / final | zero-loss fraction: max / final | final mean logit norm |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---" * 10 + "|")
     for comparison in args.only.split(","):
         for suffix, overrides in PAIRS[comparison]:
-            key = repr(sorted(overrides.items()))
+            config = base.with_overrides({**overrides, "name": f"{args.preset}-{suffix}"})
+            key = config.with_overrides({"name": "run"}).to_json()
             if key not in done:
-                config = base.with_overrides({**overrides, "name": f"{args.preset}-{suffix}"})
                 start = time.perf_counter()
                 path = grokscope.train(
                     config, Path(args.out) / config.name, device=args.device, force=True, progress=False
@@ -84,7 +91,7 @@ def main() -> None:
                 f"| {comparison} | {run.name} | {grok if grok is not None else 'none'} | {per_step * 1e3:.1f} | "
                 f"{to_grok} | {m['train_acc'][-1]:.3f} | {m['test_acc'][-1]:.3f} | "
                 f"{sc.max():.3f} / {sc[-1]:.3f} (first ≥ 0.5 at {first(sc >= 0.5)}) | "
-                f"{zero.max():.3f} / {zero[-1]:.3f} |",
+                f"{zero.max():.3f} / {zero[-1]:.3f} | {m['logit_norm'][-1]:.3g} |",
                 flush=True,
             )
 

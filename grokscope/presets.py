@@ -57,6 +57,26 @@ PRESETS: dict[str, tuple[str, dict]] = {
             "checkpoints.n_uniform": 300,
         },
     ),
+    "stability": (
+        (
+            "Prieto et al. 2025's setting: (a + b) mod 59, 40% train, MLP one-hot(a)‖one-hot(b) → 512 → ReLU → 59, "
+            "AdamW lr 1e-2 without warm-up or weight decay, full batch, 3k steps: memorizes and does not generalize; "
+            "with ⊥Grad (optim.orthograd=true) or weight decay it groks"
+        ),
+        {
+            "task.p": 59,
+            "task.train_frac": 0.4,
+            "model.kind": "mlp",
+            "model.d_mlp": 512,
+            "optim.lr": 1e-2,
+            "optim.weight_decay": 0.0,
+            "optim.warmup_steps": 0,
+            "train.steps": 3000,
+            "checkpoints.dense_until": 50,
+            "checkpoints.n_log": 100,
+            "checkpoints.n_uniform": 300,
+        },
+    ),
 }
 
 
