@@ -9,7 +9,7 @@ step with test accuracy ≥ 0.99), the time per step (training wall-clock, run s
 wall-clock to grok (grok step × time per step: every step does the same work), final accuracies, and the
 Softmax Collapse and zero-loss fractions of the training examples.
 
-    python benchmarks/interventions.py --preset demo --only grokfast
+    python benchmarks/interventions.py --preset demo --only grokfast [--set optim.weight_decay=0.1 --steps 5000]
     python benchmarks/interventions.py --preset stability --only stablemax,orthograd [--steps N]
 """
 
@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 import grokscope
+from grokscope.config import parse_override
 
 NO_WD = {"optim.weight_decay": 0.0}
 PAIRS = {  # comparison → (run name suffix, overrides), the reference first
@@ -54,6 +55,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="demo", help="demo for Grokfast, stability for StableMax and ⊥Grad")
     parser.add_argument("--steps", type=int, help="training length (default: the preset's)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change the preset for every run, as `grokscope train --set`",
+    )
     parser.add_argument("--only", default=",".join(PAIRS), help="comparisons to run (default: all)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default="checkpoints", help="where the runs go (kept, to open in the app)")
@@ -63,9 +72,10 @@ def main() -> None:
         parser.error(f"unknown comparison {', '.join(sorted(unknown))} (known: {', '.join(PAIRS)})")
     device = f"{torch.cuda.get_device_name()}" if args.device.startswith("cuda") else platform.processor()
     print(f"{device or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    base = grokscope.load_preset(args.preset)
+    overrides = dict(parse_override(text) for text in args.overrides)
     if args.steps:
-        base = base.with_overrides({"train.steps": args.steps})
+        overrides["train.steps"] = args.steps
+    base = grokscope.load_preset(args.preset).with_overrides(overrides)
     done: dict[str, list] = {}  # a config shared by two comparisons (e.g. the wd-0 softmax AdamW run) trains once
     print(
         "\n| comparison | run | grok step | ms/step | wall-clock to grok | final train acc | final test acc |"
@@ -73,8 +83,8 @@ def main() -> None:
     )
     print("|---" * 10 + "|")
     for comparison in args.only.split(","):
-        for suffix, overrides in PAIRS[comparison]:
-            config = base.with_overrides({**overrides, "name": f"{args.preset}-{suffix}"})
+        for suffix, changes in PAIRS[comparison]:
+            config = base.with_overrides({**changes, "name": f"{args.preset}-{suffix}"})
             key = config.with_overrides({"name": "run"}).to_json()
             if key not in done:
                 start = time.perf_counter()

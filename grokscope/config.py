@@ -31,9 +31,9 @@ GROKFAST_KINDS = ("", "ema", "ma")
 # keys added after runs were first saved: a config.json without them means their default, which is what
 # those runs did
 LATER_KEYS = frozenset(
-    {"model.dropout", "model.init_std", "ticket.kind", "ticket.source", "ticket.step", "ticket.keep"}
-    | {"optim.orthograd", "grokfast.kind", "grokfast.ema_alpha", "grokfast.ema_lamb"}
-    | {"grokfast.ma_window", "grokfast.ma_lamb"}
+    {"model.dropout", "model.init_std", "optim.orthograd"}
+    | {f"ticket.{k}" for k in ("kind", "source", "step", "keep")}
+    | {f"grokfast.{k}" for k in ("kind", "ema_alpha", "ema_lamb", "ma_window", "ma_lamb")}
 )
 
 

@@ -97,14 +97,16 @@ def training_curves(run: Run, step: int | None = None) -> Plot:
     fig.update_yaxes(type="log", title_text="loss", exponentformat="power", row=1, col=1)
     fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=2, col=1)
     fig.update_yaxes(title_text="norm", row=3, col=1)
-    if stability:
+    if stability:  # the logit norm can outgrow the weight norm by orders of magnitude: a log axis shows both
+        fig.update_yaxes(type="log", exponentformat="power", row=3, col=1)
         fig.add_scatter(
             x=m["step"], y=m["logit_norm"], name="mean logit norm (train)", line={"color": PALETTE[5]}, row=3, col=1
         )
-        for column, colour in (("sc_fraction", PALETTE[1]), ("zero_loss_fraction", PALETTE[7])):
-            fig.add_scatter(
-                x=m["step"], y=m[column], name=STABILITY_NAMES[column], line={"color": colour}, row=4, col=1
-            )
+        for column, line in (
+            ("sc_fraction", {"color": PALETTE[1]}),
+            ("zero_loss_fraction", {"color": PALETTE[7], "dash": "dot"}),  # often on top of the SC fraction
+        ):
+            fig.add_scatter(x=m["step"], y=m[column], name=STABILITY_NAMES[column], line=line, row=4, col=1)
         fig.update_yaxes(title_text="share of train", range=[0, 1.02], row=4, col=1)
     fig.update_xaxes(title_text="step", row=len(heights), col=1)
     fig.update_layout(height=820 if stability else 650)
@@ -118,12 +120,20 @@ STABILITY_NAMES = {
 }
 
 
+LOSS_NAMES = {
+    "ce": "cross-entropy",
+    "ce32": "cross-entropy in float32",
+    "mse": "MSE",
+    "stablemax": "StableMax cross-entropy",
+}
+
+
 def training_label(config: RunConfig) -> str:
     """How a run was trained, in one line: optimizer (⊥Grad-wrapped or not), loss, Grokfast filter."""
     o, g = config.optim, config.grokfast
     optimizer = {"adamw": "AdamW", "sgd": "SGD"}[o.name]
     parts = [f"{'⊥' if o.orthograd else ''}{optimizer} lr {o.lr:g}, wd {o.weight_decay:g}"]
-    parts.append({"ce": "cross-entropy", "mse": "MSE", "stablemax": "StableMax cross-entropy"}[config.train.loss])
+    parts.append(LOSS_NAMES[config.train.loss])
     if g.kind == "ema":
         parts.append(f"Grokfast-EMA α {g.ema_alpha:g}, λ {g.ema_lamb:g}")
     elif g.kind == "ma":
@@ -329,7 +339,7 @@ def compare(runs: list[Run], step: int | None = None) -> Plot:
     if not runs:
         raise GrokscopeError("compare needs at least one run")
     stability = any("sc_fraction" in run.metrics for run in runs)
-    heights = [0.5, 0.3, 0.2] if stability else [0.6, 0.4]
+    heights = [0.5, 0.25, 0.25] if stability else [0.6, 0.4]
     fig = make_subplots(rows=len(heights), cols=1, shared_xaxes=True, vertical_spacing=0.06, row_heights=heights)
     columns = ("step", "train_loss", "test_loss", "test_acc", *(("sc_fraction",) if stability else ()))
     data: dict[str, list] = {"run": [], **{c: [] for c in columns}}
@@ -348,9 +358,9 @@ def compare(runs: list[Run], step: int | None = None) -> Plot:
             data[key].extend((sc if key == "sc_fraction" else m[key]).tolist())
         data["run"].extend([run.name] * len(m["step"]))
     fig.update_yaxes(type="log", title_text="loss", exponentformat="power", row=1, col=1)
-    fig.update_yaxes(title_text="test accuracy", range=[0, 1.02], row=2, col=1)
+    fig.update_yaxes(title_text="test acc", range=[0, 1.02], row=2, col=1)
     if stability:
-        fig.update_yaxes(title_text="SC fraction", range=[0, 1.02], row=3, col=1)
+        fig.update_yaxes(title_text="SC", range=[0, 1.02], row=3, col=1)
     fig.update_xaxes(title_text="step", row=len(heights), col=1)
     fig.update_layout(height=750 if stability else 600)
     if step is not None:
