@@ -261,3 +261,20 @@ def test_every_loss_and_filter_is_named_in_the_run_tables(loss):
         label = training_label(small_config(**{"train.loss": loss, "grokfast.kind": kind, "optim.orthograd": True}))
         assert label.startswith("⊥AdamW lr 0.003, wd 1")
         assert expected is None or expected in label
+
+
+def test_the_training_curves_show_the_stability_columns_only_where_the_run_has_them(small_run, tmp_path):
+    import shutil
+
+    from grokscope.figures.builders import training_curves
+
+    def names(run) -> set[str]:
+        return {trace.name for trace in training_curves(run).figure.data}
+
+    stability = {"mean logit norm (train)", "Softmax Collapse (float32 softmax one-hot)", "loss exactly 0"}
+    assert stability <= names(small_run)
+    old = tmp_path / "old"  # a run made before the columns existed
+    shutil.copytree(small_run.path, old)
+    for column in layout.STABILITY_COLUMNS:
+        (old / layout.METRICS / f"{column}.npy").unlink()
+    assert not stability & names(grokscope.open_run(old))
