@@ -25,6 +25,7 @@ import torch
 
 import grokscope
 from grokscope.config import parse_override
+from grokscope.train.loop import check_device
 
 NO_WD = {"optim.weight_decay": 0.0}
 PAIRS = {  # comparison → (run name suffix, overrides), the reference first
@@ -70,7 +71,11 @@ def main() -> None:
     unknown = set(args.only.split(",")) - set(PAIRS)
     if unknown:
         parser.error(f"unknown comparison {', '.join(sorted(unknown))} (known: {', '.join(PAIRS)})")
-    device = f"{torch.cuda.get_device_name()}" if args.device.startswith("cuda") else platform.processor()
+    try:
+        device = check_device(args.device)
+    except grokscope.GrokscopeError as e:  # e.g. --device cuda where CUDA is missing
+        parser.error(str(e))
+    device = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     print(f"{device or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
     overrides = dict(parse_override(text) for text in args.overrides)
     if args.steps:
@@ -98,7 +103,7 @@ def main() -> None:
             to_grok = "—" if grok is None else f"{grok * per_step:.1f} s"
             sc, zero = m["sc_fraction"], m["zero_loss_fraction"]
             print(
-                f"| {comparison} | {run.name} | {grok if grok is not None else 'none'} | {per_step * 1e3:.1f} | "
+                f"| {comparison} | {config.name if config.name == run.name else f'{config.name} (= {run.name})'} | {grok if grok is not None else 'none'} | {per_step * 1e3:.1f} | "
                 f"{to_grok} | {m['train_acc'][-1]:.3f} | {m['test_acc'][-1]:.3f} | "
                 f"{sc.max():.3f} / {sc[-1]:.3f} (first ≥ 0.5 at {first(sc >= 0.5)}) | "
                 f"{zero.max():.3f} / {zero[-1]:.3f} | {m['logit_norm'][-1]:.3g} |",

@@ -279,6 +279,10 @@ def validate(config: RunConfig) -> None:
     check(0 <= g.ema_alpha < 1, f"grokfast.ema_alpha must be in [0, 1); got {g.ema_alpha}")
     check(g.ma_window >= 1, f"grokfast.ma_window must be at least 1; got {g.ma_window}")
     check(g.ema_lamb >= 0 and g.ma_lamb >= 0, "grokfast.ema_lamb and grokfast.ma_lamb must be >= 0")
+    check(
+        g.kind != "ma" or g.ma_window <= tr.steps,
+        f"grokfast.ma_window ({g.ma_window}) is longer than train.steps ({tr.steps}): the filter would never act",
+    )
     k = config.ticket
     check(k.kind in TICKET_KINDS, f"ticket.kind must be one of {', '.join(map(repr, TICKET_KINDS))}; got '{k.kind}'")
     check(0 < k.keep <= 1, f"ticket.keep (the fraction of weights kept) must be in (0, 1]; got {k.keep}")

@@ -3,6 +3,7 @@ in training runs."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -12,6 +13,7 @@ from conftest import small_config
 
 import grokscope
 from grokscope.cli import main
+from grokscope.figures.builders import LOSS_NAMES
 from grokscope.store import layout
 from grokscope.train.filters import GrokfastEMA, GrokfastMA, make_filter
 from grokscope.train.losses import LOSSES, cross_entropy, softmax_collapse, stablemax, stablemax_cross_entropy
@@ -148,18 +150,20 @@ def test_orthograd_gradient_is_orthogonal_to_the_weights_with_its_norm():
 
 
 def test_orthograd_passes_the_base_optimizers_settings_through(tmp_path):
-    """Three steps of a ⊥AdamW run equal torch's AdamW, with the run's own betas and eps, stepping on the ⊥
-    gradients of the same forward; with other betas the run differs (they do reach the optimizer)."""
+    """Three steps of a ⊥AdamW run with Grokfast-EMA equal a hand loop: the filter, then ⊥Grad, then torch's
+    AdamW with the run's own betas and eps, on the gradients of the same forward; with other betas the run
+    differs (they do reach the optimizer). Swapping the filter and ⊥Grad changes the result (checked)."""
     overrides = {"optim.orthograd": True, "optim.betas": [0.5, 0.6], "optim.eps": 1e-4, "optim.warmup_steps": 0}
-    config = small_config(**overrides, **{"train.steps": 3})
+    config = small_config(**overrides, **{"train.steps": 3, "grokfast.kind": "ema", "grokfast.ema_alpha": 0.5})
     run = grokscope.open_run(grokscope.train(config, tmp_path / "ortho", progress=False))
     model = grokscope.build_model(config)
     params = dict(model.named_parameters())
-    opt = make_optimizer(params, config.optim)
+    opt, filt = make_optimizer(params, config.optim), make_filter(params, config.grokfast)
     rows, labels = torch.as_tensor(run.dataset.train_rows), torch.as_tensor(run.dataset.train_labels)
     for _ in range(3):
         opt.zero_grad()
         cross_entropy(model.grid_logits(grad_rows=rows)[rows], labels).backward()
+        filt.apply_({name: p.grad for name, p in params.items()})
         orthogonalize_(params)
         opt.step()
     for name, p in params.items():
@@ -219,6 +223,29 @@ def test_bad_intervention_settings_are_one_line_errors(tmp_path, capsys, setting
     assert not (tmp_path / "r").exists()
 
 
+def test_a_moving_average_window_longer_than_the_run_is_refused():
+    with pytest.raises(grokscope.GrokscopeError, match="longer than train.steps .* the filter would never act"):
+        small_config(**{"grokfast.kind": "ma", "grokfast.ma_window": 200})  # the run trains 120 steps
+
+
+def test_a_float32_run_records_its_exactly_zero_losses(tmp_path, capsys):
+    """ce32 without weight decay at lr 0.01: by step 120 about a quarter of the training losses are exactly 0 in
+    float32. The column equals the per-example losses recomputed from the final model, and `info --json`
+    reports it with the other stability columns."""
+    config = small_config(**{"train.loss": "ce32", "optim.weight_decay": 0.0, "optim.lr": 0.01})
+    run = grokscope.open_run(grokscope.train(config, tmp_path / "ce32", progress=False))
+    model = run.model(int(run.steps[-1]))
+    with torch.no_grad():
+        logits = model.grid_logits()[torch.as_tensor(run.dataset.train_rows)]
+    losses = LOSSES["ce32"](logits, torch.as_tensor(run.dataset.train_labels), per_example=True)
+    zero = run.metrics["zero_loss_fraction"][-1]
+    assert zero == (losses == 0).double().mean().item()
+    assert 0.05 < zero < 0.95  # seen: 0.24
+    assert main(["info", str(run.path), "--json"]) == 0
+    final = json.loads(capsys.readouterr().out)["final"]
+    assert final["zero_loss_fraction"] == zero and set(layout.STABILITY_COLUMNS) <= set(final)
+
+
 def test_each_intervention_changes_training(tmp_path):
     """The same seeds and data with each intervention on: every one changes the weights (none is silently off)."""
     base = small_config(**{"train.steps": 30})
@@ -259,8 +286,14 @@ def test_every_loss_and_filter_is_named_in_the_run_tables(loss):
 
     for kind, expected in (("", None), ("ema", "Grokfast-EMA α 0.98, λ 2"), ("ma", "Grokfast-MA w 100, λ 5")):
         label = training_label(small_config(**{"train.loss": loss, "grokfast.kind": kind, "optim.orthograd": True}))
-        assert label.startswith("⊥AdamW lr 0.003, wd 1")
+        assert label.startswith("⊥AdamW lr 0.003, wd 1") and LOSS_NAMES[loss] in label
         assert expected is None or expected in label
+
+
+def test_the_loss_names_agree_everywhere():
+    from grokscope.config import LOSSES as CONFIG_LOSSES
+
+    assert set(CONFIG_LOSSES) == set(LOSSES) == set(LOSS_NAMES)
 
 
 def test_the_training_curves_show_the_stability_columns_only_where_the_run_has_them(small_run, tmp_path):
@@ -271,10 +304,24 @@ def test_the_training_curves_show_the_stability_columns_only_where_the_run_has_t
     def names(run) -> set[str]:
         return {trace.name for trace in training_curves(run).figure.data}
 
-    stability = {"mean logit norm (train)", "Softmax Collapse (float32 softmax one-hot)", "loss exactly 0"}
+    stability = {"mean logit norm (train)", "Softmax Collapse (float32 top probability exactly 1)", "loss exactly 0"}
     assert stability <= names(small_run)
     old = tmp_path / "old"  # a run made before the columns existed
     shutil.copytree(small_run.path, old)
     for column in layout.STABILITY_COLUMNS:
         (old / layout.METRICS / f"{column}.npy").unlink()
     assert not stability & names(grokscope.open_run(old))
+
+
+def test_compare_shows_each_runs_sc_fraction_and_how_it_was_trained(small_run, tmp_path):
+    from grokscope.figures.builders import compare, run_table, training_label
+
+    config = small_config(**{"train.steps": 30, "optim.orthograd": True})
+    ortho = grokscope.open_run(grokscope.train(config, tmp_path / "ortho", progress=False))
+    plot = compare([small_run, ortho])
+    sc_traces = [t for t in plot.figure.data if t.name.endswith("SC fraction")]
+    assert [t.name for t in sc_traces] == [f"{small_run.name} SC fraction", "ortho SC fraction"]
+    np.testing.assert_array_equal(sc_traces[1].y, ortho.metrics["sc_fraction"])
+    table = run_table([small_run, ortho])
+    assert table["training"] == [training_label(small_run.config), training_label(config)]
+    assert table["training"][1].startswith("⊥AdamW") and not table["training"][0].startswith("⊥")

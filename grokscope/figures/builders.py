@@ -115,7 +115,7 @@ def training_curves(run: Run, step: int | None = None) -> Plot:
 
 
 STABILITY_NAMES = {
-    "sc_fraction": "Softmax Collapse (float32 softmax one-hot)",
+    "sc_fraction": "Softmax Collapse (float32 top probability exactly 1)",
     "zero_loss_fraction": "loss exactly 0",
 }
 

@@ -35,7 +35,8 @@ FINAL, COMPLETE, MASK = "final.safetensors", "COMPLETE", "mask.safetensors"
 # corrupted training examples against their corrupted (noisy) and their true labels, on clean training examples
 SPLIT_COLUMNS = ("corrupted_noisy_acc", "corrupted_true_acc", "clean_train_acc")
 # numerical stability (Prieto et al. 2025), over the training examples: the share in Softmax Collapse (float32
-# softmax exactly one-hot), the share with a loss of exactly zero (the run's loss, float64), the mean logit norm
+# softmax denominator exactly 1), the share with a loss of exactly zero (the run's own loss, in its own
+# precision), the mean logit norm
 STABILITY_COLUMNS = ("sc_fraction", "zero_loss_fraction", "logit_norm")
 METRIC_COLUMNS = ("train_loss", "test_loss", "train_acc", "test_acc", "weight_norm", *SPLIT_COLUMNS, *STABILITY_COLUMNS)
 LATER_COLUMNS = (*SPLIT_COLUMNS, *STABILITY_COLUMNS)  # absent from runs made before they existed

@@ -17,7 +17,8 @@ class GradientFilter:
         self.n_seen = 0
 
     def state(self) -> dict[str, torch.Tensor]:
-        """{"grokfast.n_seen": (), "grokfast.<buffer>": tensor} on the CPU."""
+        """{"grokfast.n_seen": (), "grokfast.<buffer>": tensor} on the CPU; on a CPU run the tensors are the live
+        buffers (no copy of w gradients per commit): write them before the next step."""
         flat = {f"grokfast.{key}": b.detach().cpu().contiguous() for key, b in self.buffers.items()}
         return {"grokfast.n_seen": torch.tensor(self.n_seen), **flat}
 
@@ -59,7 +60,7 @@ class GrokfastMA(GradientFilter):
     """Once the last w gradients are held (the current one included), g ← g + λ·mean(them); before that, g
     is left as it is. Per parameter the window is a ring buffer (w, *shape), slot n_seen mod w the newest,
     and its sum is kept in float64 (add the newest, subtract the one it replaces): one pass over the
-    parameters per step instead of w, exact to float32 precision however long the run."""
+    parameters per step instead of w, with a rounding error far below float32 precision however long the run."""
 
     def __init__(self, params: dict[str, torch.Tensor], window: int, lamb: float):
         buffers = {}

@@ -228,8 +228,8 @@ class Trainer:
         with torch.no_grad():
             train_logits, test_logits = grid[self.train_rows], grid[self.test_rows]
             full_batch = rows is self.train_rows and not dropout
-            train_loss = loss if full_batch else self.loss_fn(train_logits, self.train_labels)
-            zero_losses = self.loss_fn(train_logits, self.train_labels, per_example=True) == 0
+            train_losses = self.loss_fn(train_logits, self.train_labels, per_example=True)
+            train_loss = loss if full_batch else train_losses.mean()
             predicted = train_logits.argmax(-1)
             hits, true_hits = (predicted == self.train_labels).double(), (predicted == self.true_train_labels).double()
             norm = torch.stack([p.detach().double().square().sum() for p in self.params.values()]).sum().sqrt()
@@ -244,7 +244,7 @@ class Trainer:
                     true_hits @ self.corrupted_weight,
                     hits @ self.clean_weight,
                     softmax_collapse(train_logits).double().mean(),
-                    zero_losses.double().mean(),
+                    (train_losses == 0).double().mean(),
                     train_logits.double().norm(dim=-1).mean(),
                 ]
             )

@@ -14,8 +14,9 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, per_example: bool 
 
 def cross_entropy_float32(logits: torch.Tensor, labels: torch.Tensor, per_example: bool = False) -> torch.Tensor:
     """Cross-entropy with log-softmax in float32, as most training code computes it: a correct example whose
-    softmax has collapsed (see softmax_collapse) has a loss and a gradient of exactly zero, so Softmax Collapse
-    stops learning (Prieto et al. 2025). The mean is taken in float64."""
+    softmax has collapsed (see softmax_collapse) has a loss of exactly zero and no gradient on its correct
+    logit, the other classes' gradients being below 2⁻²⁴, so Softmax Collapse stops learning (Prieto et al.
+    2025). The mean is taken in float64."""
     losses = F.cross_entropy(logits.float(), labels, reduction="none").double()
     return losses if per_example else losses.mean()
 
@@ -52,7 +53,8 @@ def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 def softmax_collapse(logits: torch.Tensor) -> torch.Tensor:
     """Softmax Collapse (Prieto et al. 2025) per example: in float32, after subtracting the max logit the
-    softmax denominator Σ exp(x − max) is exactly 1, every other class absorbed, so the softmax is exactly
-    one-hot and a correct example's gradient is exactly zero. logits (batch, classes) → bool (batch,)."""
+    softmax denominator Σ exp(x − max) is exactly 1, every other class absorbed: the top class's probability is
+    exactly 1, so a correct example's loss and the gradient on its correct logit are exactly zero (the other
+    classes' probabilities, each below 2⁻²⁴, remain). logits (batch, classes) → bool (batch,)."""
     x = logits.float()
     return (x - x.amax(-1, keepdim=True)).exp().sum(-1) == 1
