@@ -75,9 +75,10 @@ class RunWriter:
         """Lay out a new run directory at `path` (which must not exist); on failure nothing is left.
         mask: a grokking ticket's 0/1 mask per parameter (see TicketConfig)."""
         n_params = sum(t.numel() for t in params.values())
-        # checkpoints, the training state (two copies during a commit: AdamW's two moments, a Grokfast filter's
-        # state) and the final weights, in float32
-        state = 2 + {"": 0, "ema": 1, "ma": config.grokfast.ma_window + 2}[config.grokfast.kind]  # per parameter
+        # checkpoints, the training state (two copies during a commit) and the final weights, in float32 values
+        # per parameter: the state is AdamW's two moments plus a Grokfast filter's (EMA: μ; MA: the window and
+        # its float64 sum)
+        state = 2 + {"": 0, "ema": 1, "ma": config.grokfast.ma_window + 2}[config.grokfast.kind]
         need = (len(steps) + 2 * state + 1) * n_params * 4 + len(layout.METRIC_COLUMNS) * (config.train.steps + 1) * 8
         path.parent.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(path.parent).free

@@ -31,7 +31,7 @@ class GradientFilter:
             value = flat[f"grokfast.{key}"]
             if value.shape != buffer.shape or value.dtype != buffer.dtype:
                 raise ValueError(
-                    f"Grokfast {key} is {value.dtype} {tuple(value.shape)}, expected {tuple(buffer.shape)}"
+                    f"Grokfast {key} is {value.dtype} {tuple(value.shape)}, expected {buffer.dtype} {tuple(buffer.shape)}"
                 )
             buffer.copy_(value)
         self.n_seen = int(flat["grokfast.n_seen"])

@@ -1,5 +1,5 @@
-"""Losses and accuracy on logits (batch, classes). Losses are computed in float64; each gives the mean over
-examples, or with `per_example=True` one loss per example (batch,)."""
+"""Losses and accuracy on logits (batch, classes). Losses are computed in float64 (ce32 in float32, its mean in
+float64); each gives the mean over examples, or with `per_example=True` one loss per example (batch,)."""
 
 from __future__ import annotations
 
