@@ -90,8 +90,8 @@ def current_run() -> grokscope.Run | None:
 def analyses_ready(run: grokscope.Run) -> bool:
     """True when every analysis the figures read is cached and current. Ones never computed are offered
     with a button; ones computed before the latest checkpoints landed are topped up (new rows only)."""
-    missing = analysis.runner.missing(run)
-    never = [name for name in missing if analysis.runner.read_cached(run, name) is None]
+    missing = analysis.missing(run)
+    never = [name for name in missing if analysis.cached_result(run, name) is None]
     if never:
         st.warning(f"Not computed yet for {run.name}: {', '.join(never)}.")
         if st.button("Compute the analyses", key="compute"):
@@ -143,10 +143,31 @@ def cursor(run: grokscope.Run) -> int:
     return st.session_state.step
 
 
-def step_page(render: Callable[[grokscope.Run, int], None]) -> None:
-    """A page whose figures follow the cursor: the cursor and the figures rerun together, alone."""
+def not_applicable_note(run: grokscope.Run, needs: tuple[str, ...]) -> str | None:
+    """Why a page's analyses do not apply to the run (one line), or None where they all do."""
+    skipped = analysis.not_applicable(run.config)
+    reasons = {skipped[name] for name in needs if name in skipped}
+    if not reasons:
+        return None
+    return f"Not available for {run.name} ({run.task.describe()}; {run_model(run)}): it {'; '.join(sorted(reasons))}."
+
+
+def run_model(run: grokscope.Run) -> str:
+    """The run's model in one line."""
+    return grokscope.build_model(run.config).describe()
+
+
+def step_page(render: Callable[[grokscope.Run, int], None], needs: tuple[str, ...] = ()) -> None:
+    """A page whose figures follow the cursor: the cursor and the figures rerun together, alone. needs: the
+    analyses its figures read; where one does not apply to the run, the page says so instead."""
     run = current_run()
-    if run is None or not analyses_ready(run):
+    if run is None:
+        return
+    note = not_applicable_note(run, needs)
+    if note is not None:
+        st.info(note)
+        return
+    if not analyses_ready(run):
         return
 
     # a run still training is polled: its figures extend as checkpoints land

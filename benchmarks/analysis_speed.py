@@ -3,7 +3,7 @@
 grokscope: `grokscope.analysis.analyze(run, force=True)` — all analyses from scratch (spectra and
 norms batched over blocks of checkpoints from the trajectories, one fast whole-grid forward per
 checkpoint shared by neuron clustering and restricted/excluded loss).
-reference: the one-checkpoint form per checkpoint, as a notebook would loop: `run.model(step)`, the
+reference: the one-checkpoint form per checkpoint, as a notebook would loop: `load_model(run, step)`, the
 plain hooked forward over all p² inputs (`run_with_cache`), the same measures; timed on an evenly
 spaced sample of checkpoints and scaled to all of them.
 
@@ -25,6 +25,7 @@ import torch
 
 import grokscope
 from grokscope import analysis
+from grokscope.models import load_model
 
 
 def main() -> None:
@@ -36,20 +37,20 @@ def main() -> None:
         raise SystemExit(f"{args.run} is not a run: train one first (grokscope train --preset canonical)")
     with tempfile.TemporaryDirectory() as tmp:  # a copy, so the run's own cache is left as it is
         path = Path(tmp) / "run"
-        shutil.copytree(args.run, path, ignore=shutil.ignore_patterns(analysis.runner.ANALYSIS_DIR))
+        shutil.copytree(args.run, path, ignore=shutil.ignore_patterns(analysis.cache.ANALYSIS_DIR))
         run = grokscope.open_run(path)
         n = len(run.steps)
 
         start = time.perf_counter()
         analysis.analyze(run, force=True, progress=False)
         ours = time.perf_counter() - start
-        keys = run.analysis("key_frequencies")["frequencies"]
+        keys = analysis.load(run, "key_frequencies")["frequencies"]
 
         rows = np.linspace(0, n - 1, min(args.sample, n)).round().astype(int)
         start = time.perf_counter()
         for row in rows:
             step = int(run.steps[row])
-            analysis.measure_model(run.model(step), run.config, run.dataset, keys)
+            analysis.measure_model(load_model(run, step), run.config, run.dataset, keys)
         reference = (time.perf_counter() - start) / len(rows) * n
 
     print(f"run {args.run}: {n} checkpoints, p = {run.config.task.p}, {len(keys)} key frequencies")

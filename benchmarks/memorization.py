@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 import grokscope
+from grokscope import analysis
 from grokscope.analysis.pruning import SPLITS, Pruner
 
 WEIGHT_DECAYS = (0.0, 5.0, 15.0)
@@ -57,7 +58,7 @@ def main() -> None:
         seconds = time.perf_counter() - start
         run = runs[wd] = grokscope.open_run(path)
         m = {k: v[-1] for k, v in run.metrics.items()}
-        ipr = run.analysis("memorization")["ipr"][-1]
+        ipr = analysis.load(run, "memorization")["ipr"][-1]
         print(
             f"| {wd:g} | {m['train_acc']:.3f} | {m['corrupted_noisy_acc']:.3f} | {m['corrupted_true_acc']:.3f} | "
             f"{m['clean_train_acc']:.3f} | {m['test_acc']:.3f} | {phase(m['train_acc'], m['test_acc'], xi)} | "

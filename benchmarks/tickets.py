@@ -16,7 +16,7 @@ import torch
 
 import grokscope
 from grokscope.figures.builders import run_table
-from grokscope.train.tickets import ticket
+from grokscope.analysis.tickets import ticket
 
 
 def main() -> None:

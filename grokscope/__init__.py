@@ -2,25 +2,30 @@
 
 run_dir = grokscope.train(grokscope.load_preset("demo"))
 run = grokscope.open_run(run_dir)
-run.steps, run.params(step), run.model(step), run.trajectory("embed.W_E"), run.metrics
+run.steps, run.params(step), load_model(run, step), run.trajectory("embed.W_E"), run.metrics
+
+Light to import: torch and the other heavy packages load when a name that needs them is first used.
 """
 
 from grokscope.config import RunConfig
 from grokscope.errors import GrokscopeError
-from grokscope.models import build_model
 from grokscope.presets import PRESETS, load_preset
-from grokscope.store import Run, open_run
-from grokscope.tasks import make_dataset
 from grokscope.train import train
 
-__all__ = [
-    "PRESETS",
-    "GrokscopeError",
-    "Run",
-    "RunConfig",
-    "build_model",
-    "load_preset",
-    "make_dataset",
-    "open_run",
-    "train",
-]
+LAZY = {
+    "Run": "grokscope.store",
+    "open_run": "grokscope.store",
+    "build_model": "grokscope.models",
+    "make_dataset": "grokscope.tasks",
+    "make_task": "grokscope.tasks",
+}
+
+__all__ = ["PRESETS", "GrokscopeError", "RunConfig", "load_preset", "train", *LAZY]
+
+
+def __getattr__(name: str):
+    if name in LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(LAZY[name]), name)
+    raise AttributeError(f"module 'grokscope' has no attribute '{name}'")

@@ -11,7 +11,6 @@ from pathlib import Path
 from grokscope.config import RunConfig, flatten, known_keys, parse_override
 from grokscope.errors import GrokscopeError
 from grokscope.presets import PRESETS, load_preset
-from grokscope.store.reader import GROK_ACC
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,7 +179,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def report(out: Path, seconds: float) -> None:
     from grokscope.store import open_run
 
-    summary = open_run(out).summary()
+    run = open_run(out)
+    summary, level = run.summary(), run.task.grok_accuracy
     final = summary["final"]
     grok = summary["grok_step"]
     print(f"run: {out}")
@@ -190,9 +190,9 @@ def report(out: Path, seconds: float) -> None:
         f"test loss {final['test_loss']:.3g} acc {final['test_acc']:.1%}"
     )
     print(
-        f"grokked at step {grok} (test accuracy >= {GROK_ACC:.0%})"
+        f"grokked at step {grok} (test accuracy >= {level:.0%})"
         if grok is not None
-        else f"did not grok (test accuracy stayed below {GROK_ACC:.0%})"
+        else f"did not grok (test accuracy stayed below {level:.0%})"
     )
 
 
@@ -267,26 +267,33 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             return 0
         print_summary(summary)
         return 0
-    skipped = set(analysis.ANALYSES) - set(analysis.runner.applicable(run)) if only is None else set()
+    skipped = analysis.not_applicable(run.config) if only is None else {}
     print(f"{run.path}: {len(run.steps)} checkpoints (steps {run.steps[0]}..{run.steps[-1]})")
     print(f"  computed: {', '.join(computed) if computed else 'nothing (all cached and current)'}")
-    if skipped:
-        print(f"  not applicable to task.op '{run.config.task.op}': {', '.join(sorted(skipped))}")
-    print(f"  cached in {run.path / analysis.runner.ANALYSIS_DIR}")
+    for name, reason in skipped.items():
+        print(f"  not applicable: {name} ({reason})")
+    print(f"  cached in {run.path / analysis.cache.ANALYSIS_DIR}")
     return 0
 
 
 def print_summary(summary: dict) -> None:
-    print(f"at step {summary['step']} ({summary['coordinates']}):")
-    print(f"  key frequencies: {summary['key_frequencies']} (rule: {summary['key_frequency_rule']})")
-    share = summary["key_power_share"]
-    print(f"  share of W_E's non-constant Fourier power in them: {'n/a' if share is None else format(share, '.1%')}")
-    print(f"  share of neurons clustered to one frequency: {summary['clustered_neuron_share']:.1%}")
+    if summary["key_frequencies"] is None:
+        print(f"at step {summary['step']}:")
+        print(f"  {summary['not_applicable']}")
+    else:
+        print(f"at step {summary['step']} ({summary['coordinates']}):")
+        print(f"  key frequencies: {summary['key_frequencies']} (rule: {summary['key_frequency_rule']})")
+        share = summary["key_power_share"]
+        print(
+            f"  share of W_E's non-constant Fourier power in them: {'n/a' if share is None else format(share, '.1%')}"
+        )
+        print(f"  share of neurons clustered to one frequency: {summary['clustered_neuron_share']:.1%}")
     print("  phase boundaries (steps): " + ", ".join(f"{k} {v}" for k, v in summary["phases"].items()))
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
     from grokscope.analysis.probes import ablate, ablation_table
+    from grokscope.models import load_model
     from grokscope.store import open_run
 
     run = open_run(args.run)
@@ -294,7 +301,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
         raise GrokscopeError(f"{run.path}: no checkpoint saved yet")
     step = int(run.steps[-1]) if args.step is None else args.step
     result = ablate(
-        run.model(step),
+        load_model(run, step),
         run.config,
         run.dataset,
         heads=int_list(args.heads, "--heads"),
@@ -359,7 +366,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 def cmd_ticket(args: argparse.Namespace) -> int:
     from grokscope.store import open_run
-    from grokscope.train.tickets import ticket
+    from grokscope.analysis.tickets import ticket
 
     start = time.perf_counter()
     out = ticket(

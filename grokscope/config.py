@@ -1,20 +1,34 @@
-"""Run configuration: nested dataclasses, validation, dotted `--set` overrides and a JSON round-trip.
+"""Run configuration: typed dataclasses validated on construction, dotted `--set` overrides, a JSON round-trip.
 
-The JSON form (`config.json` in every run) uses exactly the dotted keys that `--set` accepts,
-e.g. `task.p`, `optim.lr`, `checkpoints.n_uniform`.
+The JSON form (`config.json` in every run) uses exactly the dotted keys that `--set` accepts, e.g. `task.p`,
+`optim.lr`, `checkpoints.n_uniform`, plus `schema_version`. The vocabularies (task kinds, operations, model
+kinds, activations, optimizers, losses, ...) are the `Literal` types below and nowhere else: the registries
+of tasks, models and losses are checked against them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import typing
 from dataclasses import dataclass, field
+from typing import Literal
 
 from grokscope.errors import GrokscopeError
 
-OPS = {
+SCHEMA_VERSION = 2  # 1: runs written before task.kind existed (every key a later v1 release added is defaulted)
+TaskKind = Literal["modular", "digits"]
+Op = Literal["add", "sub", "mul", "div", "poly"]
+ModelKind = Literal["transformer", "mlp", "deep_mlp"]
+Activation = Literal["relu", "gelu", "square"]
+OptimizerName = Literal["adamw", "sgd"]
+LossName = Literal["ce", "ce32", "mse", "stablemax"]
+TicketKind = Literal["", "ticket", "memorization", "random"]
+GrokfastKind = Literal["", "ema", "ma"]
+
+OPS: dict[str, str] = {
     "add": "(a + b) mod p",
     "sub": "(a - b) mod p",
     "mul": "(a * b) mod p",
@@ -22,54 +36,97 @@ OPS = {
     "poly": "(a^2 + a*b + b^2) mod p",
 }
 PRIME_OPS = {"mul", "div"}  # need a field: every nonzero b must have an inverse
-MODEL_KINDS = ("transformer", "mlp")
-ACTIVATIONS = ("relu", "gelu", "square")
-OPTIMIZERS = ("adamw", "sgd")
-LOSSES = ("ce", "ce32", "mse", "stablemax")
-TICKET_KINDS = ("", "ticket", "memorization", "random")
-GROKFAST_KINDS = ("", "ema", "ma")
-# keys added after runs were first saved: a config.json without them means their default, which is what
-# those runs did
-LATER_KEYS = frozenset(
-    {"model.dropout", "model.init_std", "optim.orthograd"}
-    | {f"ticket.{k}" for k in ("kind", "source", "step", "keep")}
-    | {f"grokfast.{k}" for k in ("kind", "ema_alpha", "ema_lamb", "ma_window", "ma_lamb")}
-)
+
+
+def choices(literal) -> tuple[str, ...]:
+    """The values of a Literal vocabulary, in order."""
+    return typing.get_args(literal)
+
+
+def check(ok: bool, message: str) -> None:
+    if not ok:
+        raise GrokscopeError(message)
+
+
+def check_choice(key: str, value: str, literal) -> None:
+    options = choices(literal)
+    check(value in options, f"{key} must be one of {', '.join(map(repr, options))}; got {value!r}")
 
 
 @dataclass
 class TaskConfig:
-    """Binary operation mod p on the tokens `a b =`; the split and corruption are drawn from `seed`."""
+    """kind `modular`: the binary operation `op` mod p on the tokens `a b =`. kind `digits`: the 8 × 8
+    handwritten digits scikit-learn ships (1,797 images, 10 classes), pixels standardised with the training
+    split's mean and standard deviation. Both: `train_frac` of the inputs for training (or exactly `n_train`
+    when it is set), a share `corrupt_frac` of the training labels replaced by random ones, all drawn from
+    `seed`. `op` and `p` apply to modular tasks only."""
 
-    op: str = "add"
+    kind: TaskKind = "modular"
+    op: Op = "add"
     p: int = 113
     train_frac: float = 0.3
+    n_train: int = 0  # > 0: exactly this many training inputs (train_frac is then not used)
     corrupt_frac: float = 0.0  # ξ: share of training labels replaced by uniformly random labels
     seed: int = 598
+
+    def __post_init__(self):
+        check_choice("task.kind", self.kind, TaskKind)
+        check_choice("task.op", self.op, Op)
+        check(self.p >= 3, f"task.p must be at least 3; got {self.p}")
+        check(
+            self.op not in PRIME_OPS or is_prime(self.p),
+            f"task.op '{self.op}' needs a prime task.p; {self.p} is not prime",
+        )
+        check(0 < self.train_frac < 1, f"task.train_frac must be in (0, 1); got {self.train_frac}")
+        check(self.n_train >= 0, f"task.n_train must be >= 0 (0: use task.train_frac); got {self.n_train}")
+        check(0 <= self.corrupt_frac <= 1, f"task.corrupt_frac must be in [0, 1]; got {self.corrupt_frac}")
+        if self.kind != "modular":
+            default = TaskConfig()
+            check(
+                (self.op, self.p) == (default.op, default.p),
+                f"task.op and task.p apply to task.kind 'modular' only, not '{self.kind}'",
+            )
 
 
 @dataclass
 class ModelConfig:
     """`transformer`: the canonical grokking transformer (d_model, n_heads, d_head, d_mlp, n_layers).
-    `mlp`: one-hot(a)‖one-hot(b) → d_mlp hidden → act → p (bias, d_embed, dropout, init_std apply to it only)."""
+    `mlp`: one-hot(a)‖one-hot(b) → d_mlp hidden → act → p (bias, d_embed, dropout, init_std apply to it only).
+    `deep_mlp`: a vector input → n_layers hidden layers of width d_mlp with act → the classes (biases on).
+    init_scale: every initial weight multiplied by it (Omnigrok's α: large values make MNIST-like tasks grok)."""
 
-    kind: str = "transformer"
+    kind: ModelKind = "transformer"
     n_layers: int = 1
     d_model: int = 128
     n_heads: int = 4
     d_head: int = 32
     d_mlp: int = 512
-    act: str = "relu"
+    act: Activation = "relu"
     bias: bool = False
     d_embed: int = 0  # mlp only: width of a learned token embedding; 0 feeds the one-hots directly
     dropout: float = 0.0  # mlp only: dropout on the hidden activations while training
     init_std: float = 0.0  # mlp only: N(0, init_std²) for every weight; 0: N(0, 1/fan_in)
+    init_scale: float = 1.0
     seed: int = 999
+
+    def __post_init__(self):
+        check_choice("model.kind", self.kind, ModelKind)
+        check_choice("model.act", self.act, Activation)
+        for name in ("n_layers", "d_model", "n_heads", "d_head", "d_mlp"):
+            check(getattr(self, name) >= 1, f"model.{name} must be at least 1; got {getattr(self, name)}")
+        check(self.d_embed >= 0, f"model.d_embed must be >= 0; got {self.d_embed}")
+        check(
+            self.kind == "mlp" or (not self.bias and self.d_embed == 0 and self.dropout == 0 and self.init_std == 0),
+            "model.bias, model.d_embed, model.dropout and model.init_std apply to model.kind 'mlp' only",
+        )
+        check(self.init_std >= 0, f"model.init_std must be >= 0; got {self.init_std}")
+        check(self.init_scale > 0, f"model.init_scale must be positive; got {self.init_scale}")
+        check(0 <= self.dropout < 1, f"model.dropout must be in [0, 1); got {self.dropout}")
 
 
 @dataclass
 class OptimConfig:
-    name: str = "adamw"
+    name: OptimizerName = "adamw"
     lr: float = 1e-3
     weight_decay: float = 1.0
     betas: tuple[float, float] = (0.9, 0.98)
@@ -78,6 +135,15 @@ class OptimConfig:
     warmup_steps: int = 10  # linear warm-up: lr · min(1, (t + 1) / warmup_steps)
     orthograd: bool = False  # ⊥Grad (Prieto et al. 2025): each gradient made orthogonal to its weights first
 
+    def __post_init__(self):
+        check_choice("optim.name", self.name, OptimizerName)
+        check(self.lr > 0, f"optim.lr must be positive; got {self.lr}")
+        check(self.weight_decay >= 0, f"optim.weight_decay must be >= 0; got {self.weight_decay}")
+        check(all(0 <= b < 1 for b in self.betas), f"optim.betas must be in [0, 1); got {list(self.betas)}")
+        check(self.eps > 0, f"optim.eps must be positive; got {self.eps}")
+        check(0 <= self.momentum < 1, f"optim.momentum must be in [0, 1); got {self.momentum}")
+        check(self.warmup_steps >= 0, f"optim.warmup_steps must be >= 0; got {self.warmup_steps}")
+
 
 @dataclass
 class GrokfastConfig:
@@ -85,11 +151,17 @@ class GrokfastConfig:
     optimizer step. kind "" (off), "ema": μ ← αμ + (1−α)g, g ← g + λμ; "ma": once the last w gradients are
     held, g ← g + λ·mean(them)."""
 
-    kind: str = ""
+    kind: GrokfastKind = ""
     ema_alpha: float = 0.98
     ema_lamb: float = 2.0
     ma_window: int = 100
     ma_lamb: float = 5.0
+
+    def __post_init__(self):
+        check_choice("grokfast.kind", self.kind, GrokfastKind)
+        check(0 <= self.ema_alpha < 1, f"grokfast.ema_alpha must be in [0, 1); got {self.ema_alpha}")
+        check(self.ma_window >= 1, f"grokfast.ma_window must be at least 1; got {self.ma_window}")
+        check(self.ema_lamb >= 0 and self.ma_lamb >= 0, "grokfast.ema_lamb and grokfast.ma_lamb must be >= 0")
 
 
 @dataclass
@@ -98,8 +170,13 @@ class TrainConfig:
     batch_size: int = 0  # 0: full batch
     # ce: cross-entropy in float64; ce32: the same in float32 (where Softmax Collapse stops learning); mse: mean
     # squared error to one-hot targets; stablemax: cross-entropy through StableMax instead of softmax, in float64
-    loss: str = "ce"
+    loss: LossName = "ce"
     seed: int = 0  # minibatch order
+
+    def __post_init__(self):
+        check(self.steps >= 1, f"train.steps must be at least 1; got {self.steps}")
+        check(self.batch_size >= 0, f"train.batch_size must be >= 0 (0 = full batch); got {self.batch_size}")
+        check_choice("train.loss", self.loss, LossName)
 
 
 @dataclass
@@ -110,6 +187,10 @@ class CheckpointConfig:
     n_log: int = 300
     n_uniform: int = 800
 
+    def __post_init__(self):
+        check(self.dense_until >= 0, f"checkpoints.dense_until must be >= 0; got {self.dense_until}")
+        check(self.n_log >= 0 and self.n_uniform >= 0, "checkpoints.n_log and checkpoints.n_uniform must be >= 0")
+
 
 @dataclass
 class TicketConfig:
@@ -118,16 +199,21 @@ class TicketConfig:
     kind: ticket (magnitude mask at `step` of `source`), memorization (the same at a memorization-phase step),
     random (random mask with the ticket's sparsity per parameter); keep: the fraction of weights kept."""
 
-    kind: str = ""
+    kind: TicketKind = ""
     source: str = ""
     step: int = -1
     keep: float = 1.0
+
+    def __post_init__(self):
+        check_choice("ticket.kind", self.kind, TicketKind)
+        check(0 < self.keep <= 1, f"ticket.keep (the fraction of weights kept) must be in (0, 1]; got {self.keep}")
 
 
 @dataclass
 class RunConfig:
     name: str = "run"
     preset: str = ""
+    schema_version: int = SCHEMA_VERSION
     task: TaskConfig = field(default_factory=TaskConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -136,6 +222,20 @@ class RunConfig:
     grokfast: GrokfastConfig = field(default_factory=GrokfastConfig)
     ticket: TicketConfig = field(default_factory=TicketConfig)
 
+    def __post_init__(self):
+        plain = bool(self.name) and "/" not in self.name and self.name not in (".", "..")
+        check(plain, f"name must be a plain file name; got '{self.name}'")
+        check(
+            self.schema_version == SCHEMA_VERSION,
+            f"schema_version {self.schema_version} is not this release's ({SCHEMA_VERSION})",
+        )
+        g = self.grokfast
+        check(
+            g.kind != "ma" or g.ma_window <= self.train.steps,
+            f"grokfast.ma_window ({g.ma_window}) is longer than train.steps ({self.train.steps}): the filter would "
+            "never act",
+        )
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
@@ -143,21 +243,35 @@ class RunConfig:
         return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
-    def from_dict(cls, data: dict) -> RunConfig:
-        """Build and validate a config; every key must be known and every value of the right type."""
-        config = cls()
-        for key, value in flatten(data).items():
-            set_value(config, key, value)
-        validate(config)
-        return config
+    def from_dict(cls, data: dict, complete: bool = False) -> RunConfig:
+        """Build and validate a config from (nested or dotted) keys; every key must be known and every value of
+        the right type, missing ones take their default. complete: every key must be present (a run's own
+        config.json, after `upgrade`)."""
+        flat = {key: coerce(key, value) for key, value in flatten(data).items()}
+        if complete:
+            missing = set(known_keys()) - set(flat)
+            check(not missing, f"missing keys {', '.join(sorted(missing))}")
+        return build(cls, flat, "")
 
     def with_overrides(self, overrides: dict[str, object]) -> RunConfig:
         """A validated copy with dotted keys replaced, e.g. {"task.p": 59}."""
-        config = RunConfig.from_dict(self.to_dict())
-        for key, value in overrides.items():
-            set_value(config, key, value)
-        validate(config)
-        return config
+        return RunConfig.from_dict({**flatten(self.to_dict()), **overrides})
+
+
+def upgrade(data: dict) -> dict:
+    """A run's config.json as this release writes it: a schema-1 file (no schema_version) gets the keys added
+    since, at the defaults that describe what those runs did (task.kind modular; the v1 releases' later keys:
+    model.dropout, model.init_std, optim.orthograd, ticket.*, grokfast.*)."""
+    flat = flatten(data)
+    version = flat.pop("schema_version", 1)
+    check(version in (1, SCHEMA_VERSION), f"schema_version {version!r} is not one this release reads (1, 2)")
+    if version == 1:
+        v1_later = {"model.dropout", "model.init_std", "optim.orthograd"}
+        v1_later |= {k for k in known_keys() if k.startswith(("ticket.", "grokfast."))}
+        added = {"task.kind", "task.n_train", "model.init_scale", *v1_later}
+        defaults = flatten(RunConfig().to_dict())
+        flat = {**{k: defaults[k] for k in added}, **flat}
+    return {**flat, "schema_version": SCHEMA_VERSION}
 
 
 def flatten(data: dict, prefix: str = "") -> dict[str, object]:
@@ -170,29 +284,48 @@ def flatten(data: dict, prefix: str = "") -> dict[str, object]:
     return flat
 
 
+def build(cls, flat: dict[str, object], prefix: str):
+    """The dataclass `cls` from the dotted keys under `prefix`; nested dataclasses built first."""
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        hint = typing.get_type_hints(cls)[f.name]
+        if dataclasses.is_dataclass(hint):
+            kwargs[f.name] = build(hint, flat, f"{prefix}{f.name}.")
+        elif f"{prefix}{f.name}" in flat:
+            kwargs[f.name] = flat[f"{prefix}{f.name}"]
+    return cls(**kwargs)
+
+
+@functools.cache
+def field_hints() -> dict[str, object]:
+    """Every dotted key → its type hint."""
+
+    def walk(cls, prefix: str) -> dict[str, object]:
+        out = {}
+        for name, hint in typing.get_type_hints(cls).items():
+            out.update(walk(hint, f"{prefix}{name}.") if dataclasses.is_dataclass(hint) else {f"{prefix}{name}": hint})
+        return out
+
+    return walk(RunConfig, "")
+
+
 def known_keys() -> list[str]:
-    return list(flatten(RunConfig().to_dict()))
+    return list(field_hints())
 
 
-def set_value(config: RunConfig, key: str, value: object) -> None:
-    """Set a dotted key, checking it exists and coercing the value to the field's type."""
-    *path, leaf = key.split(".")
-    target = config
-    for part in path:
-        if not dataclasses.is_dataclass(target) or not hasattr(target, part):
-            raise GrokscopeError(f"unknown config key '{key}' (see `grokscope presets` for the keys)")
-        target = getattr(target, part)
-    fields = {f.name: f for f in dataclasses.fields(target)} if dataclasses.is_dataclass(target) else {}
-    if leaf not in fields or dataclasses.is_dataclass(getattr(target, leaf)):
+def coerce(key: str, value: object) -> object:
+    """A value for a dotted key, checked against the key's type (Literal choices included)."""
+    hint = field_hints().get(key)
+    if hint is None:
         raise GrokscopeError(f"unknown config key '{key}' (see `grokscope presets` for the keys)")
-    hint = typing.get_type_hints(type(target))[leaf]
-    setattr(target, leaf, _coerce(key, value, hint))
 
-
-def _coerce(key: str, value: object, hint) -> object:
     def bad(kind: str) -> GrokscopeError:
         return GrokscopeError(f"config key '{key}' expects {kind}, got {value!r}")
 
+    if typing.get_origin(hint) is Literal:
+        if isinstance(value, str):
+            return value  # its choices are checked on construction, with the other rules of its section
+        raise bad("a string")
     if hint is bool:
         if isinstance(value, bool):
             return value
@@ -234,57 +367,3 @@ def parse_override(text: str) -> tuple[str, object]:
 
 def is_prime(n: int) -> bool:
     return n >= 2 and all(n % d for d in range(2, int(n**0.5) + 1))
-
-
-def validate(config: RunConfig) -> None:
-    """Raise GrokscopeError naming the first invalid setting."""
-    t, m, o, tr, c = config.task, config.model, config.optim, config.train, config.checkpoints
-
-    def check(ok: bool, message: str) -> None:
-        if not ok:
-            raise GrokscopeError(message)
-
-    check(t.op in OPS, f"task.op must be one of {', '.join(OPS)}; got '{t.op}'")
-    check(t.p >= 3, f"task.p must be at least 3; got {t.p}")
-    check(t.op not in PRIME_OPS or is_prime(t.p), f"task.op '{t.op}' needs a prime task.p; {t.p} is not prime")
-    check(0 < t.train_frac < 1, f"task.train_frac must be in (0, 1); got {t.train_frac}")
-    check(0 <= t.corrupt_frac <= 1, f"task.corrupt_frac must be in [0, 1]; got {t.corrupt_frac}")
-    check(m.kind in MODEL_KINDS, f"model.kind must be one of {', '.join(MODEL_KINDS)}; got '{m.kind}'")
-    check(m.act in ACTIVATIONS, f"model.act must be one of {', '.join(ACTIVATIONS)}; got '{m.act}'")
-    for name in ("n_layers", "d_model", "n_heads", "d_head", "d_mlp"):
-        check(getattr(m, name) >= 1, f"model.{name} must be at least 1; got {getattr(m, name)}")
-    check(m.d_embed >= 0, f"model.d_embed must be >= 0; got {m.d_embed}")
-    check(
-        m.kind == "mlp" or (not m.bias and m.d_embed == 0 and m.dropout == 0 and m.init_std == 0),
-        "model.bias, model.d_embed, model.dropout and model.init_std apply to model.kind 'mlp' only",
-    )
-    check(m.init_std >= 0, f"model.init_std must be >= 0; got {m.init_std}")
-    check(0 <= m.dropout < 1, f"model.dropout must be in [0, 1); got {m.dropout}")
-    check(o.name in OPTIMIZERS, f"optim.name must be one of {', '.join(OPTIMIZERS)}; got '{o.name}'")
-    check(o.lr > 0, f"optim.lr must be positive; got {o.lr}")
-    check(o.weight_decay >= 0, f"optim.weight_decay must be >= 0; got {o.weight_decay}")
-    check(all(0 <= b < 1 for b in o.betas), f"optim.betas must be in [0, 1); got {list(o.betas)}")
-    check(o.eps > 0, f"optim.eps must be positive; got {o.eps}")
-    check(0 <= o.momentum < 1, f"optim.momentum must be in [0, 1); got {o.momentum}")
-    check(o.warmup_steps >= 0, f"optim.warmup_steps must be >= 0; got {o.warmup_steps}")
-    check(tr.steps >= 1, f"train.steps must be at least 1; got {tr.steps}")
-    check(tr.batch_size >= 0, f"train.batch_size must be >= 0 (0 = full batch); got {tr.batch_size}")
-    check(tr.loss in LOSSES, f"train.loss must be one of {', '.join(LOSSES)}; got '{tr.loss}'")
-    check(c.dense_until >= 0, f"checkpoints.dense_until must be >= 0; got {c.dense_until}")
-    check(c.n_log >= 0 and c.n_uniform >= 0, "checkpoints.n_log and checkpoints.n_uniform must be >= 0")
-    g = config.grokfast
-    check(
-        g.kind in GROKFAST_KINDS, f"grokfast.kind must be one of {', '.join(map(repr, GROKFAST_KINDS))}; got '{g.kind}'"
-    )
-    check(0 <= g.ema_alpha < 1, f"grokfast.ema_alpha must be in [0, 1); got {g.ema_alpha}")
-    check(g.ma_window >= 1, f"grokfast.ma_window must be at least 1; got {g.ma_window}")
-    check(g.ema_lamb >= 0 and g.ma_lamb >= 0, "grokfast.ema_lamb and grokfast.ma_lamb must be >= 0")
-    check(
-        g.kind != "ma" or g.ma_window <= tr.steps,
-        f"grokfast.ma_window ({g.ma_window}) is longer than train.steps ({tr.steps}): the filter would never act",
-    )
-    k = config.ticket
-    check(k.kind in TICKET_KINDS, f"ticket.kind must be one of {', '.join(map(repr, TICKET_KINDS))}; got '{k.kind}'")
-    check(0 < k.keep <= 1, f"ticket.keep (the fraction of weights kept) must be in (0, 1]; got {k.keep}")
-    plain = bool(config.name) and "/" not in config.name and config.name not in (".", "..")
-    check(plain, f"name must be a plain file name; got '{config.name}'")

@@ -77,6 +77,27 @@ PRESETS: dict[str, tuple[str, dict]] = {
             "checkpoints.n_uniform": 300,
         },
     ),
+    "digits": (
+        (
+            "Omnigrok's large-initialisation grokking on scikit-learn's 8 × 8 digits: 300 training images, the rest "
+            "for test; MLP 64 → 200 → 200 → 10, ReLU, every initial weight × 6, MSE on one-hot targets, AdamW "
+            "lr 1e-3 without warm-up, wd 0.1, full batch, 15k steps"
+        ),
+        {
+            "task.kind": "digits",
+            "task.n_train": 300,
+            "model.kind": "deep_mlp",
+            "model.n_layers": 2,
+            "model.d_mlp": 200,
+            "model.init_scale": 6.0,
+            "train.loss": "mse",
+            "optim.weight_decay": 0.1,
+            "optim.warmup_steps": 0,
+            "train.steps": 15_000,
+            "checkpoints.n_log": 200,
+            "checkpoints.n_uniform": 400,
+        },
+    ),
 }
 
 

@@ -130,7 +130,7 @@ def test_memorization_page_prunes_live_and_saves_the_model(runs_dir, monkeypatch
     assert at.success and "Saved to" in at.success[0].value
     (saved,) = (runs_dir / "coexist" / "pruned").iterdir()
     run = grokscope.open_run(runs_dir / "coexist")
-    assert split_accuracies(load_pruned(saved), run.dataset)["test"] == rows["test"]
+    assert split_accuracies(load_pruned(saved), run.config, run.task, run.dataset)["test"] == rows["test"]
 
 
 def test_compare_overlays_runs(runs_dir, monkeypatch):

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 import grokscope
-from grokscope import figures
+from grokscope import analysis, figures
 from grokscope.cli import main
 from grokscope.figures.builders import TIME_AXIS
 from grokscope.figures.export import NO_BROWSER
+from grokscope.models import load_model
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ def test_every_figure_plots_its_data_and_marks_the_step(run, name):
 def test_step_dependent_figures_change_with_the_step(run):
     early, late = (figures.FIGURES["embedding_spectrum"][0](run, int(s)) for s in (run.steps[1], run.steps[-1]))
     assert not np.allclose(early.data["share"], late.data["share"])
-    keys = run.analysis("key_frequencies")["frequencies"]
+    keys = analysis.load(run, "key_frequencies")["frequencies"]
     assert late.data["frequency"][late.data["key"]].tolist() == keys.tolist()
     # after grokking the key frequencies hold most of the power (see test_analysis for the threshold)
     assert late.data["share"][late.data["key"]].sum() > 0.6
@@ -88,10 +89,10 @@ def test_attention_and_neuron_figures(run):
 
     step = int(run.steps[-1])
     plot = figures.FIGURES["attention"][0](run, step)
-    expected = attention_patterns(run.model(step))[:, 1, 0].numpy()  # head 1's attention to a
+    expected = attention_patterns(load_model(run, step))[:, 1, 0].numpy()  # head 1's attention to a
     np.testing.assert_allclose(plot.data["head_1"], expected)
     neuron = figures.FIGURES["neuron_activation"][0](run, step)
-    fractions = run.analysis("neurons")["fraction"][-1]
+    fractions = analysis.load(run, "neurons")["fraction"][-1]
     assert f"neuron {int(np.argmax(fractions))} " in neuron.figure.layout.title.text  # the most clustered
     with pytest.raises(grokscope.GrokscopeError, match="no neuron"):
         figures.builders.neuron_activation(run, step, neuron=10**6)
@@ -101,5 +102,5 @@ def test_neuron_frequency_map_agrees_with_the_cached_clustering(run):
     step = int(run.steps[-1])
     plot = figures.FIGURES["neuron_frequency_map"][0](run, step)
     share = plot.data["share"].reshape(-1, 15)  # (d_mlp, frequencies 1..15) for p = 31
-    cached = run.analysis("neurons")
+    cached = analysis.load(run, "neurons")
     np.testing.assert_allclose(share.max(1), cached["fraction"][-1], rtol=1e-4, atol=1e-6)

@@ -14,6 +14,7 @@ from conftest import small_config
 import grokscope
 from grokscope.cli import main
 from grokscope.figures.builders import LOSS_NAMES
+from grokscope.models import load_model
 from grokscope.store import layout
 from grokscope.train.filters import GrokfastEMA, GrokfastMA, make_filter
 from grokscope.train.losses import LOSSES, cross_entropy, softmax_collapse, stablemax, stablemax_cross_entropy
@@ -179,7 +180,7 @@ def test_a_new_run_records_the_stability_metrics_of_its_logits(grokked_run):
         assert np.isfinite(m[column]).all(), column
     assert ((0 <= m["sc_fraction"]) & (m["sc_fraction"] <= 1)).all()
     # recomputed from the final model: the metrics at the last step are those of the final parameters
-    model = grokked_run.model(int(grokked_run.steps[-1]))
+    model = load_model(grokked_run, int(grokked_run.steps[-1]))
     with torch.no_grad():
         logits = model.grid_logits()[torch.as_tensor(grokked_run.dataset.train_rows)]
     assert m["sc_fraction"][-1] == softmax_collapse(logits).double().mean().item()
@@ -190,7 +191,7 @@ def test_a_new_run_records_the_stability_metrics_of_its_logits(grokked_run):
 def test_a_stablemax_run_evaluates_with_stablemax(tmp_path):
     config = small_config(**{"train.loss": "stablemax", "optim.weight_decay": 0.0})
     run = grokscope.open_run(grokscope.train(config, tmp_path / "sm", progress=False))
-    model = run.model(int(run.steps[-1]))
+    model = load_model(run, int(run.steps[-1]))
     data = run.dataset
     with torch.no_grad():
         logits = model.grid_logits()
@@ -234,7 +235,7 @@ def test_a_float32_run_records_its_exactly_zero_losses(tmp_path, capsys):
     reports it with the other stability columns."""
     config = small_config(**{"train.loss": "ce32", "optim.weight_decay": 0.0, "optim.lr": 0.01})
     run = grokscope.open_run(grokscope.train(config, tmp_path / "ce32", progress=False))
-    model = run.model(int(run.steps[-1]))
+    model = load_model(run, int(run.steps[-1]))
     with torch.no_grad():
         logits = model.grid_logits()[torch.as_tensor(run.dataset.train_rows)]
     losses = LOSSES["ce32"](logits, torch.as_tensor(run.dataset.train_labels), per_example=True)
@@ -291,9 +292,9 @@ def test_every_loss_and_filter_is_named_in_the_run_tables(loss):
 
 
 def test_the_loss_names_agree_everywhere():
-    from grokscope.config import LOSSES as CONFIG_LOSSES
+    from grokscope.config import LossName, choices
 
-    assert set(CONFIG_LOSSES) == set(LOSSES) == set(LOSS_NAMES)
+    assert set(choices(LossName)) == set(LOSSES) == set(LOSS_NAMES)
 
 
 def test_the_training_curves_show_the_stability_columns_only_where_the_run_has_them(small_run, tmp_path):

@@ -11,12 +11,14 @@ from conftest import WIDTH, P, coexistence_config, small_config
 from safetensors.torch import load_file
 
 import grokscope
+from grokscope import analysis
 from grokscope.analysis import analyze, group_of
 from grokscope.analysis.memorization import activation_scores, ipr, ipr_scores, magnitude_scores, mlp_params
 from grokscope.analysis.pruning import Pruner, load_pruned, split_accuracies
 from grokscope.cli import main
+from grokscope.models import load_model
 from grokscope.store import layout
-from grokscope.train.tickets import magnitude_mask, ticket
+from grokscope.analysis.tickets import magnitude_mask, ticket
 
 
 def numpy_ipr(v: np.ndarray, r: int = 2) -> float:
@@ -61,7 +63,7 @@ def test_split_metrics_recorded_during_training_match_the_saved_model(coexistenc
     run = coexistence_run
     m = run.metrics
     for step in (0, int(run.steps[len(run.steps) // 3]), int(run.steps[-1])):
-        acc = split_accuracies(run.model(step), run.dataset)
+        acc = split_accuracies(load_model(run, step), run.config, run.task, run.dataset)
         assert m["corrupted_noisy_acc"][step] == pytest.approx(acc["corrupted_vs_noisy"])
         assert m["corrupted_true_acc"][step] == pytest.approx(acc["corrupted_vs_true"])
         assert m["clean_train_acc"][step] == pytest.approx(acc["clean_train"])
@@ -73,10 +75,10 @@ def test_split_metrics_recorded_during_training_match_the_saved_model(coexistenc
 def test_scores_batched_over_checkpoints_equal_the_one_checkpoint_form(coexistence_run):
     run = coexistence_run
     analyze(run, only=["memorization"], progress=False)
-    cached = run.analysis("memorization")
+    cached = analysis.load(run, "memorization")
     group = group_of(run.config.task)
     for step in (0, int(run.steps[len(run.steps) // 2]), int(run.steps[-1])):
-        row, model = run.row(step), run.model(step)
+        row, model = run.row(step), load_model(run, step)
         params = {n: p.detach() for n, p in model.named_parameters()}
         single = {**ipr_scores(params, run.config, group), "magnitude": magnitude_scores(params, run.config)}
         single["activation"] = activation_scores(model, run.dataset)
@@ -131,7 +133,7 @@ def test_prune_cli_writes_a_loadable_model_and_report(coexistence_run, tmp_path,
     assert torch.all(W_in[:, pruned] == 0) and torch.all(W_out[pruned] == 0)
     kept = sorted(set(range(WIDTH)) - set(pruned))
     assert torch.equal(W_in[:, kept], run.params(int(run.steps[-1]))["mlp.W_in"][:, kept])
-    assert split_accuracies(model, run.dataset) == report["after"]
+    assert split_accuracies(model, run.config, run.task, run.dataset) == report["after"]
     saved = json.loads((out / "report.json").read_text())
     assert {k: saved[k] for k in report} == report
     assert saved["settings"] == {"run": run.name, "step": int(run.steps[-1]), "by": "ipr", "order": "lowest"}
@@ -177,13 +179,13 @@ def test_prune_bad_input_is_one_line(coexistence_run, capsys, args, message):
 
 
 def test_a_model_without_an_mlp_is_refused():
-    with pytest.raises(grokscope.GrokscopeError, match="no MLP"):
+    with pytest.raises(grokscope.GrokscopeError, match="no single MLP layer"):
         mlp_params({"embed.W_E": torch.zeros(3, 3)}, small_config())
 
 
 def test_transformer_neurons_are_scored_through_the_embedding(analyzed_run):
     """The canonical architecture: scores per block-0 neuron, input through W_E, output through W_U."""
-    cached = analyzed_run.analysis("memorization")
+    cached = analysis.load(analyzed_run, "memorization")
     d_mlp = analyzed_run.config.model.d_mlp
     assert cached["ipr"].shape == (len(analyzed_run.steps), d_mlp)
     assert np.isnan(cached["activation"]).all()  # no corrupted labels: no activation score
@@ -290,7 +292,8 @@ def test_runs_made_before_the_later_metrics_and_keys_still_open_and_resume(small
         (path / layout.METRICS / f"{column}.npy").unlink()
     config = json.loads((path / layout.CONFIG).read_text())
     del config["ticket"], config["grokfast"], config["model"]["dropout"], config["model"]["init_std"]
-    del config["optim"]["orthograd"]
+    del config["optim"]["orthograd"], config["schema_version"], config["task"]["kind"], config["task"]["n_train"]
+    del config["model"]["init_scale"]  # a schema-1 config.json, as the first releases wrote it
     (path / layout.CONFIG).write_text(json.dumps(config))
     run = grokscope.open_run(path)
     assert set(run.metrics) == {"step", "train_loss", "test_loss", "train_acc", "test_acc", "weight_norm"}

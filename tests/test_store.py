@@ -6,9 +6,10 @@ import torch
 
 import grokscope
 from grokscope import GrokscopeError, open_run
+from grokscope.models import load_model
 from grokscope.store import layout
-from grokscope.train import checkpoint_steps
 from grokscope.train.losses import accuracy, cross_entropy
+from grokscope.train.schedule import checkpoint_steps
 
 
 def test_schedule_is_dense_then_log_then_uniform():
@@ -42,7 +43,7 @@ def test_saved_model_reproduces_the_recorded_metrics(small_run):
     """A checkpoint is the exact state the metrics were measured at: evaluating it again gives them back."""
     run, data = small_run, small_run.dataset
     for step in (0, int(run.steps[len(run.steps) // 2]), run.config.train.steps):
-        model = run.model(step)
+        model = load_model(run, step)
         with torch.no_grad():
             logits = model.plain_logits(torch.as_tensor(data.test_rows))
         labels = torch.as_tensor(data.test_labels)

@@ -16,7 +16,6 @@ for name in common.run_names():
     except grokscope.GrokscopeError as e:
         rows.append({"run": name, "status": f"unreadable: {e}"})
         continue
-    task, model = run.config.task, run.config.model
     last = int(run.steps[-1]) if run.n_checkpoints else None
     status = "complete" if run.complete else f"{common.activity(run)} at step {last}"
     rows.append(
@@ -24,11 +23,8 @@ for name in common.run_names():
             "run": name,
             "status": status,
             "preset": run.config.preset,
-            "task": f"{task.op} mod {task.p}, {task.train_frac:.0%} train"
-            + (f", {task.corrupt_frac:.0%} corrupted" if task.corrupt_frac else ""),
-            "model": f"{model.kind} d_model {model.d_model} d_mlp {model.d_mlp}"
-            if model.kind == "transformer"
-            else f"mlp {model.d_mlp} {model.act}",
+            "task": run.task.describe(),
+            "model": common.run_model(run),
             "training": training_label(run.config),
             "checkpoints": run.n_checkpoints,
             "grok step": run.grok_step,

@@ -16,4 +16,4 @@ def render(run, step):
         common.show(spectrum_over_time(run, step), "spectrum_over_time")
 
 
-common.step_page(render)
+common.step_page(render, needs=("spectra", "key_frequencies"))

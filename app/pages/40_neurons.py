@@ -5,13 +5,14 @@ import common
 import numpy as np
 import streamlit as st
 
+from grokscope import analysis
 from grokscope.figures.builders import neuron_activation, neuron_clusters, neuron_frequency_map
 
 
 def render(run, step):
     common.show(neuron_frequency_map(run, step), "neuron_frequency_map")
     common.show(neuron_clusters(run, step), "neuron_clusters")
-    fractions = run.analysis("neurons")["fraction"][run.row(step)]
+    fractions = analysis.load(run, "neurons")["fraction"][run.row(step)]
     neuron = st.number_input(
         "neuron", 0, len(fractions) - 1, int(np.argmax(fractions)), key="neuron", help="default: the most clustered"
     )
@@ -19,4 +20,4 @@ def render(run, step):
 
 
 st.title("Neurons")
-common.step_page(render)
+common.step_page(render, needs=("neurons",))

@@ -4,8 +4,10 @@ training; prune them with live before/after accuracies and save the pruned model
 import common
 import streamlit as st
 
+import grokscope
+
 from grokscope import analysis
-from grokscope.analysis.pruning import SPLITS, Pruner, count_of, default_out, save_pruned
+from grokscope.analysis.pruning import SPLITS, Pruner, count_of, default_out, not_prunable, save_pruned
 from grokscope.figures.builders import SPLIT_NAMES, ipr_histogram, ipr_over_time, neuron_scores
 
 
@@ -20,7 +22,11 @@ def pruner(run, step: int, by: str, lowest: bool) -> Pruner:
 
 
 def render(run, step):
-    fourier = "memorization" in analysis.runner.applicable(run)
+    fourier = "memorization" in analysis.applicable(run.config)
+    cannot_prune = not_prunable(run.config)
+    if cannot_prune is not None:
+        st.info(f"Not available for {run.name} ({common.run_model(run)}): {cannot_prune}.")
+        return
     if fourier:
         left, right = st.columns(2)
         with left:
@@ -29,17 +35,18 @@ def render(run, step):
             common.show(neuron_scores(run, step), "neuron_scores")
         common.show(ipr_over_time(run, step), "ipr_over_time")
     else:
-        st.info(
-            f"The IPR needs a group operation; task.op '{run.config.task.op}' is not one. Prune by the other scores."
-        )
+        reason = analysis.not_applicable(run.config)["memorization"]
+        st.info(f"The IPR scores are not available for {run.name}: they {reason}. Prune by the other scores.")
 
     st.subheader(f"Pruning at step {step}")
-    corrupted = bool(run.dataset.corrupted.any())
+    corrupted = bool(run.dataset.corrupted.any()) and grokscope.build_model(run.config).grid_form
     scores = [
         s for s in ("ipr", "activation", "magnitude") if (s != "ipr" or fourier) and (s != "activation" or corrupted)
     ]
     columns = st.columns(3)
-    by = columns[0].selectbox("score", scores, key="prune by", help="activation needs corrupted labels")
+    by = columns[0].selectbox(
+        "score", scores, key="prune by", help="activation needs corrupted labels and a whole-grid model"
+    )
     order = columns[1].radio("prune first", ["lowest", "highest"], horizontal=True, key="prune order")
     fraction = columns[2].slider("fraction of neurons pruned", 0.0, 1.0, 0.5, 0.025, key="prune fraction")
     try:

@@ -6,4 +6,6 @@ import streamlit as st
 from grokscope.figures.builders import progress_measures
 
 st.title("Progress measures")
-common.step_page(lambda run, step: common.show(progress_measures(run, step), "progress_measures"))
+common.step_page(
+    lambda run, step: common.show(progress_measures(run, step), "progress_measures"), needs=("progress", "spectra")
+)

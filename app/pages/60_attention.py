@@ -3,19 +3,28 @@
 import common
 import streamlit as st
 
+import grokscope
+
+from grokscope import analysis
 from grokscope.analysis.probes import ablate
 from grokscope.figures.builders import attention
+from grokscope.models import load_model
 
 
 def render(run, step):
-    if run.config.model.kind != "transformer":
-        st.info("This run's model is an MLP: it has no attention. Neuron ablations are below.")
-    else:
+    model = common.run_model(run)
+    transformer = grokscope.build_model(run.config).has_attention
+    if transformer:
         common.show(attention(run, step), "attention")
+    else:
+        st.info(f"This run's model ({model}) has no attention. Neuron ablations are below.")
     st.subheader(f"Ablation at step {step}")
-    keys = [int(k) for k in run.analysis("key_frequencies")["frequencies"]]
+    fourier = "key_frequencies" in analysis.applicable(run.config)
+    keys = [int(k) for k in analysis.load(run, "key_frequencies")["frequencies"]] if fourier else []
     columns = st.columns(3)
-    heads = columns[0].multiselect("heads", list(range(run.config.model.n_heads)), key="ablate heads")
+    heads = columns[0].multiselect(
+        "heads", list(range(run.config.model.n_heads)) if transformer else [], key="ablate heads"
+    )
     frequencies = columns[1].multiselect("frequencies (key ones listed)", keys, key="ablate frequencies")
     neurons = columns[2].text_input("neurons (comma-separated)", key="ablate neurons")
     if st.button("Ablate", key="ablate"):
@@ -25,7 +34,7 @@ def render(run, step):
             st.error(f"neurons must be comma-separated integers; got '{neurons}'")
             return
         try:
-            result = ablate(run.model(step), run.config, run.dataset, heads, chosen, frequencies)
+            result = ablate(load_model(run, step), run.config, run.dataset, heads, chosen, frequencies)
         except common.grokscope.GrokscopeError as e:
             st.error(str(e))
             return

@@ -1,19 +1,24 @@
-"""Mechanistic progress measures over every checkpoint, cached with the run.
+"""Analyses over every checkpoint of a run, cached with the run.
 
-`grokscope.analysis.ANALYSES` lists what exists (name → version and one-line description; `describe()`
-prints it). `analyze(run)` computes what is missing; `run.analysis(NAME)` returns one as arrays
-indexed by the run's saved steps; `summary(run)` gives the headline. `measure_model(model, ...)` is
+Pieces: `spec` (what an analysis is), one file per family of analyses (weights, neurons, progress,
+memorization), `registry` (name → Analysis, what applies to which run), `cache` (the files in the run),
+`scheduler` (`analyze`, `load`, `missing`), `results` (phases, key frequencies, the summary).
+`analysis.load(run, NAME)` returns one as arrays indexed by the run's saved steps. `measure_model(model, ...)` is
 the one-checkpoint form of every per-checkpoint measure, through the model's plain hooked forward.
 Fourier conventions (basis order, group coordinates for a·b and a/b): see `grokscope.analysis.fourier`.
 """
 
 from grokscope.analysis.fourier import component_names, fourier_basis, group_of
-from grokscope.analysis.runner import ANALYSES, analyze, key_frequencies_at, load, phase_steps, summary
+from grokscope.analysis.registry import ANALYSES, applicable, describe, not_applicable
+from grokscope.analysis.results import key_frequencies_at, phase_steps, summary
+from grokscope.analysis.scheduler import analyze, cached_result, load, missing
 from grokscope.analysis.single import measure_model
 
 __all__ = [
     "ANALYSES",
     "analyze",
+    "applicable",
+    "cached_result",
     "component_names",
     "describe",
     "fourier_basis",
@@ -21,11 +26,8 @@ __all__ = [
     "key_frequencies_at",
     "load",
     "measure_model",
+    "missing",
+    "not_applicable",
     "phase_steps",
     "summary",
 ]
-
-
-def describe() -> str:
-    """One line per analysis: name, version, what it holds."""
-    return "\n".join(f"{name} (v{spec.version}): {spec.description}" for name, spec in ANALYSES.items())

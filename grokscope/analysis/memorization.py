@@ -18,13 +18,17 @@ Spectra are taken in the task's group coordinates (`fourier.group_of`): the toke
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
-from grokscope.analysis.fourier import Group
+from grokscope.analysis.spec import BLOCK, Analysis, checkpoint_loader, fourier
 from grokscope.config import RunConfig
 from grokscope.errors import GrokscopeError
-from grokscope.tasks import Dataset
+from grokscope.models import MODELS, build_model
+from grokscope.store import Run
+from grokscope.tasks import Dataset, Group
 
+MEMORIZATION_ARRAYS = ("ipr_a", "ipr_b", "ipr_out", "ipr", "magnitude", "activation")
 IPR_POWER = 2  # r in IPR_r(v) = Σ_j (|v̂_j| / ‖v̂‖₂)^(2r), Doshi et al.
 SCORES = ("ipr", "activation", "magnitude")
 
@@ -39,36 +43,24 @@ def ipr(v: torch.Tensor, r: int = IPR_POWER) -> torch.Tensor:
 
 def needed_params(config: RunConfig) -> list[str]:
     """The parameters the weight scores read."""
-    if config.model.kind == "mlp":
-        return ["embed.W_E", "mlp.W_in", "mlp.W_out"] if config.model.d_embed else ["mlp.W_in", "mlp.W_out"]
-    return ["embed.W_E", "blocks.0.mlp.W_in", "blocks.0.mlp.W_out", "unembed.W_U"]
+    return MODELS[config.model.kind].neuron_params(config.model)
 
 
 def mlp_params(params: dict[str, torch.Tensor], config: RunConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """The MLP's raw weights (block 0's for transformers): W_in (..., d_in, d_mlp), W_out (..., d_mlp, d_out)."""
-    prefix = "mlp" if config.model.kind == "mlp" else "blocks.0.mlp"
-    if f"{prefix}.W_in" not in params:
-        raise GrokscopeError("the model has no MLP: neuron scores and pruning need one")
-    return params[f"{prefix}.W_in"], params[f"{prefix}.W_out"]
+    """The first neuron layer's raw weights: W_in (..., d_in, d_mlp), W_out (..., d_mlp, d_out)."""
+    layer = MODELS[config.model.kind].neuron_layers(config.model)[0]
+    if layer.W_out is None or layer.W_in not in params:
+        raise GrokscopeError("the model has no single MLP layer: neuron scores and pruning need one")
+    return params[layer.W_in], params[layer.W_out]
 
 
 def neuron_maps(params: dict[str, torch.Tensor], config: RunConfig, group: Group):
     """Per-neuron vectors over the group's coordinates: U, V (input for a, for b), W (output):
     each (..., d_mlp, n)."""
-    W_in, W_out = mlp_params(params, config)
-    p, tokens = config.task.p, torch.as_tensor(group.tokens)
-    if config.model.kind == "mlp":
-        half = W_in.shape[-2] // 2
-        W_a, W_b = W_in[..., :half, :], W_in[..., half:, :]
-        if "embed.W_E" in params:
-            W_a, W_b = params["embed.W_E"] @ W_a, params["embed.W_E"] @ W_b
-        W = W_out
-    else:
-        W_a = W_b = params["embed.W_E"][..., :p, :] @ W_in
-        W = W_out @ params["unembed.W_U"]
-    U = W_a[..., tokens, :].transpose(-1, -2)
-    V = U if W_b is W_a else W_b[..., tokens, :].transpose(-1, -2)
-    return U, V, W[..., :, tokens]
+    model = MODELS[config.model.kind]
+    if not model.fourier:
+        raise GrokscopeError(f"the IPR needs token-indexed weights; model.kind '{config.model.kind}' has none")
+    return model.neuron_maps(params, config.model, group)
 
 
 def ipr_scores(params: dict[str, torch.Tensor], config: RunConfig, group: Group) -> dict[str, torch.Tensor]:
@@ -86,13 +78,6 @@ def magnitude_scores(params: dict[str, torch.Tensor], config: RunConfig) -> torc
     return (W_in.double().square().sum(-2) + W_out.double().square().sum(-1)).sqrt().float()
 
 
-def neuron_logit_map(model) -> torch.Tensor:
-    """The direct map from the MLP's activations to the logits: (d_mlp, d_vocab_out)."""
-    if hasattr(model, "blocks"):
-        return model.blocks[0].mlp.W_out @ model.unembed.W_U
-    return model.mlp.W_out
-
-
 @torch.no_grad()
 def activation_scores(model, dataset: Dataset, post: torch.Tensor | None = None) -> torch.Tensor:
     """Mean contribution to the trained label's logit on clean minus corrupted training examples: (d_mlp,).
@@ -101,7 +86,7 @@ def activation_scores(model, dataset: Dataset, post: torch.Tensor | None = None)
         raise GrokscopeError("the activation score needs corrupted training labels (task.corrupt_frac > 0)")
     if post is None:
         post = model.grid_activations()[0]
-    M = neuron_logit_map(model)
+    M = model.neuron_logit_map()
     rows = torch.as_tensor(dataset.train_rows)
     labels = torch.as_tensor(dataset.train_labels)
     corrupted = torch.as_tensor(dataset.corrupted)
@@ -126,3 +111,40 @@ def neuron_scores(model, config: RunConfig, dataset: Dataset, group: Group | Non
 def memorization_rows(params: dict[str, torch.Tensor], config: RunConfig, group: Group) -> dict[str, torch.Tensor]:
     """The weight-based scores for stacked checkpoints (leading axis): IPRs and magnitude, each (n, d_mlp)."""
     return {**ipr_scores(params, config, group), "magnitude": magnitude_scores(params, config)}
+
+
+@torch.no_grad()
+def memorization_pass(run: Run, group: Group, start: int) -> dict[str, list]:
+    """Neuron scores for checkpoint rows start..n-1: the weight scores on blocks of stacked checkpoints, the
+    activation score (runs with corrupted labels only) from one whole-grid forward per checkpoint."""
+    rows: dict[str, list] = {}
+    for i in range(start, run.n_checkpoints, BLOCK):
+        j = min(i + BLOCK, run.n_checkpoints)
+        params = {n: torch.from_numpy(np.array(run.trajectory(n)[i:j])) for n in needed_params(run.config)}
+        for key, value in memorization_rows(params, run.config, group).items():
+            rows.setdefault(key, []).extend(value.numpy())
+    dataset, n_neurons = run.dataset, len(rows["ipr"][0])
+    if not dataset.corrupted.any():
+        rows["activation"] = [np.full(n_neurons, np.nan, dtype=np.float32)] * (run.n_checkpoints - start)
+        return rows
+    model = build_model(run.config).eval()
+    load_row = checkpoint_loader(run, model)
+    buffer = torch.empty(run.config.task.p**2, n_neurons)
+    for r in range(start, run.n_checkpoints):
+        load_row(r)
+        post, _ = model.grid_activations(out=buffer)
+        rows.setdefault("activation", []).append(activation_scores(model, dataset, post).numpy())
+    return rows
+
+
+MEMORIZATION = Analysis(
+    "memorization",
+    2,
+    "per MLP neuron: IPR of the Fourier spectra of its input weights for a, for b, its output weights, "
+    "and their mean (low: memorizing); weight magnitude; activation score (clean minus corrupted "
+    "contribution to the trained label's logit; NaN without corrupted labels)",
+    "checkpoints",
+    memorization_pass,
+    fourier,
+    MEMORIZATION_ARRAYS,
+)

@@ -13,9 +13,10 @@ import functools
 import numpy as np
 import torch
 
-from grokscope.analysis.fourier import Group, component_frequency, per_frequency, shared_basis
+from grokscope.analysis.fourier import component_frequency, per_frequency, shared_basis
+from grokscope.analysis.spec import Analysis, Forward, fourier
 from grokscope.models.common import Readout
-from grokscope.tasks import one_hots, tokens
+from grokscope.tasks import Group
 
 CLUSTER_THRESHOLD = 0.85
 
@@ -25,7 +26,7 @@ def grid_neurons(model: torch.nn.Module, group: Group, out: torch.Tensor | None 
     model in group coordinates, from the fast whole-grid form (out: see grid_activations)."""
     post, readout = model.grid_activations(out)
     if group.n != model.p:  # the discrete-log order of a·b, a/b (a+b, a−b keep the grid's own)
-        rows = torch.as_tensor(group.grid_rows(model.p))
+        rows = torch.as_tensor(group.grid_rows())
         post, readout = post[rows], readout.take(rows)
     return post.reshape(group.n, group.n, -1), readout
 
@@ -34,19 +35,12 @@ def grid_neurons(model: torch.nn.Module, group: Group, out: torch.Tensor | None 
 def plain_neurons(model: torch.nn.Module, group: Group) -> tuple[torch.Tensor, Readout]:
     """The same as grid_neurons through the model's plain hooked forward (`run_with_cache`): the
     one-checkpoint reference form."""
-    transformer = model.cfg.kind == "transformer"
-    hook = "blocks.0.mlp.hook_post" if transformer else "mlp.hook_post"
-    logits, cache = model.run_with_cache(model_inputs(model, group.grid_rows(model.p)), names_filter=hook)
+    hook = model.neuron_layers(model.cfg)[0].hook_post
+    logits, cache = model.run_with_cache(model.grid_inputs(group.grid_rows()), names_filter=hook)
     post = cache[hook]
-    if transformer:
-        post, logits = post[:, -1], logits[:, -1]
-    return post.reshape(group.n, group.n, -1), Readout([(logits, None)])
-
-
-def model_inputs(model: torch.nn.Module, rows) -> torch.Tensor:
-    """The model's plain-forward inputs for grid rows: tokens `a b =` or concatenated one-hots."""
-    p = model.p
-    return tokens(rows, p) if model.cfg.kind == "transformer" else one_hots(rows, p)
+    if post.ndim == 3:  # (input, position, neuron): the output position
+        post = post[:, -1]
+    return post.reshape(group.n, group.n, -1), Readout([(model.output_logits(logits), None)])
 
 
 def frequency_fractions(acts: torch.Tensor, workspace: torch.Tensor | None = None) -> torch.Tensor:
@@ -91,3 +85,22 @@ def cluster(fractions: torch.Tensor, threshold: float = CLUSTER_THRESHOLD) -> di
     clustered (..., N) bool (fraction ≥ threshold)."""
     fraction, index = fractions.max(-1)
     return {"frequency": index + 1, "fraction": fraction, "clustered": fraction >= threshold}
+
+
+def neuron_rows(state, forward: Forward) -> dict[str, np.ndarray]:
+    """One checkpoint's row of the `neurons` analysis."""
+    c = cluster(frequency_fractions(forward.acts, forward.workspace))
+    return {"frequency": c["frequency"].numpy().astype(np.int16), "fraction": c["fraction"].numpy()}
+
+
+NEURONS = Analysis(
+    "neurons",
+    1,
+    "each MLP neuron's largest share of activation variance in one frequency and that frequency "
+    f"(clustered: share ≥ {CLUSTER_THRESHOLD})",
+    "forward",
+    neuron_rows,
+    fourier,
+    ("frequency", "fraction"),
+    prepare=lambda run, group, cached: None,
+)

@@ -3,7 +3,7 @@
 - `attention_patterns(model)`: where `=` attends, per head, for every input (hooks on the plain forward;
   for one layer the same numbers from the per-token scores, without running the MLP).
 - `ablate(model, dataset, heads=, neurons=, frequencies=)`: zero-ablate attention heads (their output z),
-  MLP neurons (their activation), all in layer 0, or remove Fourier directions of the embedding from the residual
+  neurons of the first neuron layer (their activation), or remove Fourier directions of the embedding from the residual
   stream (for frequency k, the span of the cos k and sin k components of W_E, projected out of
   `blocks.0.hook_resid_pre` at every position); reports loss (the run's own: cross-entropy, MSE or
   StableMax) and accuracy on train and test inputs before and after.
@@ -16,24 +16,23 @@ from collections.abc import Sequence
 import torch
 
 from grokscope.analysis.fourier import fourier_basis, group_of
-from grokscope.analysis.neurons import model_inputs
 from grokscope.config import RunConfig
 from grokscope.errors import GrokscopeError
-from grokscope.tasks import Dataset
+from grokscope.tasks import Dataset, make_task
 from grokscope.train.losses import LOSSES, accuracy
 
 
 @torch.no_grad()
 def attention_patterns(model: torch.nn.Module, layer: int = 0) -> torch.Tensor:
     """Attention of the `=` position over (a, b, =) per head, for every input row a * p + b: (p², H, 3)."""
-    if model.cfg.kind != "transformer":
-        raise GrokscopeError("attention patterns need a transformer; this run's model is an MLP")
+    if not model.has_attention:
+        raise GrokscopeError(f"attention patterns need a transformer; this run's model is a {model.describe()}")
     if not 0 <= layer < model.cfg.n_layers:
         raise GrokscopeError(f"no layer {layer} (the model has {model.cfg.n_layers})")
     if model.cfg.n_layers == 1:  # the fast form: per-token scores, no MLP (equal to the hooks', tested)
         return model.grid_pattern().permute(1, 2, 3, 0).reshape(model.p**2, -1, 3)
     name = f"blocks.{layer}.attn.hook_pattern"
-    _, cache = model.run_with_cache(model_inputs(model, torch.arange(model.p**2)), names_filter=name)
+    _, cache = model.run_with_cache(model.grid_inputs(torch.arange(model.p**2)), names_filter=name)
     return cache[name][:, :, -1, :]
 
 
@@ -51,10 +50,9 @@ def ablate(
     hooks = ablation_hooks(model, config, heads, neurons, frequencies)
     if not hooks:
         raise GrokscopeError("nothing to ablate: give heads, neurons or frequencies")
-    rows = torch.arange(model.p**2)
-    inputs = model_inputs(model, rows)
-    base = last_position(model(inputs))
-    ablated = last_position(model.run_with_hooks(inputs, fwd_hooks=hooks))
+    inputs = model.task_inputs(make_task(config.task), dataset)
+    base = model.output_logits(model(inputs))
+    ablated = model.output_logits(model.run_with_hooks(inputs, fwd_hooks=hooks))
     out = {}
     for split, split_rows, labels in (
         ("train", dataset.train_rows, dataset.train_labels),
@@ -67,16 +65,12 @@ def ablate(
     return out
 
 
-def last_position(logits: torch.Tensor) -> torch.Tensor:
-    return logits[:, -1] if logits.ndim == 3 else logits
-
-
 def ablation_hooks(model, config: RunConfig, heads, neurons, frequencies) -> list:
-    transformer = model.cfg.kind == "transformer"
+    transformer = model.has_attention  # the transformer: heads and a residual stream
     hooks = []
     if len(heads):
         if not transformer:
-            raise GrokscopeError("head ablation needs a transformer; this run's model is an MLP")
+            raise GrokscopeError(f"head ablation needs a transformer; this run's model is a {model.describe()}")
         bad = [h for h in heads if not 0 <= h < model.cfg.n_heads]
         if bad:
             raise GrokscopeError(f"no head {bad[0]} (the model has {model.cfg.n_heads}: 0..{model.cfg.n_heads - 1})")
@@ -98,10 +92,12 @@ def ablation_hooks(model, config: RunConfig, heads, neurons, frequencies) -> lis
             post[..., index] = 0
             return post
 
-        hooks.append(("blocks.0.mlp.hook_post" if transformer else "mlp.hook_post", zero_neurons))
+        hooks.append((model.neuron_layers(model.cfg)[0].hook_post, zero_neurons))
     if len(frequencies):
         if not transformer:
-            raise GrokscopeError("frequency ablation needs a residual stream; this run's model is an MLP")
+            raise GrokscopeError(
+                f"frequency ablation needs a residual stream; this run's model is a {model.describe()}"
+            )
         Q = frequency_directions(model, config, frequencies)
 
         def project_out(resid, hook):  # resid: (batch, pos, d_model)

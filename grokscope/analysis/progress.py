@@ -20,9 +20,14 @@ import math
 import numpy as np
 import torch
 
-from grokscope.analysis.fourier import Group
+from grokscope.analysis.cache import top_up_start
+from grokscope.analysis.neurons import CLUSTER_THRESHOLD, cluster, frequency_fractions, grid_neurons
+from grokscope.analysis.spec import Analysis, Forward, always, fourier
+from grokscope.errors import GrokscopeError
+from grokscope.models import load_model
 from grokscope.models.common import Readout
-from grokscope.tasks import Dataset
+from grokscope.store import Run
+from grokscope.tasks import Dataset, Group
 
 # A frequency the network uses carries power within an order of magnitude of the strongest one's; after
 # clean-up the others sit orders of magnitude lower, so the rule is insensitive to the exact value.
@@ -107,7 +112,7 @@ class LossProbe:
 
 def loss_probe(data: Dataset, group: Group, keys: np.ndarray) -> LossProbe:
     """The LossProbe of a run's dataset in the group's coordinates."""
-    rows = group.grid_rows(data.p)
+    rows = group.grid_rows()
     train = np.isin(rows, data.train_rows)
     trained_label = np.full(len(rows), -1, dtype=np.int64)
     trained_label[train] = data.train_labels[np.searchsorted(data.train_rows, rows[train])]
@@ -147,3 +152,103 @@ def phases(train_acc: np.ndarray, test_loss: np.ndarray) -> dict[str, int | None
         below = np.flatnonzero(log_loss[peak:] <= log_loss[peak] - share * fall)
         out[name] = start + peak + int(below[0])
     return out
+
+
+# --- the registered analyses ---------------------------------------------------------------------------
+
+
+def key_frequencies(
+    run: Run, group: Group, spec: dict, neurons: dict | None, row: int | None = None, rule: str | None = None
+) -> dict:
+    """Key frequencies at checkpoint `row` (default: the last) by all three rules; `rule` (default:
+    neurons, falling back to embed where no neuron is clustered) decides."""
+    row = run.n_checkpoints - 1 if row is None else row
+    if neurons is not None and top_up_start(run, neurons) > row:
+        frequency, fraction = neurons["frequency"][row], neurons["fraction"][row]
+    else:  # one forward at that step instead of waiting for the whole neuron pass
+        acts, _ = grid_neurons(load_model(run, int(run.steps[row])), group)
+        c = cluster(frequency_fractions(acts))
+        frequency, fraction = c["frequency"].numpy(), c["fraction"].numpy()
+    by = {
+        "neurons": key_frequencies_by_neurons(frequency, fraction >= CLUSTER_THRESHOLD),
+        "embed": key_frequencies_by_power(spec["embed_freq_power"][row]),
+        "logit_map": key_frequencies_by_power(spec["neuron_out_freq_power"][row]),
+    }
+    if rule is None:
+        rule = "neurons" if len(by["neurons"]) else "embed"  # no neuron clustered: fall back to W_E power
+    elif rule not in KEY_RULES:
+        raise GrokscopeError(f"unknown key-frequency rule '{rule}' (known: {', '.join(KEY_RULES)})")
+    return {
+        "step": np.int64(run.steps[row]),
+        "frequencies": by[rule],
+        "rule": np.array(rule),
+        "threshold": np.float64(CLUSTER_THRESHOLD if rule == "neurons" else KEY_POWER_FRACTION),
+        **{f"by_{name}": keys for name, keys in by.items()},
+        "coordinates": np.array(group.note),
+    }
+
+
+KEY_FREQUENCIES = Analysis(
+    "key_frequencies",
+    2,
+    "the key frequencies at the last saved step by three rules, with the rule used and its threshold",
+    "run",
+    lambda run, group, cached: key_frequencies(run, group, cached["spectra"], cached.get("neurons")),
+    fourier,
+    meta={
+        "step": 0,
+        "frequencies": 1,
+        "rule": 0,
+        "threshold": 0,
+        "by_neurons": 1,
+        "by_embed": 1,
+        "by_logit_map": 1,
+        "coordinates": 0,
+        "inputs": 0,
+    },
+    requires=("spectra",),
+    reads=("spectra", "neurons"),
+    current=lambda run, result: int(result["step"]) == int(run.steps[-1]),
+)
+
+
+def progress_rows(probe: LossProbe, forward: Forward) -> dict[str, np.ndarray]:
+    """One checkpoint's row of the `progress` analysis."""
+    return {key: value.numpy() for key, value in probe(forward.readout).items()}
+
+
+PROGRESS = Analysis(
+    "progress",
+    1,
+    "restricted loss, excluded loss, and excluded loss per key frequency",
+    "forward",
+    progress_rows,
+    fourier,
+    ("restricted_loss", "excluded_loss", "excluded_loss_per_freq"),
+    {"key_frequencies": 1},
+    requires=("key_frequencies",),
+    prepare=lambda run, group, cached: loss_probe(run.dataset, group, cached["key_frequencies"]["frequencies"]),
+    inputs=lambda cached: {"key_frequencies": cached["key_frequencies"]["frequencies"]},
+)
+
+
+def phase_boundaries(run: Run, group, cached) -> dict[str, np.ndarray]:
+    metrics = run.metrics
+    bounds = phases(metrics["train_acc"], metrics["test_loss"])
+    return {
+        "n_metric_steps": np.int64(run.n_metric_steps),
+        "names": np.array(list(bounds)),
+        "boundary_steps": np.array([-1 if s is None else s for s in bounds.values()], dtype=np.int64),
+    }
+
+
+PHASES = Analysis(
+    "phases",
+    1,
+    "memorization / circuit-formation / clean-up / stable boundaries, as steps",
+    "run",
+    phase_boundaries,
+    always,
+    meta={"n_metric_steps": 0, "names": 1, "boundary_steps": 1},
+    current=lambda run, result: int(result["n_metric_steps"]) == run.n_metric_steps,
+)

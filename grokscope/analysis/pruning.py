@@ -15,37 +15,48 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save
 
-from grokscope.analysis.fourier import group_or_none
 from grokscope.analysis.memorization import SCORES, mlp_params, neuron_scores
-from grokscope.config import RunConfig
+from grokscope.config import RunConfig, upgrade
 from grokscope.errors import GrokscopeError
-from grokscope.models import build_model
+from grokscope.models import MODELS, build_model, load_model
 from grokscope.store import Run, layout
-from grokscope.tasks import Dataset
+from grokscope.tasks import Dataset, Task
+from grokscope.train.losses import LOSSES
+from grokscope.train.metrics import StepMetrics
 
-SPLITS = ("corrupted_vs_noisy", "corrupted_vs_true", "clean_train", "test")
+# the report's names for the metric columns it reads
+SPLIT_COLUMNS = {
+    "corrupted_vs_noisy": "corrupted_noisy_acc",
+    "corrupted_vs_true": "corrupted_true_acc",
+    "clean_train": "clean_train_acc",
+    "test": "test_acc",
+}
+SPLITS = tuple(SPLIT_COLUMNS)
 SWEEP_FRACTIONS = np.linspace(0, 1, 41)  # every 2.5% of the neurons
 PRUNED_DIR = "pruned"
 MODEL_FILE, REPORT_FILE = "model.safetensors", "report.json"
 
 
 @torch.no_grad()
-def split_accuracies(model, dataset: Dataset) -> dict[str, float | None]:
+def split_accuracies(model, config: RunConfig, task: Task, dataset: Dataset) -> dict[str, float | None]:
     """Accuracy on corrupted training examples against their corrupted (noisy) and their true labels, on
-    clean training examples, and on the test set, in [0, 1]; the corrupted ones None without corruption."""
-    predicted = model.grid_logits().argmax(-1).numpy()
-    train = predicted[dataset.train_rows]
-    corrupted = dataset.corrupted
+    clean training examples, and on the test set, in [0, 1] (the training loop's metrics); None for a split
+    with no examples."""
+    values = StepMetrics(dataset, LOSSES[config.train.loss])(model.all_logits(model.task_inputs(task, dataset)))
+    return {split: none_if_nan(float(values[column])) for split, column in SPLIT_COLUMNS.items()}
 
-    def mean(hits: np.ndarray) -> float | None:
-        return float(hits.mean()) if len(hits) else None
 
-    return {
-        "corrupted_vs_noisy": mean((train == dataset.train_labels)[corrupted]),
-        "corrupted_vs_true": mean((train == dataset.true_labels[dataset.train_rows])[corrupted]),
-        "clean_train": mean((train == dataset.train_labels)[~corrupted]),
-        "test": mean(predicted[dataset.test_rows] == dataset.test_labels),
-    }
+def none_if_nan(value: float) -> float | None:
+    return None if np.isnan(value) else value
+
+
+def not_prunable(config: RunConfig) -> str | None:
+    """Why a run's model cannot be pruned here (one line), or None: pruning zeroes neurons of one MLP layer
+    read in and written out by its own W_in and W_out."""
+    layer = MODELS[config.model.kind].neuron_layers(config.model)[0]
+    if layer.W_out is None:
+        return f"pruning needs a single MLP layer with its own W_out; model.kind '{config.model.kind}' has none"
+    return None
 
 
 def neuron_order(scores: torch.Tensor, lowest: bool) -> np.ndarray:
@@ -72,13 +83,13 @@ def pruned(model, config: RunConfig, neurons: np.ndarray):
     out = copy.deepcopy(model)
     params = dict(out.named_parameters())
     W_in, W_out = mlp_params(params, config)
+    b_in = out.neuron_layers(config.model)[0].b_in
     index = torch.as_tensor(np.asarray(neurons, dtype=np.int64))
     with torch.no_grad():
         W_in[:, index] = 0
         W_out[index, :] = 0
-        b_in = params.get("mlp.b_in")
         if b_in is not None:
-            b_in[index] = 0
+            params[b_in][index] = 0
     return out
 
 
@@ -88,16 +99,19 @@ class Pruner:
     def __init__(self, run: Run, step: int | None, by: str, lowest: bool = True):
         if by not in SCORES:
             raise GrokscopeError(f"unknown neuron score '{by}' (known: {', '.join(SCORES)})")
+        reason = not_prunable(run.config)
+        if reason is not None:
+            raise GrokscopeError(reason)
         run.refresh()
         if not run.n_checkpoints:
             raise GrokscopeError(f"{run.path}: no checkpoint saved yet")
         self.run, self.by, self.lowest = run, by, lowest
         self.step = int(run.steps[-1]) if step is None else int(run.steps[run.row(step)])
-        self.config, self.dataset = run.config, run.dataset
-        self.model = run.model(self.step)
-        self.scores = neuron_scores(self.model, self.config, self.dataset, group_or_none(self.config.task), by)
+        self.config, self.task, self.dataset = run.config, run.task, run.dataset
+        self.model = load_model(run, self.step)
+        self.scores = neuron_scores(self.model, self.config, self.dataset, self.task.group(), by)
         self.order = neuron_order(self.scores, lowest)
-        self.before = split_accuracies(self.model, self.dataset)
+        self.before = self.accuracies(self.model)
 
     @property
     def n_neurons(self) -> int:
@@ -107,7 +121,10 @@ class Pruner:
         """The model with the first n neurons in score order pruned, and its report (see `report`)."""
         neurons = np.sort(self.order[:n])
         model = pruned(self.model, self.config, neurons)
-        return model, self.report(neurons, split_accuracies(model, self.dataset))
+        return model, self.report(neurons, self.accuracies(model))
+
+    def accuracies(self, model) -> dict[str, float | None]:
+        return split_accuracies(model, self.config, self.task, self.dataset)
 
     @property
     def settings(self) -> dict:
@@ -168,7 +185,7 @@ def save_pruned(out: str | Path, model, config: RunConfig, report: dict, setting
 def load_pruned(path: str | Path):
     """A model saved by `save_pruned` (or any model.safetensors + config.json pair), in eval mode."""
     path = Path(path)
-    config = RunConfig.from_dict(layout.read_json(path / layout.CONFIG))
+    config = RunConfig.from_dict(upgrade(layout.read_json(path / layout.CONFIG)))
     model = build_model(config)
     try:
         weights = load_file(path / MODEL_FILE)

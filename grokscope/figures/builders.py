@@ -12,8 +12,10 @@ from plotly.subplots import make_subplots
 from grokscope import analysis
 from grokscope.analysis.neurons import CLUSTER_THRESHOLD
 from grokscope.analysis.progress import TRAIN_FIT
+from grokscope.analysis.pruning import not_prunable
 from grokscope.config import RunConfig
 from grokscope.errors import GrokscopeError
+from grokscope.models import MODELS, load_model
 from grokscope.store import Run
 from grokscope.store.layout import STABILITY_COLUMNS
 
@@ -144,10 +146,10 @@ def training_label(config: RunConfig) -> str:
 def embedding_spectrum(run: Run, step: int | None = None) -> Plot:
     """Share of W_E's non-constant Fourier power per frequency at the step; key frequencies marked."""
     step = cursor_step(run, step)
-    power = run.analysis("spectra")["embed_freq_power"][run.row(step), 1:]
+    power = analysis.load(run, "spectra")["embed_freq_power"][run.row(step), 1:]
     share = power / power.sum() if power.sum() > 0 else power
     frequency = np.arange(1, len(power) + 1)
-    keys = set(run.analysis("key_frequencies")["frequencies"].tolist())
+    keys = set(analysis.load(run, "key_frequencies")["frequencies"].tolist())
     colours = [PALETTE[1] if k in keys else PALETTE[0] for k in frequency]
     fig = go.Figure(go.Bar(x=frequency, y=share, marker_color=colours, name="share of power"))
     fig.update_xaxes(title_text="frequency k")
@@ -166,10 +168,10 @@ def embedding_spectrum(run: Run, step: int | None = None) -> Plot:
 def spectrum_over_time(run: Run, step: int | None = None) -> Plot:
     """Heatmap frequency × step of each frequency's share of W_E's non-constant Fourier power."""
     step = cursor_step(run, step)
-    power = run.analysis("spectra")["embed_freq_power"][:, 1:]
+    power = analysis.load(run, "spectra")["embed_freq_power"][:, 1:]
     share = power / np.clip(power.sum(1, keepdims=True), 1e-300, None)
     frequency = np.arange(1, power.shape[1] + 1)
-    keys = run.analysis("key_frequencies")["frequencies"].tolist()
+    keys = analysis.load(run, "key_frequencies")["frequencies"].tolist()
     fig = go.Figure(
         go.Heatmap(x=run.steps, y=frequency, z=share.T, colorscale="Viridis", colorbar={"title": {"text": "share"}})
     )
@@ -186,7 +188,7 @@ def spectrum_over_time(run: Run, step: int | None = None) -> Plot:
 def neuron_clusters(run: Run, step: int | None = None) -> Plot:
     """Clustered neurons per frequency at the step, and the clustered share over training."""
     step = cursor_step(run, step)
-    neurons = run.analysis("neurons")
+    neurons = analysis.load(run, "neurons")
     clustered = neurons["fraction"] >= CLUSTER_THRESHOLD  # (n_checkpoints, d_mlp)
     row = run.row(step)
     n_freq = analysis.group_of(run.config.task).n // 2
@@ -216,7 +218,7 @@ def neuron_clusters(run: Run, step: int | None = None) -> Plot:
 def progress_measures(run: Run, step: int | None = None) -> Plot:
     """Restricted, excluded and test loss (log scale); Gini coefficients; total squared weight norm."""
     step = cursor_step(run, step)
-    progress, spectra, norms = (run.analysis(n) for n in ("progress", "spectra", "weight_norms"))
+    progress, spectra, norms = (analysis.load(run, n) for n in ("progress", "spectra", "weight_norms"))
     test_loss = run.metrics["test_loss"][run.steps]
     fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.05, row_heights=[0.5, 0.25, 0.25])
     curves = (
@@ -257,7 +259,7 @@ def attention(run: Run, step: int | None = None) -> Plot:
 
     step = cursor_step(run, step)
     p = run.config.task.p
-    to_a = attention_patterns(run.model(step))[:, :, 0].numpy()  # (p², H)
+    to_a = attention_patterns(load_model(run, step))[:, :, 0].numpy()  # (p², H)
     heads = to_a.shape[1]
     fig = make_subplots(rows=1, cols=heads, subplot_titles=[f"head {h}" for h in range(heads)], horizontal_spacing=0.03)
     for h in range(heads):
@@ -279,7 +281,7 @@ def step_activations(run: Run, step: int):
 
     kept = run.memo.get("activations")
     if kept is None or kept[0] != step:
-        acts, _ = grid_neurons(run.model(step), analysis.group_of(run.config.task))
+        acts, _ = grid_neurons(load_model(run, step), analysis.group_of(run.config.task))
         run.memo["activations"] = kept = (step, acts)
     return kept[1]
 
@@ -312,7 +314,7 @@ def neuron_activation(run: Run, step: int | None = None, neuron: int | None = No
     step = cursor_step(run, step)
     group = analysis.group_of(run.config.task)
     if neuron is None:
-        neuron = int(np.argmax(run.analysis("neurons")["fraction"][run.row(step)]))
+        neuron = int(np.argmax(analysis.load(run, "neurons")["fraction"][run.row(step)]))
     d_mlp = run.config.model.d_mlp
     if not 0 <= neuron < d_mlp:
         raise GrokscopeError(f"no neuron {neuron} (the MLP has {d_mlp}: 0..{d_mlp - 1})")
@@ -405,7 +407,7 @@ SPLIT_NAMES = {
 def ipr_histogram(run: Run, step: int | None = None) -> Plot:
     """How many MLP neurons have each IPR at the step (low: memorizing, high: periodic)."""
     step = cursor_step(run, step)
-    ipr = run.analysis("memorization")["ipr"][run.row(step)]
+    ipr = analysis.load(run, "memorization")["ipr"][run.row(step)]
     counts, _ = np.histogram(ipr, IPR_BINS)
     centres = (IPR_BINS[:-1] + IPR_BINS[1:]) / 2
     fig = go.Figure(go.Bar(x=centres, y=counts, width=np.diff(IPR_BINS), marker_color=PALETTE[0], name="neurons"))
@@ -419,7 +421,7 @@ def ipr_histogram(run: Run, step: int | None = None) -> Plot:
 def neuron_scores(run: Run, step: int | None = None) -> Plot:
     """Each neuron's IPR against its activation score (runs with corrupted labels) or weight magnitude."""
     step = cursor_step(run, step)
-    scores = {k: v[run.row(step)] for k, v in run.analysis("memorization").items() if k != "steps"}
+    scores = {k: v[run.row(step)] for k, v in analysis.load(run, "memorization").items() if k != "steps"}
     other = "activation" if np.isfinite(scores["activation"]).all() else "magnitude"
     label = {
         "activation": "activation score (clean − corrupted contribution to the label's logit)",
@@ -446,7 +448,7 @@ def ipr_over_time(run: Run, step: int | None = None) -> Plot:
     """Heatmap IPR × step of the number of neurons at each IPR: the split into memorizing (low) and
     periodic (high) neurons forming."""
     step = cursor_step(run, step)
-    ipr = run.analysis("memorization")["ipr"]
+    ipr = analysis.load(run, "memorization")["ipr"]
     counts = np.stack([np.histogram(row, IPR_BINS)[0] for row in ipr])  # (n_checkpoints, bins)
     centres = (IPR_BINS[:-1] + IPR_BINS[1:]) / 2
     fig = go.Figure(
@@ -506,6 +508,9 @@ GROUP_FREE = ("training_curves", "attention")  # the others read Fourier analyse
 
 
 def standard(run: Run) -> list[str]:
-    """The figures that apply to the run: attention for transformers only; Fourier ones for group tasks."""
-    names = list(FIGURES) if "spectra" in analysis.runner.applicable(run) else list(GROUP_FREE)
-    return [n for n in names if n != "attention" or run.config.model.kind == "transformer"]
+    """The figures that apply to the run: the Fourier and neuron ones where the Fourier analyses apply (and the
+    pruning sweep where the model can be pruned), attention for transformers."""
+    names = list(FIGURES) if "spectra" in analysis.applicable(run.config) else list(GROUP_FREE)
+    has_attention = MODELS[run.config.model.kind].has_attention
+    prunable = not_prunable(run.config) is None
+    return [n for n in names if (n != "attention" or has_attention) and (n != "pruning_sweep" or prunable)]

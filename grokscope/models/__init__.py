@@ -1,26 +1,40 @@
-"""Models as transformer-lens `HookedRootModule`s with HookedTransformer names.
+"""Models: one file per architecture behind the `Model` interface (see base.py), and the registry kind → class.
 
-Each model has two forms of the same maths:
-- `forward(inputs)`: the plain, hooked form (`run_with_cache`, hooks, TransformerLens habits);
-- `grid_logits()`: the fast form used for training and whole-grid analysis: the logits of all p² inputs
-  (row `a * p + b`), computing only what the output reads; it fires no hooks.
-`plain_logits(rows)` runs the plain form on the same rows, for checking one against the other.
+Adding a model family: a file with a `Model` subclass, its kind added to `config.ModelKind`, one line here.
 """
 
 from __future__ import annotations
 
 import torch
 
-from grokscope.config import RunConfig
+from grokscope.config import ModelKind, RunConfig, choices
+from grokscope.models.base import Model, NeuronLayer
+from grokscope.models.deep_mlp import DeepMLP
 from grokscope.models.mlp import MLP
 from grokscope.models.transformer import Transformer
+from grokscope.store import Run
+from grokscope.tasks import make_task
 
-__all__ = ["MLP", "Transformer", "build_model"]
+MODELS: dict[str, type[Model]] = {"transformer": Transformer, "mlp": MLP, "deep_mlp": DeepMLP}
+assert tuple(MODELS) == choices(ModelKind), "the model registry and config.ModelKind must list the same kinds"
+
+__all__ = ["MLP", "MODELS", "DeepMLP", "Model", "NeuronLayer", "Transformer", "build_model", "load_model"]
 
 
-def build_model(config: RunConfig) -> Transformer | MLP:
-    """A freshly initialised model for the run's config, seeded with `model.seed`."""
+def build_model(config: RunConfig) -> Model:
+    """A freshly initialised model for the run's config, seeded with `model.seed`, every initial parameter
+    multiplied by `model.init_scale`. GrokscopeError where the model cannot read the task's inputs."""
     generator = torch.Generator().manual_seed(config.model.seed)
-    if config.model.kind == "transformer":
-        return Transformer(config.model, config.task.p, generator)
-    return MLP(config.model, config.task.p, generator)
+    model = MODELS[config.model.kind](config.model, make_task(config.task), generator)
+    if config.model.init_scale != 1:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.mul_(config.model.init_scale)
+    return model
+
+
+def load_model(run: Run, step: int, device: str = "cpu") -> Model:
+    """A ready model (eval mode) with the parameters of a run's saved step."""
+    model = build_model(run.config)
+    model.load_state_dict(run.params(step))
+    return model.to(device).eval()

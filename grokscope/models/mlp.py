@@ -10,12 +10,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
 from grokscope.config import ModelConfig
+from grokscope.models.base import Model, NeuronLayer
 from grokscope.models.common import Readout, activation, normal_param, read_out, scaled
-from grokscope.tasks import one_hots
+from grokscope.tasks import Dataset, ModularTask, one_hots
 
 
 def weight(shape: tuple[int, ...], fan: int, std: float, g: torch.Generator) -> nn.Parameter:
@@ -39,10 +39,15 @@ class Hidden(nn.Module):
         self.hook_pre, self.hook_post = HookPoint(), HookPoint()
 
 
-class MLP(HookedRootModule):
-    def __init__(self, cfg: ModelConfig, p: int, generator: torch.Generator):
-        super().__init__()
-        self.cfg, self.p = cfg, p
+class MLP(Model):
+    kind = "mlp"
+    reads = "pairs"
+    grid_form = True
+    fourier = True
+
+    def __init__(self, cfg: ModelConfig, task: ModularTask, generator: torch.Generator):
+        super().__init__(cfg, task)
+        p = self.p = task.p
         self.embed = Embed(p, cfg.d_embed, cfg.init_std, generator) if cfg.d_embed else None
         self.mlp = Hidden(2 * (cfg.d_embed or p), cfg.d_mlp, p, cfg.bias, cfg.init_std, generator)
         self.act = activation(cfg.act)
@@ -62,8 +67,63 @@ class MLP(HookedRootModule):
         logits = F.dropout(post, self.cfg.dropout, self.training) @ mlp.W_out
         return logits if mlp.b_out is None else logits + mlp.b_out
 
+    def task_inputs(self, task: ModularTask, dataset: Dataset) -> torch.Tensor:
+        return self.grid_inputs(torch.arange(self.p**2))
+
+    def grid_inputs(self, rows) -> torch.Tensor:
+        """The plain forward's inputs for grid rows: one-hot(a)‖one-hot(b) (n, 2p)."""
+        return one_hots(rows, self.p)
+
+    def neuron_logit_map(self) -> torch.Tensor:
+        return self.mlp.W_out
+
+    @staticmethod
+    def token_maps(params: dict[str, torch.Tensor], cfg: ModelConfig, group) -> dict[str, torch.Tensor]:
+        """As Transformer.token_maps: embed (B, n, d) the learned W_E, or without one the input weights reading
+        a; unembed (B, d_mlp, n) W_out; neuron_in (B, n, d_mlp) each neuron's input weight on each token a;
+        neuron_out W_out."""
+        t = torch.as_tensor(group.tokens)
+        W_in, W_out = params["mlp.W_in"], params["mlp.W_out"][:, :, t]
+        if cfg.d_embed:
+            embed = params["embed.W_E"][:, t]
+            neuron_in = embed @ W_in[:, : cfg.d_embed]
+        else:
+            embed = neuron_in = W_in[:, : group.p][:, t]
+        return {"embed": embed, "unembed": W_out, "neuron_in": neuron_in, "neuron_out": W_out}
+
+    @staticmethod
+    def neuron_maps(params: dict[str, torch.Tensor], cfg: ModelConfig, group):
+        """Per neuron, vectors over the group's coordinates (params with any leading axes): U, V its input
+        weights for a and for b (through W_E when the model embeds), W its output weights; each (..., d_mlp, n)."""
+        tokens_ = torch.as_tensor(group.tokens)
+        W_in = params["mlp.W_in"]
+        half = W_in.shape[-2] // 2
+        W_a, W_b = W_in[..., :half, :], W_in[..., half:, :]
+        if cfg.d_embed:
+            W_a, W_b = params["embed.W_E"] @ W_a, params["embed.W_E"] @ W_b
+        U = W_a[..., tokens_, :].transpose(-1, -2)
+        V = W_b[..., tokens_, :].transpose(-1, -2)
+        return U, V, params["mlp.W_out"][..., :, tokens_]
+
+    @staticmethod
+    def neuron_params(cfg: ModelConfig) -> list[str]:
+        """The parameters neuron_maps and the neuron weight magnitudes read."""
+        return ["embed.W_E", "mlp.W_in", "mlp.W_out"] if cfg.d_embed else ["mlp.W_in", "mlp.W_out"]
+
+    def all_logits(self, inputs: torch.Tensor, grad_rows: torch.Tensor | None = None) -> torch.Tensor:
+        return self.grid_logits(grad_rows)
+
     def plain_logits(self, rows: torch.Tensor) -> torch.Tensor:
         return self(one_hots(rows, self.p).to(self.mlp.W_in))
+
+    @staticmethod
+    def neuron_layers(cfg: ModelConfig) -> list[NeuronLayer]:
+        return [NeuronLayer("mlp.W_in", "mlp.W_out", "mlp.b_in" if cfg.bias else None, "mlp.hook_pre", "mlp.hook_post")]
+
+    def describe(self) -> str:
+        c = self.cfg
+        embed = f", embedding {c.d_embed}" if c.d_embed else ""
+        return f"one-hot MLP {c.d_mlp} {c.act}{embed}"
 
     def grid_logits(self, grad_rows: torch.Tensor | None = None) -> torch.Tensor:
         """Logits for every input, row a * p + b: (p², p), equal to the plain forward's to float32 precision

@@ -11,12 +11,12 @@ import math
 
 import torch
 from torch import nn
-from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
 from grokscope.config import ModelConfig
+from grokscope.models.base import Model, NeuronLayer
 from grokscope.models.common import Readout, activation, read_out, scaled
-from grokscope.tasks import tokens
+from grokscope.tasks import Dataset, ModularTask, tokens
 
 N_CTX = 3  # `a b =`
 
@@ -91,12 +91,17 @@ class Unembed(nn.Module):
         self.W_U = scaled((d_model, d_vocab_out), d_vocab_out, g)
 
 
-class Transformer(HookedRootModule):
+class Transformer(Model):
     """Inputs `a b =` as tokens (batch, 3) with `=` = p; d_vocab = p + 1, d_vocab_out = p."""
 
-    def __init__(self, cfg: ModelConfig, p: int, generator: torch.Generator):
-        super().__init__()
-        self.cfg, self.p = cfg, p
+    kind = "transformer"
+    reads = "tokens"
+    has_attention = True
+    fourier = True
+
+    def __init__(self, cfg: ModelConfig, task: ModularTask, generator: torch.Generator):
+        super().__init__(cfg, task)
+        p = self.p = task.p
         self.embed = Embed(p + 1, cfg.d_model, generator)
         self.pos_embed = PosEmbed(cfg.d_model, generator)
         self.blocks = nn.ModuleList(Block(cfg, generator) for _ in range(cfg.n_layers))
@@ -110,6 +115,69 @@ class Transformer(HookedRootModule):
         for block in self.blocks:
             resid = block(resid)
         return resid @ self.unembed.W_U
+
+    @property
+    def grid_form(self) -> bool:
+        """The whole-grid fast forms exist for one layer (deeper models compute them with the plain forward)."""
+        return len(self.blocks) == 1
+
+    def task_inputs(self, task: ModularTask, dataset: Dataset) -> torch.Tensor:
+        return self.grid_inputs(torch.arange(self.p**2))
+
+    def grid_inputs(self, rows) -> torch.Tensor:
+        """The plain forward's inputs for grid rows: tokens `a b =` (n, 3)."""
+        return tokens(rows, self.p)
+
+    def neuron_logit_map(self) -> torch.Tensor:
+        return self.blocks[0].mlp.W_out @ self.unembed.W_U
+
+    @staticmethod
+    def token_maps(params: dict[str, torch.Tensor], cfg: ModelConfig, group) -> dict[str, torch.Tensor]:
+        """The token-indexed maps the spectra read, rows/columns in the group's coordinate order, for params
+        stacked over B checkpoints: embed (B, n, d) W_E without `=`; unembed (B, d, n) W_U; neuron_in
+        (B, n, d_mlp) W_E·W_in (block 0); neuron_out (B, d_mlp, n) W_out·W_U."""
+        t = torch.as_tensor(group.tokens)
+        embed, unembed = params["embed.W_E"][:, t], params["unembed.W_U"][:, :, t]
+        W_in, W_out = params["blocks.0.mlp.W_in"], params["blocks.0.mlp.W_out"]
+        return {"embed": embed, "unembed": unembed, "neuron_in": embed @ W_in, "neuron_out": W_out @ unembed}
+
+    @staticmethod
+    def neuron_maps(params: dict[str, torch.Tensor], cfg: ModelConfig, group):
+        """Per block-0 neuron, vectors over the group's coordinates (params with any leading axes): U = V its
+        input direction read through W_E, W its output read through W_U; each (..., d_mlp, n)."""
+        tokens_ = torch.as_tensor(group.tokens)
+        W_a = params["embed.W_E"][..., : group.p, :] @ params["blocks.0.mlp.W_in"]
+        W = params["blocks.0.mlp.W_out"] @ params["unembed.W_U"]
+        U = W_a[..., tokens_, :].transpose(-1, -2)
+        return U, U, W[..., :, tokens_]
+
+    @staticmethod
+    def neuron_params(cfg: ModelConfig) -> list[str]:
+        """The parameters neuron_maps and the neuron weight magnitudes read."""
+        return ["embed.W_E", "blocks.0.mlp.W_in", "blocks.0.mlp.W_out", "unembed.W_U"]
+
+    def output_logits(self, out: torch.Tensor) -> torch.Tensor:
+        return out[:, -1]
+
+    def all_logits(self, inputs: torch.Tensor, grad_rows: torch.Tensor | None = None) -> torch.Tensor:
+        return self.grid_logits(grad_rows)
+
+    @staticmethod
+    def neuron_layers(cfg: ModelConfig) -> list[NeuronLayer]:
+        return [
+            NeuronLayer(
+                f"blocks.{i}.mlp.W_in",
+                f"blocks.{i}.mlp.W_out",
+                None,
+                f"blocks.{i}.mlp.hook_pre",
+                f"blocks.{i}.mlp.hook_post",
+            )
+            for i in range(cfg.n_layers)
+        ]
+
+    def describe(self) -> str:
+        c = self.cfg
+        return f"transformer {c.n_layers} layer{'s' if c.n_layers > 1 else ''}, d_model {c.d_model}, {c.n_heads} heads, d_mlp {c.d_mlp}"
 
     def plain_logits(self, rows: torch.Tensor) -> torch.Tensor:
         """The plain forward's logits at `=` for grid rows: (len(rows), p)."""

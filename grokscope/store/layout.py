@@ -3,7 +3,7 @@
 Layout of checkpoints/<run>/:
     config.json               the RunConfig (dotted keys as `--set` takes them)
     meta.json                 provenance: package versions, git revision, device, parameter shapes
-    data.npz                  the split, labels and corruption mask (grokscope.tasks.Dataset)
+    data.npz                  the split, labels and corruption mask (grokscope.tasks.Dataset), by input number
     steps.npy                 int64 (n_scheduled,) the steps the schedule will save, in order
     params/<name>.npy         float32 (n_scheduled, *shape) one memmap per parameter, filled as training goes
     metrics/<column>.npy      float64 (steps + 1,) one value per training step (METRIC_COLUMNS)
@@ -21,12 +21,14 @@ import json
 import os
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from safetensors.torch import load_file
 
 from grokscope.errors import GrokscopeError
+
+if TYPE_CHECKING:
+    import torch
 
 CONFIG, META, DATA, STEPS, PROGRESS = "config.json", "meta.json", "data.npz", "steps.npy", "progress.json"
 PARAMS, METRICS, STATE = "params", "metrics", "state"
@@ -138,6 +140,8 @@ def metric_columns(run: Path) -> tuple[str, ...]:
 
 def load_mask(run: Path, shapes: dict[str, list[int]]) -> dict[str, torch.Tensor]:
     """A ticket's mask.safetensors, checked against the parameter shapes."""
+    from safetensors.torch import load_file
+
     path = run / MASK
     try:
         mask = load_file(path)

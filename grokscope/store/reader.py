@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from grokscope.config import LATER_KEYS, RunConfig, flatten, known_keys
+from grokscope.config import RunConfig, upgrade
 from grokscope.errors import GrokscopeError
 from grokscope.store import layout
-from grokscope.tasks import Dataset
 
-GROK_ACC = 0.99  # grok_step: the first step with test accuracy at least this
+if TYPE_CHECKING:
+    import torch
+
+    from grokscope.tasks import Dataset, Task
 
 
 def open_run(path: str | Path) -> Run:
@@ -33,12 +35,8 @@ class Run:
             raise GrokscopeError(f"{path}: {'not a directory' if path.exists() else 'no such run directory'}")
         if not (path / layout.CONFIG).is_file():
             raise GrokscopeError(f"{path}: not a grokscope run (no {layout.CONFIG})")
-        config = layout.read_json(path / layout.CONFIG)
-        missing = set(known_keys()) - set(flatten(config)) - LATER_KEYS
-        if missing:
-            raise GrokscopeError(f"{path / layout.CONFIG}: corrupt (missing {', '.join(sorted(missing))})")
         try:
-            self.config = RunConfig.from_dict(config)
+            self.config = RunConfig.from_dict(upgrade(layout.read_json(path / layout.CONFIG)), complete=True)
         except GrokscopeError as e:
             raise GrokscopeError(f"{path / layout.CONFIG}: {e}") from None
         self.meta = layout.read_json(path / layout.META)
@@ -84,16 +82,10 @@ class Run:
 
     def params(self, step: int) -> dict[str, torch.Tensor]:
         """All parameters at a saved step: name → float32 tensor."""
+        import torch
+
         i = self.row(step)
         return {n: torch.from_numpy(np.array(a[i])) for n, a in self._params.items()}
-
-    def model(self, step: int, device: str = "cpu"):
-        """A ready model (eval mode) with the parameters of a saved step."""
-        from grokscope.models import build_model
-
-        model = build_model(self.config)
-        model.load_state_dict(self.params(step))
-        return model.to(device).eval()
 
     def trajectory(self, name: str) -> np.ndarray:
         """One parameter over all saved steps, read-only (n_checkpoints, *shape), without loading others."""
@@ -106,20 +98,27 @@ class Run:
         n = self.n_metric_steps
         return {"step": np.arange(n), **{c: np.asarray(a[:n]) for c, a in self._metrics.items()}}
 
-    def analysis(self, name: str) -> dict[str, np.ndarray]:
-        """A cached analysis (see `grokscope.analysis`), computed first if missing or stale: name → array,
-        per-checkpoint arrays indexed like `steps` (their "steps" entry)."""
-        from grokscope.analysis import load
+    @property
+    def task(self) -> Task:
+        from grokscope.tasks import make_task
 
-        return load(self, name)
+        return make_task(self.config.task)
 
     @property
     def dataset(self) -> Dataset:
-        arrays = layout.load_npz(self.path / layout.DATA)
+        """The run's split and labels (data.npz), checked against its task."""
+        from grokscope.tasks import Dataset
+
+        task, path = self.task, self.path / layout.DATA
+        arrays = layout.load_npz(path)
         try:
-            return Dataset(p=self.config.task.p, **arrays)
+            dataset = Dataset(n_classes=task.n_classes, **arrays)
+            dataset.check(task.n_inputs)
         except TypeError:
-            raise GrokscopeError(f"{self.path / layout.DATA}: corrupt (unexpected arrays)") from None
+            raise GrokscopeError(f"{path}: corrupt (unexpected arrays)") from None
+        except GrokscopeError as e:
+            raise GrokscopeError(f"{path}: corrupt ({e})") from None
+        return dataset
 
     @property
     def mask(self) -> dict[str, torch.Tensor] | None:
@@ -130,8 +129,8 @@ class Run:
 
     @property
     def grok_step(self) -> int | None:
-        """First step with test accuracy >= 0.99, or None."""
-        hits = np.flatnonzero(self.metrics["test_acc"] >= GROK_ACC)
+        """First step with test accuracy at least the task's grok_accuracy (0.99 for modular tasks), or None."""
+        hits = np.flatnonzero(self.metrics["test_acc"] >= self.task.grok_accuracy)
         return int(hits[0]) if len(hits) else None
 
     def summary(self) -> dict:

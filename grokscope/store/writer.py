@@ -12,6 +12,7 @@ import errno
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,7 +21,9 @@ from safetensors.torch import save
 from grokscope.config import RunConfig
 from grokscope.errors import GrokscopeError
 from grokscope.store import layout
-from grokscope.tasks import Dataset
+
+if TYPE_CHECKING:
+    from grokscope.tasks import Dataset
 
 
 def reserve(path: Path, n_bytes: int) -> None:

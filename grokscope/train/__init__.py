@@ -1,6 +1,18 @@
-"""Training: the loop, optimizers, losses and the checkpoint schedule."""
+"""Training: the loop, optimizers, losses, gradient filters and the checkpoint schedule.
 
-from grokscope.train.loop import RUNS_DIR, train
-from grokscope.train.schedule import checkpoint_steps
+Light to import (no torch until a run is trained): `train` loads the loop on its first call.
+"""
 
-__all__ = ["RUNS_DIR", "checkpoint_steps", "train"]
+from pathlib import Path
+
+RUNS_DIR = Path("checkpoints")
+
+
+def train(*args, **kwargs) -> Path:
+    """Train a run; see `grokscope.train.loop.train` for the arguments."""
+    from grokscope.train.loop import train as train_run
+
+    return train_run(*args, **kwargs)
+
+
+__all__ = ["RUNS_DIR", "train"]

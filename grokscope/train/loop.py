@@ -1,4 +1,5 @@
-"""The training loop: the fast grid forward, metrics every step, dense crash-safe checkpoints, resume.
+"""The training loop: the logits of every input each step (a model's fast form where it has one), metrics every
+step, dense crash-safe checkpoints, resume.
 
 Step s means the parameters after s updates. At every step the loop (1) saves a checkpoint if s is
 scheduled, (2) evaluates train/test loss and accuracy and the weight norm at those parameters,
@@ -23,14 +24,16 @@ from tqdm.auto import tqdm
 from grokscope.config import RunConfig
 from grokscope.errors import GrokscopeError
 from grokscope.models import build_model
-from grokscope.store import RunWriter, layout, open_run
-from grokscope.tasks import Dataset, make_dataset, one_hots
+from grokscope.store import layout, open_run
+from grokscope.store.writer import RunWriter
+from grokscope.tasks import Dataset, make_task
+from grokscope.train import RUNS_DIR
 from grokscope.train.filters import make_filter
-from grokscope.train.losses import LOSSES, accuracy, softmax_collapse
+from grokscope.train.losses import LOSSES
+from grokscope.train.metrics import StepMetrics
 from grokscope.train.optim import load_state_tensors, lr_at, make_optimizer, orthogonalize_, state_tensors
 from grokscope.train.schedule import checkpoint_steps
 
-RUNS_DIR = Path("checkpoints")
 COMMIT_EVERY_S = 2.0  # how often training state is made durable (at the next checkpoint after this)
 
 
@@ -50,7 +53,7 @@ def train(
     resume: continue the run in `out` from its last durable checkpoint (its own config is used);
     on CPU the result is bit-for-bit the uninterrupted run. force: replace an existing run in `out`.
     mask: a grokking ticket's 0/1 mask per parameter, for a config with ticket.kind set (see
-    grokscope.train.tickets): masked weights start and stay at zero.
+    grokscope.analysis.tickets): masked weights start and stay at zero.
     """
     device = check_device(device)
     if resume:
@@ -67,8 +70,8 @@ def train(
         if bool(config.ticket.kind) != (mask is not None):
             raise GrokscopeError("a mask goes with a ticket config (ticket.kind set), and only with one")
         out = Path(out) if out is not None else RUNS_DIR / config.name
-        dataset = make_dataset(config.task)
-        model = build_model(config)
+        model = build_model(config)  # first: a model that cannot read the task says so before anything else
+        dataset = make_task(config.task).dataset()
         params = dict(model.named_parameters())
         schedule = checkpoint_steps(config.train.steps, config.checkpoints)
         old = move_aside(out, force)
@@ -155,19 +158,10 @@ class Trainer:
         self.opt = make_optimizer(self.params, config.optim)
         self.filter = make_filter(self.params, config.grokfast)
         self.loss_fn = LOSSES[config.train.loss]
-
-        def on_device(a: np.ndarray) -> torch.Tensor:
-            return torch.as_tensor(a, device=device)
-
-        self.train_rows, self.train_labels = on_device(dataset.train_rows), on_device(dataset.train_labels)
-        self.test_rows, self.test_labels = on_device(dataset.test_rows), on_device(dataset.test_labels)
-        self.true_train_labels = on_device(dataset.true_labels[dataset.train_rows])
-        # the split accuracies as weighted sums (a boolean-mask index would sync with the host on CUDA);
-        # weights NaN for an empty split, so its accuracy is NaN
-        corrupted = dataset.corrupted.astype(np.float64)
-        n_corrupted, n_clean = corrupted.sum(), (1 - corrupted).sum()
-        self.corrupted_weight = on_device(corrupted / n_corrupted if n_corrupted else np.full_like(corrupted, np.nan))
-        self.clean_weight = on_device((1 - corrupted) / n_clean if n_clean else np.full_like(corrupted, np.nan))
+        self.inputs = self.model.task_inputs(make_task(config.task), dataset).to(device)  # every input, once
+        self.step_metrics = StepMetrics(dataset, self.loss_fn, device)
+        self.train_rows = self.step_metrics.train_rows
+        self.train_labels = self.step_metrics.train_labels
         self.mask = None
         if config.ticket.kind:
             shapes = {n: list(p.shape) for n, p in self.params.items()}
@@ -221,33 +215,18 @@ class Trainer:
         """Evaluate at the current parameters, record metrics[:, step], then update them."""
         rows, labels = self.batch(step)
         dropout = self.config.model.dropout > 0
-        # (p², p): all inputs, so metrics need no extra pass; with dropout, the loss needs its own forward
+        # (n_inputs, n_classes): every input, so metrics need no extra pass; with dropout, the loss needs its own
+        # forward
         with torch.set_grad_enabled(not dropout):
-            grid = self.model.grid_logits(grad_rows=rows)
-        loss = self.dropout_loss(step, rows, labels) if dropout else self.loss_fn(grid[rows], labels)
+            logits = self.model.all_logits(self.inputs, grad_rows=rows)
+        loss = self.dropout_loss(step, rows, labels) if dropout else self.loss_fn(logits[rows], labels)
         with torch.no_grad():
-            train_logits, test_logits = grid[self.train_rows], grid[self.test_rows]
             full_batch = rows is self.train_rows and not dropout
-            train_losses = self.loss_fn(train_logits, self.train_labels, per_example=True)
-            train_loss = loss if full_batch else train_losses.mean()
-            predicted = train_logits.argmax(-1)
-            hits, true_hits = (predicted == self.train_labels).double(), (predicted == self.true_train_labels).double()
-            norm = torch.stack([p.detach().double().square().sum() for p in self.params.values()]).sum().sqrt()
-            self.metrics[:, step] = torch.stack(
-                [
-                    train_loss,
-                    self.loss_fn(test_logits, self.test_labels),
-                    hits.mean(),
-                    accuracy(test_logits, self.test_labels),
-                    norm,
-                    hits @ self.corrupted_weight,
-                    true_hits @ self.corrupted_weight,
-                    hits @ self.clean_weight,
-                    softmax_collapse(train_logits).double().mean(),
-                    (train_losses == 0).double().mean(),
-                    train_logits.double().norm(dim=-1).mean(),
-                ]
+            values = self.step_metrics(logits, loss if full_batch else None)
+            values["weight_norm"] = (
+                torch.stack([p.detach().double().square().sum() for p in self.params.values()]).sum().sqrt()
             )
+            self.metrics[:, step] = torch.stack([values[c] for c in layout.METRIC_COLUMNS])
         if step < self.config.train.steps:
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -268,7 +247,7 @@ class Trainer:
         run draws the same ones."""
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(self.config.train.seed * 1_000_003 + step)
-            logits = self.model(one_hots(rows, self.config.task.p).to(self.device))  # a new module trains
+            logits = self.model(self.inputs[rows])
         return self.loss_fn(logits, labels)
 
     def commit(self, step: int, n_checkpoints: int, n_metric_steps: int) -> None:

@@ -15,6 +15,7 @@ import torch
 
 from grokscope.errors import GrokscopeError
 from grokscope.store import Run
+from grokscope.analysis.results import phase_steps
 from grokscope.train.loop import train
 
 CONTROLS = ("memorization", "random")
@@ -52,8 +53,6 @@ def random_mask_like(mask: dict[str, torch.Tensor], seed: int) -> dict[str, torc
 
 def memorization_step(run: Run) -> int:
     """The first saved step at which the run has memorized (train accuracy ≥ 0.99, `phases`)."""
-    from grokscope.analysis import phase_steps
-
     end = phase_steps(run)["memorization_end"]
     if end is None:
         raise GrokscopeError(f"{run.name} never reaches train accuracy 0.99: give --memorization-step")

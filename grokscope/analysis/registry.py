@@ -1,0 +1,43 @@
+"""The registry of analyses: name → Analysis (see spec.py), in the order the scheduler runs them (an analysis
+comes after those it requires). Adding an analysis: a file defining its `Analysis`, and one line here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from grokscope.analysis.memorization import MEMORIZATION
+from grokscope.analysis.neurons import NEURONS
+from grokscope.analysis.progress import KEY_FREQUENCIES, PHASES, PROGRESS
+from grokscope.analysis.spec import Analysis
+from grokscope.analysis.weights import SPECTRA, WEIGHT_NORMS
+from grokscope.config import RunConfig
+from grokscope.errors import GrokscopeError
+
+ANALYSES: dict[str, Analysis] = {
+    a.name: a for a in (SPECTRA, WEIGHT_NORMS, NEURONS, KEY_FREQUENCIES, PROGRESS, MEMORIZATION, PHASES)
+}
+
+
+def check_names(names: Iterable[str]) -> list[str]:
+    names = list(names)
+    unknown = [n for n in names if n not in ANALYSES]
+    if unknown:
+        raise GrokscopeError(f"unknown analysis '{unknown[0]}' (known: {', '.join(ANALYSES)})")
+    return names
+
+
+def not_applicable(config: RunConfig) -> dict[str, str]:
+    """The analyses that do not apply to a run's task and model → why not (one line each)."""
+    reasons = {name: spec.applies(config) for name, spec in ANALYSES.items()}
+    return {name: reason for name, reason in reasons.items() if reason is not None}
+
+
+def applicable(config: RunConfig) -> list[str]:
+    """The analyses that apply to a run's task and model, in registry order."""
+    skipped = not_applicable(config)
+    return [name for name in ANALYSES if name not in skipped]
+
+
+def describe() -> str:
+    """One line per analysis: name, version, what it holds."""
+    return "\n".join(f"{name} (v{spec.version}): {spec.description}" for name, spec in ANALYSES.items())

@@ -1,0 +1,70 @@
+"""Headline results read from the cached analyses: phase boundaries, key frequencies at any step, the summary."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from grokscope.analysis.neurons import CLUSTER_THRESHOLD
+from grokscope.analysis.progress import key_frequencies
+from grokscope.analysis.registry import not_applicable
+from grokscope.analysis.scheduler import analyze, cached_result, load
+from grokscope.errors import GrokscopeError
+from grokscope.store import Run
+
+
+def phase_steps(run: Run) -> dict[str, int | None]:
+    """Phase boundaries: name → step (None where not reached)."""
+    return boundaries(load(run, "phases"))
+
+
+def boundaries(phases_result: dict[str, np.ndarray]) -> dict[str, int | None]:
+    names, steps = phases_result["names"], phases_result["boundary_steps"]
+    return {str(n): (None if s < 0 else int(s)) for n, s in zip(names, steps)}
+
+
+def fourier_group(run: Run):
+    """The run's Group; GrokscopeError saying why the Fourier analyses do not apply where they do not."""
+    reason = not_applicable(run.config).get("spectra")
+    if reason is not None:
+        raise GrokscopeError(f"the Fourier analyses do not apply to {run.name}: they {reason}")
+    return run.task.group()
+
+
+def key_frequencies_at(run: Run, step: int | None = None, rule: str | None = None) -> dict[str, np.ndarray]:
+    """Key frequencies at any saved step (default: the last) by a chosen rule (neurons, embed, logit_map;
+    default as in the cached `key_frequencies`), with every rule's answer alongside."""
+    run.refresh()
+    row = run.n_checkpoints - 1 if step is None else run.row(step)
+    group = fourier_group(run)
+    return key_frequencies(run, group, load(run, "spectra"), cached_result(run, "neurons"), row, rule)
+
+
+def summary(run: Run) -> dict:
+    """The headline of `grokscope analyze --summary`, at the last saved step: for every run the phases and
+    the step; where the Fourier analyses apply, the key frequencies and shares (None elsewhere)."""
+    analyze(run, progress=False)
+    out = {"phases": boundaries(cached_result(run, "phases")), "step": int(run.steps[-1])}
+    try:
+        group = fourier_group(run)
+    except GrokscopeError as e:
+        return {
+            **out,
+            "key_frequencies": None,
+            "key_frequency_rule": None,
+            "key_power_share": None,
+            "clustered_neuron_share": None,
+            "coordinates": None,
+            "not_applicable": str(e),
+        }
+    kf, spec, neurons = (cached_result(run, n) for n in ("key_frequencies", "spectra", "neurons"))
+    keys = kf["frequencies"]
+    power = spec["embed_freq_power"][-1]
+    return {
+        **out,
+        "key_frequencies": keys.tolist(),
+        "key_frequency_rule": str(kf["rule"]),
+        "key_power_share": float(power[keys].sum() / power[1:].sum()) if power[1:].sum() > 0 else None,
+        "clustered_neuron_share": float((neurons["fraction"][-1] >= CLUSTER_THRESHOLD).mean()),
+        "coordinates": group.note,
+        "not_applicable": None,
+    }

@@ -1,0 +1,199 @@
+"""Running analyses over a run's checkpoints: what is missing is computed, from the cache what is current.
+
+`analyze(run)` walks the registry in order; consecutive analyses of one kind share one pass (see spec.py):
+the weight analyses read parameter trajectories in blocks of checkpoints, the forward analyses share one
+whole-grid forward per checkpoint into reused buffers. Per-checkpoint results are topped up: only
+checkpoints saved since are computed.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from grokscope.analysis.cache import append, path_of, read_cached, top_up_start, write
+from grokscope.analysis.neurons import grid_neurons
+from grokscope.analysis.registry import ANALYSES, applicable, check_names, not_applicable
+from grokscope.analysis.spec import BLOCK, Analysis, Forward, checkpoint_loader
+from grokscope.errors import GrokscopeError
+from grokscope.models import build_model
+from grokscope.store import Run
+
+
+def analyze(
+    run: Run,
+    only: Iterable[str] | None = None,
+    force: bool = False,
+    progress: bool = True,
+    report: Callable[[int, int], None] | None = None,
+) -> list[str]:
+    """Compute what is missing of the named analyses (default: all that apply) up to the last saved
+    checkpoint and cache it in the run; returns the names of those (re)computed. An analysis named in
+    `only` that does not apply raises GrokscopeError saying why. progress: a progress bar on the terminal;
+    report(done, total): called after each checkpoint of the forward pass (for UIs)."""
+    run.refresh()
+    if not run.n_checkpoints:
+        raise GrokscopeError(f"{run.path}: no checkpoint saved yet")
+    if only is None:
+        wanted = applicable(run.config)
+    else:
+        wanted = check_names(only)
+        skipped = not_applicable(run.config)
+        for name in wanted:
+            if name in skipped:
+                raise GrokscopeError(f"{name} does not apply to this run: it {skipped[name]}")
+    todo, pending = set(wanted), list(wanted)
+    while pending:  # and what they need, reused from the cache where current (--force redoes `wanted` only)
+        for need in ANALYSES[pending.pop()].requires:
+            if need not in todo:
+                todo.add(need)
+                pending.append(need)
+    cached = {name: None if force and name in wanted else read_cached(run, ANALYSES[name]) for name in todo}
+    group = run.task.group()
+    computed = []
+    specs = [spec for name, spec in ANALYSES.items() if name in todo]
+    for kind, same in itertools.groupby(specs, key=lambda spec: spec.kind):
+        same = list(same)
+        if kind == "run":
+            for spec in same:
+                if not run_current(run, spec, cached[spec.name]):
+                    cached[spec.name] = {**spec.compute(run, group, cached), **upstream(spec)}
+                    write(run, spec, cached[spec.name])
+                    computed.append(spec.name)
+            continue
+        starts = {spec.name: start_of(run, spec, cached) for spec in same}
+        starts = {name: start for name, start in starts.items() if start < run.n_checkpoints}
+        if not starts:
+            continue
+        todo_specs = [ANALYSES[name] for name in starts]
+        if kind == "weights":
+            rows = weights_pass(run, group, todo_specs, starts)
+        elif kind == "forward":
+            rows = forward_pass(run, group, todo_specs, starts, cached, progress, report)
+        else:
+            rows = {spec.name: spec.compute(run, group, starts[spec.name]) for spec in todo_specs}
+        for spec in todo_specs:
+            extra = spec.inputs(cached) if spec.inputs else {}
+            cached[spec.name] = append(run, spec, cached[spec.name], starts[spec.name], rows[spec.name], **extra)
+            computed.append(spec.name)
+    return computed
+
+
+def upstream(spec: Analysis) -> dict[str, np.ndarray]:
+    """What a whole-run result was computed from: the versions of the analyses it reads."""
+    if not spec.reads:
+        return {}
+    return {"inputs": np.array(", ".join(f"{name}@v{ANALYSES[name].version}" for name in spec.reads))}
+
+
+def run_current(run: Run, spec: Analysis, result: dict | None) -> bool:
+    """Whether a cached whole-run result still holds: for the run as it is now, from the same inputs."""
+    if result is None or not spec.current(run, result):
+        return False
+    return all(str(result.get(k)) == str(v) for k, v in upstream(spec).items())
+
+
+def start_of(run: Run, spec: Analysis, cached: dict) -> int:
+    """The first checkpoint row a per-checkpoint analysis lacks: 0 where what it was computed from changed."""
+    result = cached[spec.name]
+    if result is not None and spec.inputs is not None:
+        if any(not np.array_equal(result.get(k), v) for k, v in spec.inputs(cached).items()):
+            return 0
+    return top_up_start(run, result)
+
+
+def missing(run: Run) -> list[str]:
+    """The analyses that apply to the run and are not cached up to its last saved checkpoint (what
+    `analyze(run)` would compute), without computing anything."""
+    run.refresh()
+    cached = {name: read_cached(run, ANALYSES[name]) for name in applicable(run.config)}
+    out = []
+    for name, result in cached.items():
+        spec = ANALYSES[name]
+        stale = any(need in out for need in spec.requires)
+        if spec.kind == "run":
+            current = run_current(run, spec, result)
+        else:
+            current = all(need in cached for need in spec.requires) and start_of(run, spec, cached) == run.n_checkpoints
+        if result is None or stale or not current:
+            out.append(name)
+    return out
+
+
+def cached_result(run: Run, name: str) -> dict[str, np.ndarray] | None:
+    """An analysis as cached (possibly not up to the last checkpoint), or None; computes nothing."""
+    return read_cached(run, ANALYSES[check_names([name])[0]])
+
+
+def load(run: Run, name: str) -> dict[str, np.ndarray]:
+    """One analysis as arrays indexed by the run's saved steps (computed first if missing or stale).
+    Kept in memory on the Run while neither the run's progress nor the file changes (the app asks for
+    the same results on every cursor move)."""
+    check_names([name])
+    run.refresh()
+    spec = ANALYSES[name]
+    path = path_of(run, spec)
+    stamp = (run.n_checkpoints, run.n_metric_steps, path.stat().st_mtime_ns if path.is_file() else None)
+    memo = run.memo.get(("analysis", name))
+    if memo is not None and memo[0] == stamp:
+        return memo[1]
+    analyze(run, only=[name], progress=False)
+    result = read_cached(run, spec)
+    run.memo[("analysis", name)] = ((run.n_checkpoints, run.n_metric_steps, path.stat().st_mtime_ns), result)
+    return result
+
+
+# --- the shared passes ---------------------------------------------------------------------------------
+
+
+def weights_pass(run: Run, group, specs: list[Analysis], starts: dict[str, int]) -> dict[str, dict[str, list]]:
+    """The weight analyses from their first missing row (`starts`), on blocks of checkpoints."""
+    first = min(starts.values())
+    needed: set[str] = set()
+    for spec in specs:
+        needed |= set(run.param_names if spec.params is None else spec.params(run.config))
+    rows: dict[str, dict[str, list]] = {spec.name: {} for spec in specs}
+    for i in range(first, run.n_checkpoints, BLOCK):
+        j = min(i + BLOCK, run.n_checkpoints)
+        params = {n: torch.from_numpy(np.array(run.trajectory(n)[i:j])) for n in run.param_names if n in needed}
+        for spec in specs:
+            start = starts[spec.name]
+            if j <= start:
+                continue
+            for key, value in spec.compute(params, run.config, group).items():
+                rows[spec.name].setdefault(key, []).extend(value[max(start - i, 0) :].numpy())
+    return rows
+
+
+@torch.no_grad()
+def forward_pass(
+    run: Run, group, specs: list[Analysis], starts: dict[str, int], cached: dict, show: bool, report
+) -> dict[str, dict[str, list]]:
+    """The forward analyses from their first missing row (`starts`): one whole-grid forward per checkpoint,
+    each analysis keeping the rows it lacks."""
+    first = min(starts.values())
+    model = build_model(run.config).eval()
+    states = {spec.name: spec.prepare(run, group, cached) for spec in specs}
+    rows: dict[str, dict[str, list]] = {spec.name: {} for spec in specs}
+    load_row = checkpoint_loader(run, model)
+    activations = workspace = None
+    with tqdm(total=run.n_checkpoints - first, disable=not show, unit="ckpt", desc="grid analyses") as bar:
+        for r in range(first, run.n_checkpoints):
+            load_row(r)
+            acts, readout = grid_neurons(model, group, activations)
+            if activations is None:  # buffers for the next checkpoints: no fresh large tensors per step
+                activations = acts.new_empty(run.task.n_inputs, acts.shape[-1])
+                workspace = acts.new_empty(acts.shape).view(group.n, -1)
+            forward = Forward(acts, readout, workspace)
+            for spec in specs:
+                if r >= starts[spec.name]:
+                    for key, value in spec.compute(states[spec.name], forward).items():
+                        rows[spec.name].setdefault(key, []).append(value)
+            bar.update()
+            if report is not None:
+                report(r + 1 - first, run.n_checkpoints - first)
+    return rows

@@ -1,0 +1,89 @@
+"""What an analysis is: its name, version, what it reads, what it applies to and how it is computed.
+
+Four kinds, by what the scheduler feeds them (it runs each kind's shared pass once for all that need it):
+- `weights`: compute(params, config, group) on blocks of checkpoints stacked from the parameter trajectories,
+  name → (B, *shape) → arrays (B, ...);
+- `forward`: prepare(run, group, cached) → state once, then compute(state, forward) per checkpoint with the
+  whole-grid activations in group coordinates (`Forward`), shared by every forward analysis;
+- `checkpoints`: compute(run, group, start) → one list per array of the rows for checkpoints start..n-1;
+- `run`: compute(run, group, cached) → a whole-run result, recomputed when `current(run, result)` is False.
+Results are dicts of numpy arrays, cached in the run (see cache.py); per-checkpoint ones hold "steps".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import torch
+
+from grokscope.config import RunConfig
+from grokscope.models import MODELS
+from grokscope.models.common import Readout
+from grokscope.store import Run
+from grokscope.tasks import make_task
+
+BLOCK = 128  # checkpoints per block read from the trajectories (weights and checkpoints analyses)
+
+
+@dataclass(frozen=True)
+class Analysis:
+    name: str
+    version: int
+    description: str
+    kind: Literal["weights", "forward", "checkpoints", "run"]
+    compute: Callable
+    applies: Callable[[RunConfig], str | None]  # None where it applies, else why not (one line)
+    rows: tuple[str, ...] = ()  # arrays with one row per saved step (besides "steps"); none: a whole-run result
+    meta: dict[str, int] = field(default_factory=dict)  # other arrays → their number of dimensions
+    requires: tuple[str, ...] = ()  # analyses whose cached results it reads
+    # run: analyses it reads where cached (requires included); their versions are stored with the result
+    # ("inputs") and a new version of one recomputes it
+    reads: tuple[str, ...] = ()
+    params: Callable[[RunConfig], list[str]] | None = None  # weights: the parameters it reads (None: all)
+    prepare: Callable | None = None  # forward: (run, group, cached) → state
+    current: Callable[[Run, dict], bool] | None = None  # run: whether a cached result still holds
+    # forward: other results it is computed from (cached → arrays), stored with it; where they change, the
+    # result is recomputed from the first checkpoint
+    inputs: Callable[[dict], dict[str, np.ndarray]] | None = None
+
+
+@dataclass
+class Forward:
+    """One checkpoint's whole-grid forward: acts (n, n, d_mlp) indexed [x, y, neuron] in group coordinates,
+    the logits as a Readout over the n² inputs, and a reusable (n, n·d_mlp) workspace buffer."""
+
+    acts: torch.Tensor
+    readout: Readout
+    workspace: torch.Tensor
+
+
+def always(config: RunConfig) -> str | None:
+    return None
+
+
+def fourier(config: RunConfig) -> str | None:
+    """The Fourier analyses: a task with a group operation and a model with token-indexed maps and a
+    whole-grid forward (the transformer, the one-hot MLP)."""
+    task, model = make_task(config.task), MODELS[config.model.kind]
+    if task.group() is None:
+        what = f"task.op '{config.task.op}'" if task.kind == "modular" else f"task.kind '{task.kind}'"
+        return f"needs a group operation (Fourier basis); {what} has none"
+    if not model.fourier:
+        return f"needs token-indexed weights (transformer or one-hot MLP); model.kind '{config.model.kind}' has none"
+    return None
+
+
+def checkpoint_loader(run: Run, model: torch.nn.Module) -> Callable[[int], None]:
+    """A function that loads checkpoint row r of the run into `model`, copying each parameter straight into
+    the model's own storage (numpy views of it): no new tensors per checkpoint."""
+    targets = {n: p.detach().numpy() for n, p in model.named_parameters()}
+    trajectories = {n: run.trajectory(n) for n in targets}
+
+    def load_row(r: int) -> None:
+        for name, target in targets.items():
+            np.copyto(target, trajectories[name][r])
+
+    return load_row

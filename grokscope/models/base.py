@@ -1,0 +1,80 @@
+"""The Model interface: a transformer-lens `HookedRootModule` with HookedTransformer names, plus what the rest
+of grokscope needs to know about an architecture without asking for its kind.
+
+Every model has two forms of the same maths:
+- `forward(inputs)`: the plain, hooked form (`run_with_cache`, hooks, TransformerLens habits);
+- `all_logits(inputs)`: the logits of every input of the task at the output position, (n_inputs, n_classes);
+  models with a fast form (`grid_form`: the p × p grid of a modular task) compute it without the plain
+  forward and fire no hooks, the others run the plain forward.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from transformer_lens import HookedRootModule
+
+from grokscope.config import ModelConfig
+from grokscope.errors import GrokscopeError
+from grokscope.tasks import Dataset, Task
+
+
+@dataclass(frozen=True)
+class NeuronLayer:
+    """One layer of neurons: its parameter names and hooks. W_in (d_in, d_mlp) reads the neurons' inputs,
+    W_out (d_mlp, d_out) their outputs (None where the next layer's W_in does), b_in their biases (or None)."""
+
+    W_in: str
+    W_out: str | None
+    b_in: str | None
+    hook_pre: str
+    hook_post: str
+
+
+class Model(HookedRootModule):
+    """Subclasses set `kind` (a ModelKind), `reads` (the task input form they take: tokens, pairs, vectors)
+    and `grid_form` (whether they have the whole-grid fast forms `grid_activations` and `grid_logits`)."""
+
+    kind: ClassVar[str]
+    reads: ClassVar[str]
+    grid_form: ClassVar[bool] = False
+    has_attention: ClassVar[bool] = False
+    # models of a modular task with token-indexed maps (`token_maps`, `neuron_maps`), grid inputs
+    # (`grid_inputs`) and whole-grid activations (`grid_activations`): what the Fourier analyses read
+    fourier: ClassVar[bool] = False
+
+    def __init__(self, cfg: ModelConfig, task: Task):
+        super().__init__()
+        if self.reads not in task.offers:
+            raise GrokscopeError(
+                f"model.kind '{cfg.kind}' reads {self.reads}; task.kind '{task.kind}' offers {', '.join(task.offers)}"
+            )
+        self.cfg = cfg
+
+    def task_inputs(self, task: Task, dataset: Dataset) -> torch.Tensor:
+        """The plain forward's inputs for every input of the task, in the task's order: (n_inputs, ...)."""
+        raise NotImplementedError
+
+    def output_logits(self, out: torch.Tensor) -> torch.Tensor:
+        """The plain forward's output → the logits the loss reads: (batch, n_classes)."""
+        return out
+
+    def all_logits(self, inputs: torch.Tensor, grad_rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits of every input (`inputs` from task_inputs): (n_inputs, n_classes). grad_rows: the rows the
+        caller's loss reads (a fast form may differentiate only those)."""
+        return self.output_logits(self(inputs))
+
+    @staticmethod
+    def neuron_layers(cfg: ModelConfig) -> list[NeuronLayer]:
+        """The layers with neurons, first to last (from the config alone: batched analyses have no model)."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """One line for run tables."""
+        raise NotImplementedError
+
+    def neuron_logit_map(self) -> torch.Tensor:
+        """The direct map from the first neuron layer's activations to the logits: (d_mlp, n_classes)."""
+        raise NotImplementedError

@@ -1,0 +1,61 @@
+"""The 8 × 8 handwritten digits that scikit-learn ships inside its package (`load_digits`: 1,797 images of
+64 pixels valued 0..16, 10 classes; no download). Inputs are numbered in scikit-learn's order.
+
+Pixels are standardised as scikit-learn's StandardScaler does, with the training split's statistics (the
+test images are never looked at): x' = (x − mean) / std per pixel, std taken as 1 where a pixel is constant
+on the training images (several border pixels are always 0).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+
+from grokscope.tasks.base import Dataset, Task
+
+N_CLASSES = 10
+
+
+@functools.cache
+def images() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits: float64 (1797, 64) pixels, int64 (1797,) labels (read once per process)."""
+    from sklearn.datasets import load_digits  # heavy: only tasks that need it import it
+
+    data = load_digits()
+    return data.data.astype(np.float64), data.target.astype(np.int64)
+
+
+def standardise(x: np.ndarray, train_rows: np.ndarray) -> np.ndarray:
+    """Per-pixel z-scores with the training rows' mean and (population) standard deviation."""
+    mean, std = x[train_rows].mean(0), x[train_rows].std(0)
+    return (x - mean) / np.where(std > 0, std, 1.0)
+
+
+class DigitsTask(Task):
+    kind = "digits"
+    offers = ("vectors",)
+    # an MLP trained on 300 of the images tops out near 95% test accuracy (the digits preset reaches 94-95%):
+    # 90% is past the plateau and short of that ceiling
+    grok_accuracy = 0.90
+
+    @property
+    def n_classes(self) -> int:
+        return N_CLASSES
+
+    @property
+    def d_vector(self) -> int:
+        return images()[0].shape[1]
+
+    def true_labels(self) -> np.ndarray:
+        return images()[1].copy()
+
+    def vectors(self, dataset: Dataset) -> torch.Tensor:
+        return torch.from_numpy(standardise(images()[0], dataset.train_rows)).float()
+
+    def describe(self) -> str:
+        c = self.config
+        split = f"{c.n_train} train" if c.n_train else f"{c.train_frac:.0%} train"
+        corrupt = f", {c.corrupt_frac:.0%} corrupted" if c.corrupt_frac else ""
+        return f"digits 8×8, {split}{corrupt}"

@@ -1,0 +1,56 @@
+"""The metrics of a run at one step, from the logits of every input: the columns of `store.layout.METRIC_COLUMNS`
+(less `weight_norm`, which reads the parameters). One source for the training loop and for pruning."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from grokscope.tasks import Dataset
+from grokscope.train.losses import accuracy, softmax_collapse
+
+
+class StepMetrics:
+    """For one dataset and loss, on one device: `metrics(logits)` → column → 0-dim float64 tensor.
+
+    Accuracies: train_acc against the labels trained on; the four-way split of Doshi et al. (corrupted training
+    examples against their noisy and their true labels, clean training examples) as weighted sums, since a
+    boolean-mask index would sync with the host on CUDA; a split with no examples is NaN. Stability (Prieto et
+    al. 2025), over the training examples: the share in Softmax Collapse, the share with a loss of exactly 0
+    (the run's own loss, in its own precision), the mean logit norm.
+    """
+
+    def __init__(self, dataset: Dataset, loss_fn, device: torch.device | str = "cpu"):
+        def on_device(a: np.ndarray) -> torch.Tensor:
+            return torch.as_tensor(a, device=device)
+
+        self.loss_fn = loss_fn
+        self.train_rows, self.train_labels = on_device(dataset.train_rows), on_device(dataset.train_labels)
+        self.test_rows, self.test_labels = on_device(dataset.test_rows), on_device(dataset.test_labels)
+        self.true_train_labels = on_device(dataset.true_labels[dataset.train_rows])
+        corrupted = dataset.corrupted.astype(np.float64)
+        n_corrupted, n_clean = corrupted.sum(), (1 - corrupted).sum()
+        self.corrupted_weight = on_device(corrupted / n_corrupted if n_corrupted else np.full_like(corrupted, np.nan))
+        self.clean_weight = on_device((1 - corrupted) / n_clean if n_clean else np.full_like(corrupted, np.nan))
+
+    @torch.no_grad()
+    def __call__(self, logits: torch.Tensor, train_loss: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """logits: (n_inputs, n_classes) of every input; train_loss: the training loss when already computed
+        (a full-batch step's)."""
+        train_logits, test_logits = logits[self.train_rows], logits[self.test_rows]
+        train_losses = self.loss_fn(train_logits, self.train_labels, per_example=True)
+        predicted = train_logits.argmax(-1)
+        hits = (predicted == self.train_labels).double()
+        true_hits = (predicted == self.true_train_labels).double()
+        return {
+            "train_loss": train_losses.mean() if train_loss is None else train_loss.detach(),
+            "test_loss": self.loss_fn(test_logits, self.test_labels),
+            "train_acc": hits.mean(),
+            "test_acc": accuracy(test_logits, self.test_labels),
+            "corrupted_noisy_acc": hits @ self.corrupted_weight,
+            "corrupted_true_acc": true_hits @ self.corrupted_weight,
+            "clean_train_acc": hits @ self.clean_weight,
+            "sc_fraction": softmax_collapse(train_logits).double().mean(),
+            "zero_loss_fraction": (train_losses == 0).double().mean(),
+            "logit_norm": train_logits.double().norm(dim=-1).mean(),
+        }
