@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 import grokscope
-from grokscope.figures.builders import run_table
 from grokscope.analysis.tickets import ticket
+from grokscope.figures.builders import run_table
 
 
 def main() -> None:

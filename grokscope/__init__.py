@@ -16,11 +16,24 @@ LAZY = {
     "Run": "grokscope.store",
     "open_run": "grokscope.store",
     "build_model": "grokscope.models",
+    "load_model": "grokscope.models",
     "make_dataset": "grokscope.tasks",
     "make_task": "grokscope.tasks",
 }
 
-__all__ = ["PRESETS", "GrokscopeError", "RunConfig", "load_preset", "train", *LAZY]
+__all__ = [
+    "PRESETS",
+    "GrokscopeError",
+    "Run",
+    "RunConfig",
+    "build_model",
+    "load_model",
+    "load_preset",
+    "make_dataset",
+    "make_task",
+    "open_run",
+    "train",
+]
 
 
 def __getattr__(name: str):

@@ -365,8 +365,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_ticket(args: argparse.Namespace) -> int:
-    from grokscope.store import open_run
     from grokscope.analysis.tickets import ticket
+    from grokscope.store import open_run
 
     start = time.perf_counter()
     out = ticket(

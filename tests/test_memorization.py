@@ -15,10 +15,10 @@ from grokscope import analysis
 from grokscope.analysis import analyze, group_of
 from grokscope.analysis.memorization import activation_scores, ipr, ipr_scores, magnitude_scores, mlp_params
 from grokscope.analysis.pruning import Pruner, load_pruned, split_accuracies
+from grokscope.analysis.tickets import magnitude_mask, ticket
 from grokscope.cli import main
 from grokscope.models import load_model
 from grokscope.store import layout
-from grokscope.analysis.tickets import magnitude_mask, ticket
 
 
 def numpy_ipr(v: np.ndarray, r: int = 2) -> float:

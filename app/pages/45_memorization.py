@@ -5,7 +5,6 @@ import common
 import streamlit as st
 
 import grokscope
-
 from grokscope import analysis
 from grokscope.analysis.pruning import SPLITS, Pruner, count_of, default_out, not_prunable, save_pruned
 from grokscope.figures.builders import SPLIT_NAMES, ipr_histogram, ipr_over_time, neuron_scores

@@ -4,7 +4,6 @@ import common
 import streamlit as st
 
 import grokscope
-
 from grokscope import analysis
 from grokscope.analysis.probes import ablate
 from grokscope.figures.builders import attention

@@ -100,9 +100,9 @@ def run_current(run: Run, spec: Analysis, result: dict | None) -> bool:
 def start_of(run: Run, spec: Analysis, cached: dict) -> int:
     """The first checkpoint row a per-checkpoint analysis lacks: 0 where what it was computed from changed."""
     result = cached[spec.name]
-    if result is not None and spec.inputs is not None:
-        if any(not np.array_equal(result.get(k), v) for k, v in spec.inputs(cached).items()):
-            return 0
+    inputs = {} if result is None or spec.inputs is None else spec.inputs(cached)
+    if any(not np.array_equal(result.get(k), v) for k, v in inputs.items()):
+        return 0
     return top_up_start(run, result)
 
 

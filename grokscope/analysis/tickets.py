@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from grokscope.analysis.results import phase_steps
 from grokscope.errors import GrokscopeError
 from grokscope.store import Run
-from grokscope.analysis.results import phase_steps
 from grokscope.train.loop import train
 
 CONTROLS = ("memorization", "random")

@@ -9,6 +9,7 @@ model.init_scale, as every model's, in build_model).
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -54,7 +55,7 @@ class DeepMLP(Model):
     def __init__(self, cfg: ModelConfig, task: Task, generator: torch.Generator):
         super().__init__(cfg, task)
         widths = [task.d_vector] + [cfg.d_mlp] * cfg.n_layers
-        self.blocks = nn.ModuleList(Block(d_in, d_out, generator) for d_in, d_out in zip(widths, widths[1:]))
+        self.blocks = nn.ModuleList(Block(d_in, d_out, generator) for d_in, d_out in itertools.pairwise(widths))
         self.unembed = Unembed(cfg.d_mlp, task.n_classes, generator)
         self.act = activation(cfg.act)
         self.setup()

@@ -106,7 +106,7 @@ class Task:
     def group(self):
         """The coordinates in which the task's operation is addition on Z_n (a `Group`), or None: the
         Fourier analyses apply only where there is one."""
-        return None
+        return
 
     def dataset(self) -> Dataset:
         """Split the inputs into train/test with `seed` (train_frac of them, or n_train), then replace a share
