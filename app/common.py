@@ -4,7 +4,6 @@ training-time cursor (one for every page, kept in session state), and how a figu
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,12 +14,12 @@ import streamlit as st
 import grokscope
 from grokscope import analysis
 from grokscope.figures import Plot
-from grokscope.figures.export import csv_text
+from grokscope.figures.export import csv_text, has_browser
 from grokscope.store import layout
 
 RUNS_DIR_ENV, RUN_ENV = "GROKSCOPE_RUNS_DIR", "GROKSCOPE_RUN"
 POLL_S = 5  # how often the pages of a run still training re-read it
-BROWSER = any(shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome", "chrome"))
+BROWSER = has_browser()
 
 
 def runs_dir() -> Path:

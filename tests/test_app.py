@@ -31,6 +31,43 @@ def runs_dir(analyzed_run, small_run, coexistence_run, tmp_path_factory):
     return root
 
 
+KIND_CONFIGS = {  # one tiny run of every kind the app must show: what applies, and a note for the rest
+    "poly": {"task.op": "poly"},
+    "mul": {"task.op": "mul"},
+    "digits": {
+        "task.kind": "digits",
+        "task.p": 113,
+        "task.n_train": 100,
+        "model.kind": "deep_mlp",
+        "model.n_layers": 2,
+    },
+    "onehot": {"model.kind": "mlp"},
+}
+
+
+@pytest.fixture(scope="module")
+def kinds_dir(runs_dir):
+    """runs_dir plus analysed tiny runs of poly, mul, digits (deep MLP) and one-hot MLP (p = 7, 30 steps)."""
+    base = {"train.steps": 30, "checkpoints.dense_until": 5, "checkpoints.n_log": 5, "checkpoints.n_uniform": 5}
+    for name, overrides in KIND_CONFIGS.items():
+        sizes = {} if "task.kind" in overrides else {"task.p": 7, "task.train_frac": 0.6}
+        config = grokscope.load_preset("tiny").with_overrides({**base, **sizes, "model.d_mlp": 16, **overrides})
+        analysis.analyze(grokscope.open_run(grokscope.train(config, runs_dir / name, progress=False)), progress=False)
+    return runs_dir
+
+
+@pytest.mark.parametrize("page", PAGES)
+@pytest.mark.parametrize("run", ["coexist", *KIND_CONFIGS])
+def test_every_page_renders_every_kind_of_run(kinds_dir, monkeypatch, page, run):
+    at = app(kinds_dir, monkeypatch, run)
+    at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    notes = [i.value for i in at.info]
+    assert charts(at) or notes or page in ("pages/10_runs.py", "pages/70_compare.py")
+    assert all("\n" not in note for note in notes)  # a one-line note, never a traceback
+
+
 def app(runs_dir, monkeypatch, run: str | None = None) -> AppTest:
     monkeypatch.setenv("GROKSCOPE_RUNS_DIR", str(runs_dir))
     if run:

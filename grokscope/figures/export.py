@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +15,16 @@ from grokscope.errors import GrokscopeError
 from grokscope.figures.builders import Plot
 
 FORMATS = ("pdf", "svg", "png")
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")  # what kaleido renders through
 NO_BROWSER = (
     "static export (pdf, svg, png) renders through Chromium or Chrome and none was found: install Debian's "
     "chromium (apt-get install chromium) or Google Chrome; the CSV files were written"
 )
+
+
+def has_browser() -> bool:
+    """Whether a Chromium or Chrome is on the PATH for static export."""
+    return any(shutil.which(b) for b in BROWSERS)
 
 
 def export(plots: dict[str, Plot], out: str | Path, fmt: str = "pdf") -> list[Path]:

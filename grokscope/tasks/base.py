@@ -8,13 +8,15 @@ so one (n_inputs, ...) array holds a quantity for every input and every analysis
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
-import torch
 
 from grokscope.config import TaskConfig
 from grokscope.errors import GrokscopeError
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass

@@ -9,11 +9,14 @@ on the training images (several border pixels are always 0).
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from grokscope.tasks.base import Dataset, Task
+
+if TYPE_CHECKING:
+    import torch
 
 N_CLASSES = 10
 
@@ -52,6 +55,8 @@ class DigitsTask(Task):
         return images()[1].copy()
 
     def vectors(self, dataset: Dataset) -> torch.Tensor:
+        import torch
+
         return torch.from_numpy(standardise(images()[0], dataset.train_rows)).float()
 
     def describe(self) -> str:

@@ -12,11 +12,14 @@ The polynomial a² + ab + b² is not a group operation: it has no group.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from grokscope.tasks.base import Dataset, Task
+
+if TYPE_CHECKING:
+    import torch
 
 
 def labels_of(op: str, a: np.ndarray, b: np.ndarray, p: int) -> np.ndarray:
@@ -41,6 +44,8 @@ def pow_mod_inverse(b: np.ndarray, p: int) -> np.ndarray:
 
 def tokens(rows: np.ndarray | torch.Tensor, p: int) -> torch.Tensor:
     """Token sequences `a b =` for grid rows: int64 (n, 3)."""
+    import torch
+
     rows = torch.as_tensor(rows)
     eq = torch.full_like(rows, p)
     return torch.stack([rows // p, rows % p, eq], dim=1)
@@ -48,6 +53,8 @@ def tokens(rows: np.ndarray | torch.Tensor, p: int) -> torch.Tensor:
 
 def one_hots(rows: np.ndarray | torch.Tensor, p: int) -> torch.Tensor:
     """Concatenated one-hots one-hot(a)‖one-hot(b) for grid rows: float32 (n, 2p)."""
+    import torch
+
     rows = torch.as_tensor(rows)
     x = torch.zeros(len(rows), 2 * p)
     x[torch.arange(len(rows)), rows // p] = 1.0

@@ -1,0 +1,42 @@
+"""Runs written by an earlier release still open, give their numbers back and can be analysed: two small runs
+written by the release before schema_version (tests/fixtures, kept as they were written)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import grokscope
+from grokscope import analysis
+from grokscope.config import SCHEMA_VERSION
+from grokscope.models import load_model
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.mark.parametrize("name", ["v1_transformer", "v1_mlp"])
+def test_a_run_of_the_earlier_release_opens_with_its_numbers(name):
+    written = json.loads((FIXTURES / name / "config.json").read_text())
+    assert "schema_version" not in written  # really a schema-1 run
+    run = grokscope.open_run(FIXTURES / name)
+    assert run.complete and run.config.schema_version == SCHEMA_VERSION and run.config.task.kind == "modular"
+    assert run.config.task.p == written["task"]["p"] and run.config.model.kind == written["model"]["kind"]
+    net, data = load_model(run, int(run.steps[-1])), run.dataset
+    predicted = net.all_logits(net.task_inputs(run.task, data)).argmax(-1).numpy()
+    # the accuracies recorded by the earlier release, recomputed from its saved weights
+    assert (predicted[data.test_rows] == data.test_labels).mean() == run.metrics["test_acc"][-1]
+    assert (predicted[data.train_rows] == data.train_labels).mean() == run.metrics["train_acc"][-1]
+
+
+def test_an_earlier_release_s_analyses_are_reused_or_recomputed(tmp_path):
+    shutil.copytree(FIXTURES / "v1_transformer", tmp_path / "run")
+    run = grokscope.open_run(tmp_path / "run")
+    assert "spectra" not in analysis.missing(run)  # same version, same steps: the old file is current
+    before = analysis.cached_result(run, "spectra")
+    analysis.analyze(run, progress=False)
+    assert analysis.missing(run) == []
+    np.testing.assert_array_equal(analysis.load(run, "spectra")["embed_power"], before["embed_power"])

@@ -1,0 +1,119 @@
+"""The Task and Model interfaces: every registered task with every registered model that can read it goes through
+train → store → open → analyze → figures; what does not apply says so; the registries match the vocabularies."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import grokscope
+from grokscope import analysis, figures
+from grokscope.config import ModelKind, TaskKind, choices
+from grokscope.models import MODELS, load_model
+from grokscope.tasks import TASKS, make_task
+
+TASK_SIZES = {
+    "modular": {"task.p": 7, "task.train_frac": 0.5},
+    "digits": {"task.n_train": 100},
+}
+MODEL_SIZES = {
+    "transformer": {"model.d_model": 8, "model.n_heads": 2, "model.d_head": 4, "model.d_mlp": 16},
+    "mlp": {"model.d_mlp": 16},
+    "deep_mlp": {"model.n_layers": 2, "model.d_mlp": 16},
+}
+PAIRS = [(t, m) for t, task in TASKS.items() for m, model in MODELS.items() if model.reads in task.offers]
+
+
+def tiny_config(task: str, model: str, **overrides) -> grokscope.RunConfig:
+    base = {"task.kind": task, "model.kind": model, "train.steps": 12, "optim.warmup_steps": 0}
+    base |= {"checkpoints.dense_until": 3, "checkpoints.n_log": 3, "checkpoints.n_uniform": 3}
+    return grokscope.RunConfig(name=f"{task}-{model}").with_overrides(
+        {**base, **TASK_SIZES[task], **MODEL_SIZES[model], **overrides}
+    )
+
+
+def test_the_registries_list_the_config_vocabularies():
+    assert tuple(TASKS) == choices(TaskKind) and tuple(MODELS) == choices(ModelKind)
+    assert set(TASK_SIZES) == set(TASKS) and set(MODEL_SIZES) == set(MODELS)  # this file covers every kind
+
+
+@pytest.mark.parametrize("task, model", PAIRS)
+def test_every_task_and_model_trains_opens_analyzes_and_draws(task, model, tmp_path):
+    run = grokscope.open_run(grokscope.train(tiny_config(task, model), tmp_path / "run", progress=False))
+    assert run.complete and len(run.steps) >= 4
+    # the metrics recorded at the last step are those of the saved model, recomputed through its plain forward
+    net, dataset = load_model(run, int(run.steps[-1])), run.dataset
+    logits = net.output_logits(net(net.task_inputs(run.task, dataset)))
+    test_acc = (logits[dataset.test_rows].argmax(-1).numpy() == dataset.test_labels).mean()
+    assert test_acc == pytest.approx(run.metrics["test_acc"][-1], abs=1e-12)
+    computed = analysis.analyze(run, progress=False)
+    skipped = analysis.not_applicable(run.config)
+    assert set(computed) == set(analysis.ANALYSES) - set(skipped)
+    assert {"weight_norms", "phases"} <= set(computed)  # these apply to every run
+    assert all(reason and "\n" not in reason for reason in skipped.values())
+    norms = analysis.load(run, "weight_norms")
+    own = sum(float(p.detach().double().square().sum()) for p in net.parameters())
+    assert norms["sq_norm"][-1] == pytest.approx(own, rel=1e-9)  # against the model's own parameters
+    summary = analysis.summary(run)
+    assert summary["step"] == int(run.steps[-1])
+    assert (summary["key_frequencies"] is None) == ("key_frequencies" in skipped)
+    for name in figures.standard(run):
+        plot = figures.FIGURES[name][0](run, None)
+        assert plot.figure.data and all(len(c) == len(next(iter(plot.data.values()))) for c in plot.data.values())
+
+
+@pytest.mark.parametrize("task, model", [("digits", "transformer"), ("digits", "mlp")])
+def test_a_model_that_cannot_read_the_task_is_refused_before_anything_is_written(task, model, tmp_path):
+    with pytest.raises(grokscope.GrokscopeError, match=f"model.kind '{model}' reads .*task.kind '{task}'"):
+        grokscope.train(tiny_config(task, "deep_mlp").with_overrides({"model.kind": model}), tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+
+
+def test_digits_are_standardised_with_training_statistics_only():
+    config = tiny_config("digits", "deep_mlp").task
+    task = make_task(config)
+    data = task.dataset()
+    x = task.vectors(data).double().numpy()
+    train = x[data.train_rows]
+    from sklearn.datasets import load_digits  # the independent reference: scikit-learn's own arrays
+
+    raw = load_digits().data
+    varying = raw[data.train_rows].std(0) > 0
+    np.testing.assert_allclose(train.mean(0), 0, atol=1e-6)
+    np.testing.assert_allclose(train.std(0)[varying], 1, atol=1e-5)
+    assert (x[:, ~varying] == raw[:, ~varying] - raw[data.train_rows][:, ~varying].mean(0)).all()
+    assert len(data.train_rows) == 100 and len(data.test_rows) == 1797 - 100
+    assert (data.true_labels == load_digits().target).all()
+
+
+def test_digits_label_corruption_is_seeded_and_counted():
+    a = make_task(tiny_config("digits", "deep_mlp", **{"task.corrupt_frac": 0.2}).task).dataset()
+    b = make_task(tiny_config("digits", "deep_mlp", **{"task.corrupt_frac": 0.2}).task).dataset()
+    assert a.corrupted.sum() == 20 and (a.train_labels == b.train_labels).all()
+    changed = a.train_labels != a.true_labels[a.train_rows]
+    assert not changed[~a.corrupted].any() and changed[a.corrupted].mean() > 0.7  # 9 in 10 draws differ
+
+
+@pytest.mark.parametrize("n_train", [1797, 10_000])
+def test_a_split_without_test_inputs_is_refused(n_train):
+    with pytest.raises(grokscope.GrokscopeError, match="both must be at least 1"):
+        make_task(tiny_config("digits", "deep_mlp", **{"task.n_train": n_train}).task).dataset()
+
+
+def test_init_scale_multiplies_every_initial_parameter():
+    config = tiny_config("digits", "deep_mlp")
+    one, six = grokscope.build_model(config), grokscope.build_model(config.with_overrides({"model.init_scale": 6.0}))
+    for (name, a), (_, b) in zip(one.named_parameters(), six.named_parameters()):
+        torch.testing.assert_close(6 * a, b, msg=name)
+
+
+def test_deep_mlp_hooks_and_names_follow_hooked_transformer():
+    model = grokscope.build_model(tiny_config("digits", "deep_mlp"))
+    names = [n for n, _ in model.named_parameters()]
+    assert names == [*(f"blocks.{i}.mlp.{w}" for i in range(2) for w in ("W_in", "b_in")), "unembed.W_U", "unembed.b_U"]
+    x = torch.randn(5, 64)
+    logits, cache = model.run_with_cache(x)
+    pre = cache["blocks.1.mlp.hook_pre"]
+    torch.testing.assert_close(cache["blocks.1.mlp.hook_post"], pre.relu())
+    torch.testing.assert_close(logits, cache["blocks.1.mlp.hook_post"] @ model.unembed.W_U + model.unembed.b_U)
