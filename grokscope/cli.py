@@ -210,7 +210,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
             print(f"    {key} = {json.dumps(value)}")
     print("\ndefaults (every key `--set` takes):")
     for key in known_keys():
-        if key not in ("name", "preset"):
+        if key not in ("name", "preset", "schema_version"):
             print(f"    {key} = {json.dumps(defaults[key])}")
     return 0
 

@@ -61,10 +61,10 @@ def per_frequency(component_power: torch.Tensor, n: int) -> torch.Tensor:
 
 def group_of(task: TaskConfig) -> Group:
     """The coordinates to analyse `task` in; GrokscopeError for tasks without a group operation."""
-    group = make_task(task).group()
+    task = make_task(task)
+    group = task.group()
     if group is None:
-        what = f"task.op '{task.op}'" if task.kind == "modular" else f"task.kind '{task.kind}'"
-        raise GrokscopeError(f"Fourier analyses need a group operation; {what} has none")
+        raise GrokscopeError(f"Fourier analyses need a group operation; {task.named()} has none")
     return group
 
 

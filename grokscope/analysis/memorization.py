@@ -26,7 +26,7 @@ from grokscope.config import RunConfig
 from grokscope.errors import GrokscopeError
 from grokscope.models import MODELS, build_model
 from grokscope.store import Run
-from grokscope.tasks import Dataset, Group
+from grokscope.tasks import Dataset, Group, make_task
 
 MEMORIZATION_ARRAYS = ("ipr_a", "ipr_b", "ipr_out", "ipr", "magnitude", "activation")
 IPR_POWER = 2  # r in IPR_r(v) = Σ_j (|v̂_j| / ‖v̂‖₂)^(2r), Doshi et al.
@@ -99,7 +99,7 @@ def neuron_scores(model, config: RunConfig, dataset: Dataset, group: Group | Non
     params = {n: p.detach() for n, p in model.named_parameters()}
     if by == "ipr":
         if group is None:
-            raise GrokscopeError(f"the IPR score needs a group operation; task.op '{config.task.op}' is not one")
+            raise GrokscopeError(f"the IPR score needs a group operation; {make_task(config.task).named()} has none")
         return ipr_scores(params, config, group)["ipr"]
     if by == "activation":
         return activation_scores(model, dataset)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save
+from safetensors.torch import save
 
 from grokscope.analysis.memorization import SCORES, mlp_params, neuron_scores
 from grokscope.config import RunConfig, upgrade
@@ -187,12 +187,7 @@ def load_pruned(path: str | Path):
     path = Path(path)
     config = RunConfig.from_dict(upgrade(layout.read_json(path / layout.CONFIG)))
     model = build_model(config)
-    try:
-        weights = load_file(path / MODEL_FILE)
-    except FileNotFoundError:
-        raise GrokscopeError(f"{path / MODEL_FILE}: missing") from None
-    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for corrupt files
-        raise GrokscopeError(f"{path / MODEL_FILE}: unreadable or corrupt ({e})") from None
+    weights = layout.load_safetensors(path / MODEL_FILE)
     try:
         model.load_state_dict(weights)
     except RuntimeError:

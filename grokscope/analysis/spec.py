@@ -69,8 +69,7 @@ def fourier(config: RunConfig) -> str | None:
     whole-grid forward (the transformer, the one-hot MLP)."""
     task, model = make_task(config.task), MODELS[config.model.kind]
     if task.group() is None:
-        what = f"task.op '{config.task.op}'" if task.kind == "modular" else f"task.kind '{task.kind}'"
-        return f"needs a group operation (Fourier basis); {what} has none"
+        return f"needs a group operation (Fourier basis); {task.named()} has none"
     if not model.fourier:
         return f"needs token-indexed weights (transformer or one-hot MLP); model.kind '{config.model.kind}' has none"
     return None

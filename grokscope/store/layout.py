@@ -138,17 +138,23 @@ def metric_columns(run: Path) -> tuple[str, ...]:
     return tuple(c for c in METRIC_COLUMNS if c not in LATER_COLUMNS or (run / METRICS / f"{c}.npy").is_file())
 
 
-def load_mask(run: Path, shapes: dict[str, list[int]]) -> dict[str, torch.Tensor]:
-    """A ticket's mask.safetensors, checked against the parameter shapes."""
+def load_safetensors(path: Path, why: str = "") -> dict[str, torch.Tensor]:
+    """A safetensors file as name → tensor; a missing, truncated or corrupt file raises GrokscopeError naming it
+    (why: what needs it, said when it is missing)."""
     from safetensors.torch import load_file
 
-    path = run / MASK
     try:
-        mask = load_file(path)
+        return load_file(path)
     except FileNotFoundError:
-        raise GrokscopeError(f"{path}: missing (the run is a grokking ticket)") from None
+        raise GrokscopeError(f"{path}: missing{f' ({why})' if why else ''}") from None
     except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for corrupt files
         raise GrokscopeError(f"{path}: unreadable or corrupt ({e})") from None
+
+
+def load_mask(run: Path, shapes: dict[str, list[int]]) -> dict[str, torch.Tensor]:
+    """A ticket's mask.safetensors, checked against the parameter shapes."""
+    path = run / MASK
+    mask = load_safetensors(path, "the run is a grokking ticket")
     if {n: list(t.shape) for n, t in mask.items()} != shapes:
         raise GrokscopeError(f"{path}: corrupt (its tensors do not match the run's parameters)")
     return mask

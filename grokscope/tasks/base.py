@@ -105,6 +105,10 @@ class Task:
         """One line for run tables, e.g. 'add mod 59, 40% train'."""
         raise NotImplementedError
 
+    def named(self) -> str:
+        """How messages name the task: its kind (a modular task: its operation)."""
+        return f"task.kind '{self.kind}'"
+
     def group(self):
         """The coordinates in which the task's operation is addition on Z_n (a `Group`), or None: the
         Fourier analyses apply only where there is one."""

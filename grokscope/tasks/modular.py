@@ -131,6 +131,9 @@ class ModularTask(Task):
         corrupt = f", {c.corrupt_frac:.0%} corrupted" if c.corrupt_frac else ""
         return f"{c.op} mod {c.p}, {split}{corrupt}"
 
+    def named(self) -> str:
+        return f"task.op '{self.config.op}'"
+
     def group(self) -> Group | None:
         p, op = self.config.p, self.config.op
         if op in ("add", "sub"):

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 from tqdm.auto import tqdm
 
 from grokscope.config import RunConfig
@@ -185,12 +184,12 @@ class Trainer:
             for name, p in self.params.items():
                 p.copy_(torch.from_numpy(np.array(self.writer.params[name][row])))
         state_file = self.writer.path / progress["state"]
+        flat = layout.load_safetensors(state_file, "the training state to resume from")
         try:
-            flat = load_file(state_file)
             if self.filter is not None:
                 self.filter.load_state({k: flat.pop(k) for k in list(flat) if k.startswith("grokfast.")})
             load_state_tensors(self.opt, self.params, flat)
-        except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for corrupt files
+        except (KeyError, ValueError, RuntimeError) as e:
             raise GrokscopeError(f"{state_file}: unreadable or incomplete training state ({e})") from None
         n = progress["n_metric_steps"]
         for i, column in enumerate(layout.METRIC_COLUMNS):
