@@ -339,3 +339,19 @@ def test_fast_attention_patterns_equal_the_hooked_forwards(grokked_run):
     _, cache = model.run_with_cache(model.grid_inputs(torch.arange(31 * 31)), names_filter="blocks.0.attn.hook_pattern")
     hooked = cache["blocks.0.attn.hook_pattern"][:, :, -1, :]
     torch.testing.assert_close(attention_patterns(model), hooked)
+
+
+def test_the_forward_analyses_share_one_pass_over_the_checkpoints(small_run, tmp_path, monkeypatch):
+    """neurons and progress read the same whole-grid forward: the scheduler runs it once for both."""
+    from grokscope.analysis import scheduler
+
+    shutil.copytree(small_run.path, tmp_path / "run")
+    passes = []
+    original = scheduler.forward_pass
+    monkeypatch.setattr(
+        scheduler,
+        "forward_pass",
+        lambda run, group, specs, *a: passes.append([s.name for s in specs]) or original(run, group, specs, *a),
+    )
+    analysis.analyze(grokscope.open_run(tmp_path / "run"), progress=False)
+    assert passes == [["neurons", "progress"]]

@@ -1,5 +1,7 @@
-"""The registry of analyses: name → Analysis (see spec.py), in the order the scheduler runs them (an analysis
-comes after those it requires). Adding an analysis: a file defining its `Analysis`, and one line here."""
+"""The registry of analyses: name → Analysis (see spec.py), in the order the scheduler runs them: an analysis
+comes after those it requires, and analyses of one kind stand together so that they share one pass
+(key_frequencies before neurons: the neuron and progress analyses then share one forward per checkpoint).
+Adding an analysis: a file defining its `Analysis`, and one entry here."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from grokscope.config import RunConfig
 from grokscope.errors import GrokscopeError
 
 ANALYSES: dict[str, Analysis] = {
-    a.name: a for a in (SPECTRA, WEIGHT_NORMS, NEURONS, KEY_FREQUENCIES, PROGRESS, MEMORIZATION, PHASES)
+    a.name: a for a in (SPECTRA, WEIGHT_NORMS, KEY_FREQUENCIES, NEURONS, PROGRESS, MEMORIZATION, PHASES)
 }
 
 
