@@ -72,3 +72,33 @@ def test_composite_modulus_is_fine_for_addition():
 def test_known_keys_are_dotted():
     keys = known_keys()
     assert "task.p" in keys and "optim.betas" in keys and "checkpoints.n_uniform" in keys
+
+
+@pytest.mark.parametrize(
+    "section, kwargs, message",
+    [
+        ("TaskConfig", {"kind": "images"}, "task.kind must be one of 'modular', 'digits'"),
+        ("TaskConfig", {"kind": "digits", "p": 31}, "apply to task.kind 'modular' only"),
+        ("ModelConfig", {"kind": "cnn"}, "model.kind must be one of 'transformer', 'mlp', 'deep_mlp'"),
+        ("ModelConfig", {"init_scale": 0.0}, "model.init_scale must be positive"),
+        ("TrainConfig", {"loss": "hinge"}, "train.loss must be one of"),
+    ],
+)
+def test_configs_validate_on_construction(section, kwargs, message):
+    import grokscope.config as config
+
+    with pytest.raises(GrokscopeError, match=message):
+        getattr(config, section)(**kwargs)
+
+
+def test_a_schema_1_config_is_upgraded_and_an_unknown_schema_refused():
+    from grokscope.config import SCHEMA_VERSION, upgrade
+
+    v1 = load_preset("tiny").to_dict()
+    del v1["schema_version"], v1["task"]["kind"], v1["task"]["n_train"], v1["model"]["init_scale"], v1["grokfast"]
+    config = RunConfig.from_dict(upgrade(v1), complete=True)
+    assert config == load_preset("tiny") and config.schema_version == SCHEMA_VERSION
+    with pytest.raises(GrokscopeError, match="missing keys .*task.kind"):
+        RunConfig.from_dict({**v1, "schema_version": SCHEMA_VERSION}, complete=True)  # a v2 file must be whole
+    with pytest.raises(GrokscopeError, match="schema_version 7"):
+        upgrade({**v1, "schema_version": 7})

@@ -43,7 +43,7 @@ def ipr(v: torch.Tensor, r: int = IPR_POWER) -> torch.Tensor:
 
 def needed_params(config: RunConfig) -> list[str]:
     """The parameters the weight scores read."""
-    return MODELS[config.model.kind].neuron_params(config.model)
+    return MODELS[config.model.kind].fourier_params(config.model)
 
 
 def mlp_params(params: dict[str, torch.Tensor], config: RunConfig) -> tuple[torch.Tensor, torch.Tensor]:

@@ -55,6 +55,7 @@ SPECTRA = Analysis(
     spectra,
     fourier,
     SPECTRA_ARRAYS,
+    params=lambda config: MODELS[config.model.kind].fourier_params(config.model),
 )
 WEIGHT_NORMS = Analysis(
     "weight_norms",

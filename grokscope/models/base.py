@@ -41,7 +41,7 @@ class Model(HookedRootModule):
     reads: ClassVar[str]
     grid_form: ClassVar[bool] = False
     has_attention: ClassVar[bool] = False
-    # models of a modular task with token-indexed maps (`token_maps`, `neuron_maps`), grid inputs
+    # models of a modular task with token-indexed maps (`token_maps`, `neuron_maps`, `fourier_params`), grid inputs
     # (`grid_inputs`) and whole-grid activations (`grid_activations`): what the Fourier analyses read
     fourier: ClassVar[bool] = False
 

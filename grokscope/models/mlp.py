@@ -106,8 +106,8 @@ class MLP(Model):
         return U, V, params["mlp.W_out"][..., :, tokens_]
 
     @staticmethod
-    def neuron_params(cfg: ModelConfig) -> list[str]:
-        """The parameters neuron_maps and the neuron weight magnitudes read."""
+    def fourier_params(cfg: ModelConfig) -> list[str]:
+        """The parameters token_maps, neuron_maps and the neuron weight magnitudes read."""
         return ["embed.W_E", "mlp.W_in", "mlp.W_out"] if cfg.d_embed else ["mlp.W_in", "mlp.W_out"]
 
     def all_logits(self, inputs: torch.Tensor, grad_rows: torch.Tensor | None = None) -> torch.Tensor:

@@ -152,8 +152,8 @@ class Transformer(Model):
         return U, U, W[..., :, tokens_]
 
     @staticmethod
-    def neuron_params(cfg: ModelConfig) -> list[str]:
-        """The parameters neuron_maps and the neuron weight magnitudes read."""
+    def fourier_params(cfg: ModelConfig) -> list[str]:
+        """The parameters token_maps, neuron_maps and the neuron weight magnitudes read."""
         return ["embed.W_E", "blocks.0.mlp.W_in", "blocks.0.mlp.W_out", "unembed.W_U"]
 
     def output_logits(self, out: torch.Tensor) -> torch.Tensor:
