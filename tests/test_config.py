@@ -85,7 +85,7 @@ def test_known_keys_are_dotted():
     ],
 )
 def test_configs_validate_on_construction(section, kwargs, message):
-    import grokscope.config as config
+    from grokscope import config
 
     with pytest.raises(GrokscopeError, match=message):
         getattr(config, section)(**kwargs)
