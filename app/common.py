@@ -148,7 +148,7 @@ def not_applicable_note(run: grokscope.Run, needs: tuple[str, ...]) -> str | Non
     reasons = {skipped[name] for name in needs if name in skipped}
     if not reasons:
         return None
-    return f"Not available for {run.name} ({run.task.describe()}; {run_model(run)}): it {'; '.join(sorted(reasons))}."
+    return f"Not available for {run.name} ({run.task.describe()}; {run_model(run)}): this page {'; '.join(sorted(reasons))}."
 
 
 def run_model(run: grokscope.Run) -> str:

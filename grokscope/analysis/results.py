@@ -26,7 +26,7 @@ def fourier_group(run: Run):
     """The run's Group; GrokscopeError saying why the Fourier analyses do not apply where they do not."""
     reason = not_applicable(run.config).get("spectra")
     if reason is not None:
-        raise GrokscopeError(f"the Fourier analyses do not apply to {run.name}: they {reason}")
+        raise GrokscopeError(f"the Fourier analyses do not apply to {run.name}: each {reason}")
     return run.task.group()
 
 
