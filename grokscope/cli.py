@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run directory")
     p.add_argument("--step", type=int, help="a saved step (default: the last)")
     p.add_argument("--heads", metavar="H,...", help="attention heads to zero-ablate")
-    p.add_argument("--neurons", metavar="N,...", help="MLP neurons to zero-ablate")
+    p.add_argument("--neurons", metavar="N,...", help="neurons of the first MLP layer to zero-ablate")
     p.add_argument("--frequencies", metavar="K,...", help="Fourier frequencies to project out of the residual stream")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_probe)
@@ -226,7 +226,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     status = "complete" if summary["complete"] else f"incomplete (saved up to step {summary['last_step']})"
     print(f"{summary['name']}: {status}")
     print(f"  checkpoints: {summary['n_checkpoints']} (steps {summary['first_step']}..{summary['last_step']})")
-    print(f"  grok step: {summary['grok_step']}")
+    print(f"  grok step: {'not grokked' if summary['grok_step'] is None else summary['grok_step']}")
     for key, value in summary["final"].items():
         print(f"  final {key}: {'n/a' if value is None else format(value, '.6g')}")
     print("  config:")
@@ -288,7 +288,8 @@ def print_summary(summary: dict) -> None:
             f"  share of W_E's non-constant Fourier power in them: {'n/a' if share is None else format(share, '.1%')}"
         )
         print(f"  share of neurons clustered to one frequency: {summary['clustered_neuron_share']:.1%}")
-    print("  phase boundaries (steps): " + ", ".join(f"{k} {v}" for k, v in summary["phases"].items()))
+    bounds = ", ".join(f"{k} {'not reached' if v is None else v}" for k, v in summary["phases"].items())
+    print(f"  phase boundaries (steps): {bounds}")
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
@@ -401,12 +402,19 @@ def cmd_figures(args: argparse.Namespace) -> int:
     run = open_run(args.run)
     if args.format not in figures.FORMATS:
         raise GrokscopeError(f"unknown format '{args.format}' (use {', '.join(figures.FORMATS)})")
+    skipped = figures.builders.not_applicable(run)
     names = figures.standard(run) if args.only is None else [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in names if n not in figures.FIGURES]
     if unknown or not names:
         raise GrokscopeError(
             f"unknown figure '{unknown[0] if unknown else args.only}' (known: {', '.join(figures.FIGURES)})"
         )
+    for name in names:
+        if name in skipped:
+            raise GrokscopeError(f"the figure {name} does not apply to {run.name}: it {skipped[name]}")
+    if args.only is None:
+        for name, reason in skipped.items():
+            print(f"grokscope: not applicable: {name} ({reason})", file=sys.stderr)
     analysis.analyze(run)  # what the figures read, computed once up front (with a progress bar)
     plots = {name: figures.FIGURES[name][0](run, args.step) for name in names}
     for path in figures.export(plots, args.out, args.format):

@@ -91,8 +91,9 @@ class TaskConfig:
 @dataclass
 class ModelConfig:
     """`transformer`: the canonical grokking transformer (d_model, n_heads, d_head, d_mlp, n_layers).
-    `mlp`: one-hot(a)‖one-hot(b) → d_mlp hidden → act → p (bias, d_embed, dropout, init_std apply to it only).
-    `deep_mlp`: a vector input → n_layers hidden layers of width d_mlp with act → the classes (biases on).
+    `mlp`: one-hot(a)‖one-hot(b) → d_mlp hidden → act → p (d_embed, dropout, init_std apply to it only).
+    `deep_mlp`: a vector input → n_layers hidden layers of width d_mlp with act → the classes.
+    bias: biases on every layer (mlp and deep_mlp; the transformer has none).
     init_scale: every initial weight multiplied by it (Omnigrok's α: large values make MNIST-like tasks grok)."""
 
     kind: ModelKind = "transformer"
@@ -116,9 +117,10 @@ class ModelConfig:
             check(getattr(self, name) >= 1, f"model.{name} must be at least 1; got {getattr(self, name)}")
         check(self.d_embed >= 0, f"model.d_embed must be >= 0; got {self.d_embed}")
         check(
-            self.kind == "mlp" or (not self.bias and self.d_embed == 0 and self.dropout == 0 and self.init_std == 0),
-            "model.bias, model.d_embed, model.dropout and model.init_std apply to model.kind 'mlp' only",
+            self.kind == "mlp" or (self.d_embed == 0 and self.dropout == 0 and self.init_std == 0),
+            "model.d_embed, model.dropout and model.init_std apply to model.kind 'mlp' only",
         )
+        check(self.kind != "transformer" or not self.bias, "model.bias applies to model.kind 'mlp' and 'deep_mlp' only")
         check(self.init_std >= 0, f"model.init_std must be >= 0; got {self.init_std}")
         check(self.init_scale > 0, f"model.init_scale must be positive; got {self.init_scale}")
         check(0 <= self.dropout < 1, f"model.dropout must be in [0, 1); got {self.dropout}")

@@ -80,7 +80,7 @@ PRESETS: dict[str, tuple[str, dict]] = {
     "digits": (
         (
             "Omnigrok's large-initialisation grokking on scikit-learn's 8 × 8 digits: 300 training images, the rest "
-            "for test; MLP 64 → 200 → 200 → 10, ReLU, every initial weight × 6, MSE on one-hot targets, AdamW "
+            "for test; MLP 64 → 200 → 200 → 10, ReLU, biases, every initial weight × 6, MSE on one-hot targets, AdamW "
             "lr 1e-3 without warm-up, wd 0.1, full batch, 15k steps"
         ),
         {
@@ -89,6 +89,7 @@ PRESETS: dict[str, tuple[str, dict]] = {
             "model.kind": "deep_mlp",
             "model.n_layers": 2,
             "model.d_mlp": 200,
+            "model.bias": True,
             "model.init_scale": 6.0,
             "train.loss": "mse",
             "optim.weight_decay": 0.1,

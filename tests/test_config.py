@@ -55,7 +55,7 @@ def test_integer_valued_float_is_accepted_for_int_keys():
         ({"task.train_frac": 1.0}, "task.train_frac must be in (0, 1)"),
         ({"task.op": "pow"}, "task.op must be one of"),
         ({"model.kind": "rnn"}, "model.kind must be one of"),
-        ({"model.bias": True}, "apply to model.kind 'mlp' only"),
+        ({"model.bias": True}, "model.bias applies to model.kind 'mlp' and 'deep_mlp' only"),
         ({"train.steps": 0}, "train.steps must be at least 1"),
     ],
 )

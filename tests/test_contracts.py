@@ -20,7 +20,7 @@ TASK_SIZES = {
 MODEL_SIZES = {
     "transformer": {"model.d_model": 8, "model.n_heads": 2, "model.d_head": 4, "model.d_mlp": 16},
     "mlp": {"model.d_mlp": 16},
-    "deep_mlp": {"model.n_layers": 2, "model.d_mlp": 16},
+    "deep_mlp": {"model.n_layers": 2, "model.d_mlp": 16, "model.bias": True},
 }
 PAIRS = [(t, m) for t, task in TASKS.items() for m, model in MODELS.items() if model.reads in task.offers]
 
@@ -58,6 +58,9 @@ def test_every_task_and_model_trains_opens_analyzes_and_draws(task, model, tmp_p
     summary = analysis.summary(run)
     assert summary["step"] == int(run.steps[-1])
     assert (summary["key_frequencies"] is None) == ("key_frequencies" in skipped)
+    not_drawn = figures.builders.not_applicable(run)
+    assert set(figures.standard(run)) == set(figures.FIGURES) - set(not_drawn)
+    assert ("embedding_spectrum" in not_drawn) == ("spectra" in skipped)
     for name in figures.standard(run):
         plot = figures.FIGURES[name][0](run, None)
         assert plot.figure.data and all(len(c) == len(next(iter(plot.data.values()))) for c in plot.data.values())
@@ -65,8 +68,9 @@ def test_every_task_and_model_trains_opens_analyzes_and_draws(task, model, tmp_p
 
 @pytest.mark.parametrize("task, model", [("digits", "transformer"), ("digits", "mlp")])
 def test_a_model_that_cannot_read_the_task_is_refused_before_anything_is_written(task, model, tmp_path):
+    config = tiny_config(task, "deep_mlp", **{"model.bias": False}).with_overrides({"model.kind": model})
     with pytest.raises(grokscope.GrokscopeError, match=f"model.kind '{model}' reads .*task.kind '{task}'"):
-        grokscope.train(tiny_config(task, "deep_mlp").with_overrides({"model.kind": model}), tmp_path / "x")
+        grokscope.train(config, tmp_path / "x")
     assert not (tmp_path / "x").exists()
 
 
@@ -97,7 +101,7 @@ def test_digits_label_corruption_is_seeded_and_counted():
 
 @pytest.mark.parametrize("n_train", [1797, 10_000])
 def test_a_split_without_test_inputs_is_refused(n_train):
-    with pytest.raises(grokscope.GrokscopeError, match="both must be at least 1"):
+    with pytest.raises(grokscope.GrokscopeError, match="at least 1 training and 1 test input"):
         make_task(tiny_config("digits", "deep_mlp", **{"task.n_train": n_train}).task).dataset()
 
 
@@ -117,3 +121,15 @@ def test_deep_mlp_hooks_and_names_follow_hooked_transformer():
     pre = cache["blocks.1.mlp.hook_pre"]
     torch.testing.assert_close(cache["blocks.1.mlp.hook_post"], pre.relu())
     torch.testing.assert_close(logits, cache["blocks.1.mlp.hook_post"] @ model.unembed.W_U + model.unembed.b_U)
+    unbiased = grokscope.build_model(tiny_config("digits", "deep_mlp", **{"model.bias": False}))
+    assert [n for n, _ in unbiased.named_parameters()] == ["blocks.0.mlp.W_in", "blocks.1.mlp.W_in", "unembed.W_U"]
+
+
+def test_the_figures_command_names_what_does_not_apply(tmp_path, capsys):
+    from grokscope.cli import main
+
+    run = grokscope.train(tiny_config("digits", "deep_mlp"), tmp_path / "run", progress=False)
+    assert main(["figures", str(run), "--out", str(tmp_path / "figs"), "--only", "neuron_clusters"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("grokscope: error: the figure neuron_clusters does not apply") and "\n" not in error
+    assert not (tmp_path / "figs").exists()

@@ -35,7 +35,7 @@ def render(run, step):
         common.show(ipr_over_time(run, step), "ipr_over_time")
     else:
         reason = analysis.not_applicable(run.config)["memorization"]
-        st.info(f"The IPR scores are not available for {run.name}: they {reason}. Prune by the other scores.")
+        st.info(f"The IPR scores are not available for {run.name}: each {reason}. Prune by the other scores.")
 
     st.subheader(f"Pruning at step {step}")
     corrupted = bool(run.dataset.corrupted.any()) and grokscope.build_model(run.config).grid_form

@@ -85,7 +85,7 @@ def ablation_hooks(model, config: RunConfig, heads, neurons, frequencies) -> lis
         d_mlp = model.cfg.d_mlp
         bad = [n for n in neurons if not 0 <= n < d_mlp]
         if bad:
-            raise GrokscopeError(f"no neuron {bad[0]} (the MLP has {d_mlp}: 0..{d_mlp - 1})")
+            raise GrokscopeError(f"no neuron {bad[0]} (the first MLP layer has {d_mlp}: 0..{d_mlp - 1})")
         index = torch.as_tensor(list(neurons))
 
         def zero_neurons(post, hook):  # post: (batch, [pos,] d_mlp)

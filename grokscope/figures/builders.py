@@ -112,7 +112,8 @@ def training_curves(run: Run, step: int | None = None) -> Plot:
         fig.update_yaxes(title_text="share of train", range=[0, 1.02], row=4, col=1)
     fig.update_xaxes(title_text="step", row=len(heights), col=1)
     fig.update_layout(height=820 if stability else 650)
-    title = f"{run.name}: training (grok step {run.grok_step})<br><sup>{training_label(run.config)}</sup>"
+    grokked = "not grokked" if run.grok_step is None else f"grok step {run.grok_step}"
+    title = f"{run.name}: training ({grokked})<br><sup>{training_label(run.config)}</sup>"
     return Plot(decorate(fig, run, step, title), dict(m))
 
 
@@ -504,13 +505,28 @@ TIME_AXIS = (
     "progress_measures",
     "ipr_over_time",
 )  # with the cursor
-GROUP_FREE = ("training_curves", "attention")  # the others read Fourier analyses: they need a group operation
+GROUP_FREE = ("training_curves", "attention")  # the others read Fourier analyses
+
+
+def not_applicable(run: Run) -> dict[str, str]:
+    """The figures that do not apply to the run → why not (one line each): the Fourier and neuron ones where
+    the Fourier analyses do not apply, attention without attention heads, the pruning sweep where the model
+    cannot be pruned."""
+    fourier = analysis.not_applicable(run.config).get("spectra")
+    model = MODELS[run.config.model.kind]
+    prune = not_prunable(run.config)
+    out = {}
+    for name in FIGURES:
+        if name not in GROUP_FREE and fourier is not None:
+            out[name] = fourier
+        elif name == "attention" and not model.has_attention:
+            out[name] = f"needs attention heads; model.kind '{run.config.model.kind}' has none"
+        elif name == "pruning_sweep" and prune is not None:
+            out[name] = prune
+    return out
 
 
 def standard(run: Run) -> list[str]:
-    """The figures that apply to the run: the Fourier and neuron ones where the Fourier analyses apply (and the
-    pruning sweep where the model can be pruned), attention for transformers."""
-    names = list(FIGURES) if "spectra" in analysis.applicable(run.config) else list(GROUP_FREE)
-    has_attention = MODELS[run.config.model.kind].has_attention
-    prunable = not_prunable(run.config) is None
-    return [n for n in names if (n != "attention" or has_attention) and (n != "pruning_sweep" or prunable)]
+    """The figures that apply to the run, in the order of FIGURES."""
+    skipped = not_applicable(run)
+    return [name for name in FIGURES if name not in skipped]

@@ -126,8 +126,8 @@ class Task:
         if not 0 < n_train < len(rows):
             what = f"task.n_train {cfg.n_train}" if cfg.n_train else f"task.train_frac {cfg.train_frac}"
             raise GrokscopeError(
-                f"{what} leaves {n_train} training and {len(rows) - n_train} test inputs of {len(rows)}: "
-                "both must be at least 1"
+                f"{what} asks for {n_train} training inputs of the task's {len(rows)}: there must be at least 1 "
+                "training and 1 test input"
             )
         train_rows, test_rows = np.sort(rows[:n_train]), np.sort(rows[n_train:])
         train_labels = true_labels[train_rows].copy()

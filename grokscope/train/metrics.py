@@ -14,8 +14,9 @@ class StepMetrics:
     """For one dataset and loss, on one device: `metrics(logits)` → column → 0-dim float64 tensor.
 
     Accuracies: train_acc against the labels trained on; the four-way split of Doshi et al. (corrupted training
-    examples against their noisy and their true labels, clean training examples) as weighted sums, since a
-    boolean-mask index would sync with the host on CUDA; a split with no examples is NaN. Stability (Prieto et
+    examples against their noisy and their true labels, clean training examples) as hit counts through a 0/1
+    indicator divided by the split's size (exact; a boolean-mask index would sync with the host on CUDA); a
+    split with no examples is NaN (0 / 0). Stability (Prieto et
     al. 2025), over the training examples: the share in Softmax Collapse, the share with a loss of exactly 0
     (the run's own loss, in its own precision), the mean logit norm.
     """
@@ -29,9 +30,8 @@ class StepMetrics:
         self.test_rows, self.test_labels = on_device(dataset.test_rows), on_device(dataset.test_labels)
         self.true_train_labels = on_device(dataset.true_labels[dataset.train_rows])
         corrupted = dataset.corrupted.astype(np.float64)
-        n_corrupted, n_clean = corrupted.sum(), (1 - corrupted).sum()
-        self.corrupted_weight = on_device(corrupted / n_corrupted if n_corrupted else np.full_like(corrupted, np.nan))
-        self.clean_weight = on_device((1 - corrupted) / n_clean if n_clean else np.full_like(corrupted, np.nan))
+        self.corrupted, self.clean = on_device(corrupted), on_device(1 - corrupted)
+        self.n_corrupted, self.n_clean = on_device(corrupted.sum()), on_device((1 - corrupted).sum())
 
     @torch.no_grad()
     def __call__(self, logits: torch.Tensor, train_loss: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -47,9 +47,9 @@ class StepMetrics:
             "test_loss": self.loss_fn(test_logits, self.test_labels),
             "train_acc": hits.mean(),
             "test_acc": accuracy(test_logits, self.test_labels),
-            "corrupted_noisy_acc": hits @ self.corrupted_weight,
-            "corrupted_true_acc": true_hits @ self.corrupted_weight,
-            "clean_train_acc": hits @ self.clean_weight,
+            "corrupted_noisy_acc": (hits @ self.corrupted) / self.n_corrupted,
+            "corrupted_true_acc": (true_hits @ self.corrupted) / self.n_corrupted,
+            "clean_train_acc": (hits @ self.clean) / self.n_clean,
             "sc_fraction": softmax_collapse(train_logits).double().mean(),
             "zero_loss_fraction": (train_losses == 0).double().mean(),
             "logit_norm": train_logits.double().norm(dim=-1).mean(),
