@@ -15,6 +15,7 @@ import grokscope
 from grokscope import analysis
 from grokscope.figures import Plot
 from grokscope.figures.export import csv_text, has_browser
+from grokscope.models import MODELS
 from grokscope.store import layout
 
 RUNS_DIR_ENV, RUN_ENV = "GROKSCOPE_RUNS_DIR", "GROKSCOPE_RUN"
@@ -153,7 +154,7 @@ def not_applicable_note(run: grokscope.Run, needs: tuple[str, ...]) -> str | Non
 
 def run_model(run: grokscope.Run) -> str:
     """The run's model in one line."""
-    return grokscope.build_model(run.config).describe()
+    return MODELS[run.config.model.kind].describe(run.config.model)
 
 
 def step_page(render: Callable[[grokscope.Run, int], None], needs: tuple[str, ...] = ()) -> None:

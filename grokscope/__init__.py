@@ -36,9 +36,14 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name in LAZY:
-        import importlib
+SUBPACKAGES = ("analysis", "cli", "config", "errors", "figures", "models", "presets", "store", "tasks")
 
+
+def __getattr__(name: str):
+    import importlib
+
+    if name in LAZY:
         return getattr(importlib.import_module(LAZY[name]), name)
+    if name in SUBPACKAGES:  # `import grokscope; grokscope.store` as with an eager package
+        return importlib.import_module(f"grokscope.{name}")
     raise AttributeError(f"module 'grokscope' has no attribute '{name}'")

@@ -20,7 +20,7 @@ from grokscope.errors import GrokscopeError
 
 SCHEMA_VERSION = 2  # 1: runs written before task.kind existed (every key a later v1 release added is defaulted)
 TaskKind = Literal["modular", "digits"]
-Op = Literal["add", "sub", "mul", "div", "poly"]
+Op = Literal["add", "sub", "mul", "div", "poly"]  # (a+b), (a−b), (a·b), (a/b, b ≠ 0), (a² + ab + b²) mod p
 ModelKind = Literal["transformer", "mlp", "deep_mlp"]
 Activation = Literal["relu", "gelu", "square"]
 OptimizerName = Literal["adamw", "sgd"]
@@ -28,13 +28,6 @@ LossName = Literal["ce", "ce32", "mse", "stablemax"]
 TicketKind = Literal["", "ticket", "memorization", "random"]
 GrokfastKind = Literal["", "ema", "ma"]
 
-OPS: dict[str, str] = {
-    "add": "(a + b) mod p",
-    "sub": "(a - b) mod p",
-    "mul": "(a * b) mod p",
-    "div": "(a / b) mod p, b != 0",
-    "poly": "(a^2 + a*b + b^2) mod p",
-}
 PRIME_OPS = {"mul", "div"}  # need a field: every nonzero b must have an inverse
 
 
@@ -84,7 +77,9 @@ class TaskConfig:
             default = TaskConfig()
             check(
                 (self.op, self.p) == (default.op, default.p),
-                f"task.op and task.p apply to task.kind 'modular' only, not '{self.kind}'",
+                f"task.op and task.p apply to task.kind 'modular' only, not '{self.kind}': leave them at "
+                f"{default.op} and {default.p} (--set task.op={default.op} --set task.p={default.p}), or start "
+                f"from --preset {self.kind}",
             )
 
 
@@ -94,7 +89,7 @@ class ModelConfig:
     `mlp`: one-hot(a)‖one-hot(b) → d_mlp hidden → act → p (d_embed, dropout, init_std apply to it only).
     `deep_mlp`: a vector input → n_layers hidden layers of width d_mlp with act → the classes.
     bias: biases on every layer (mlp and deep_mlp; the transformer has none).
-    init_scale: every initial weight multiplied by it (Omnigrok's α: large values make MNIST-like tasks grok)."""
+    init_scale: every initial parameter (weights and biases) multiplied by it (Omnigrok's α: large values make MNIST-like tasks grok)."""
 
     kind: ModelKind = "transformer"
     n_layers: int = 1
@@ -266,7 +261,10 @@ def upgrade(data: dict) -> dict:
     model.dropout, model.init_std, optim.orthograd, ticket.*, grokfast.*)."""
     flat = flatten(data)
     version = flat.pop("schema_version", 1)
-    check(version in (1, SCHEMA_VERSION), f"schema_version {version!r} is not one this release reads (1, 2)")
+    check(
+        not isinstance(version, bool) and version in (1, SCHEMA_VERSION),
+        f"schema_version {version!r} is not one this release reads (1, 2)",
+    )
     if version == 1:
         v1_later = {"model.dropout", "model.init_std", "optim.orthograd"}
         v1_later |= {k for k in known_keys() if k.startswith(("ticket.", "grokfast."))}

@@ -40,3 +40,38 @@ def test_an_earlier_release_s_analyses_are_reused_or_recomputed(tmp_path):
     analysis.analyze(run, progress=False)
     assert analysis.missing(run) == []
     np.testing.assert_array_equal(analysis.load(run, "spectra")["embed_power"], before["embed_power"])
+
+
+def test_a_missing_upstream_cache_is_reported_not_raised(tmp_path):
+    """progress cached, key_frequencies gone (deleted, or a new version of it): missing() lists both, the app's
+    readiness check does not crash, and analyze() brings both back."""
+    shutil.copytree(FIXTURES / "v1_transformer", tmp_path / "run")
+    run = grokscope.open_run(tmp_path / "run")
+    analysis.analyze(run, progress=False)
+    for stale in (tmp_path / "run" / "analysis").glob("key_frequencies@*"):
+        stale.unlink()
+    assert {"key_frequencies", "progress"} <= set(analysis.missing(run))
+    assert set(analysis.analyze(run, progress=False)) >= {"key_frequencies"}
+    assert analysis.missing(run) == []
+
+
+@pytest.mark.parametrize("bad", [{"train_rows": np.zeros((2, 2), dtype=np.int64)}, {"train_rows": np.int64(3)}])
+def test_a_misshapen_split_file_is_a_clear_error(tmp_path, bad):
+    shutil.copytree(FIXTURES / "v1_mlp", tmp_path / "run")
+    path = tmp_path / "run" / "data.npz"
+    with np.load(path) as data:
+        arrays = {k: data[k] for k in data.files}
+    np.savez(path, **{**arrays, **bad})
+    with pytest.raises(grokscope.GrokscopeError, match="data.npz: corrupt"):
+        _ = grokscope.open_run(tmp_path / "run").dataset
+
+
+def test_a_boolean_schema_version_is_refused():
+    from grokscope.config import upgrade
+
+    with pytest.raises(grokscope.GrokscopeError, match="schema_version True"):
+        upgrade({"schema_version": True})
+
+
+def test_subpackages_are_attributes_of_the_package():
+    assert grokscope.store.open_run is grokscope.open_run and grokscope.analysis.load is analysis.load

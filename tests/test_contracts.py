@@ -133,3 +133,19 @@ def test_the_figures_command_names_what_does_not_apply(tmp_path, capsys):
     error = capsys.readouterr().err.strip()
     assert error.startswith("grokscope: error: the figure neuron_clusters does not apply") and "\n" not in error
     assert not (tmp_path / "figs").exists()
+
+
+def test_what_the_deep_mlp_lacks_is_a_one_line_error(tmp_path):
+    from grokscope.analysis.memorization import activation_scores
+    from grokscope.analysis.pruning import Pruner
+
+    config = tiny_config("modular", "deep_mlp", **{"model.n_layers": 1, "task.corrupt_frac": 0.2})
+    run = grokscope.open_run(grokscope.train(config, tmp_path / "run", progress=False))
+    net = load_model(run, int(run.steps[-1]))
+    with pytest.raises(grokscope.GrokscopeError, match="activation score needs a transformer or one-hot MLP"):
+        activation_scores(net, run.dataset)
+    with pytest.raises(grokscope.GrokscopeError, match="activation score needs"):
+        Pruner(run, None, "activation")
+    with pytest.raises(grokscope.GrokscopeError, match="Fourier measures do not apply"):
+        analysis.measure_model(net, run.config, run.dataset)
+    assert Pruner(run, None, "magnitude").n_neurons == 16  # one hidden layer with unembed.W_U as its W_out

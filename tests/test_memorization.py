@@ -179,7 +179,7 @@ def test_prune_bad_input_is_one_line(coexistence_run, capsys, args, message):
 
 
 def test_a_model_without_an_mlp_is_refused():
-    with pytest.raises(grokscope.GrokscopeError, match="no single MLP layer"):
+    with pytest.raises(grokscope.GrokscopeError, match="need a single MLP layer"):
         mlp_params({"embed.W_E": torch.zeros(3, 3)}, small_config())
 
 

@@ -4,10 +4,10 @@ training; prune them with live before/after accuracies and save the pruned model
 import common
 import streamlit as st
 
-import grokscope
 from grokscope import analysis
 from grokscope.analysis.pruning import SPLITS, Pruner, count_of, default_out, not_prunable, save_pruned
 from grokscope.figures.builders import SPLIT_NAMES, ipr_histogram, ipr_over_time, neuron_scores
+from grokscope.models import MODELS
 
 
 def pruner(run, step: int, by: str, lowest: bool) -> Pruner:
@@ -38,13 +38,13 @@ def render(run, step):
         st.info(f"The IPR scores are not available for {run.name}: each {reason}. Prune by the other scores.")
 
     st.subheader(f"Pruning at step {step}")
-    corrupted = bool(run.dataset.corrupted.any()) and grokscope.build_model(run.config).grid_form
+    corrupted = bool(run.dataset.corrupted.any()) and MODELS[run.config.model.kind].token_indexed
     scores = [
         s for s in ("ipr", "activation", "magnitude") if (s != "ipr" or fourier) and (s != "activation" or corrupted)
     ]
     columns = st.columns(3)
     by = columns[0].selectbox(
-        "score", scores, key="prune by", help="activation needs corrupted labels and a whole-grid model"
+        "score", scores, key="prune by", help="activation needs corrupted labels and a transformer or one-hot MLP"
     )
     order = columns[1].radio("prune first", ["lowest", "highest"], horizontal=True, key="prune order")
     fraction = columns[2].slider("fraction of neurons pruned", 0.0, 1.0, 0.5, 0.025, key="prune fraction")

@@ -3,16 +3,15 @@
 import common
 import streamlit as st
 
-import grokscope
 from grokscope import analysis
 from grokscope.analysis.probes import ablate
 from grokscope.figures.builders import attention
-from grokscope.models import load_model
+from grokscope.models import MODELS, load_model
 
 
 def render(run, step):
     model = common.run_model(run)
-    transformer = grokscope.build_model(run.config).has_attention
+    transformer = MODELS[run.config.model.kind].has_attention
     if transformer:
         common.show(attention(run, step), "attention")
     else:

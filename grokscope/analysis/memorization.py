@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from grokscope.analysis.spec import BLOCK, Analysis, checkpoint_loader, fourier
+from grokscope.analysis.spec import BLOCK, Analysis, checkpoint_loader, needs_fourier
 from grokscope.config import RunConfig
 from grokscope.errors import GrokscopeError
 from grokscope.models import MODELS, build_model
@@ -46,11 +46,24 @@ def needed_params(config: RunConfig) -> list[str]:
     return MODELS[config.model.kind].fourier_params(config.model)
 
 
+def no_single_mlp(config: RunConfig) -> str | None:
+    """Why neuron scores and pruning do not apply (one line), or None: they read one MLP layer's neurons
+    through its own W_in and W_out."""
+    if MODELS[config.model.kind].neuron_layers(config.model)[0].W_out is None:
+        return f"needs a single MLP layer with its own W_out; model.kind '{config.model.kind}' has none"
+    return None
+
+
 def mlp_params(params: dict[str, torch.Tensor], config: RunConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """The first neuron layer's raw weights: W_in (..., d_in, d_mlp), W_out (..., d_mlp, d_out)."""
+    reason = no_single_mlp(config)
+    if reason is not None:
+        raise GrokscopeError(f"neuron scores and pruning: each {reason}")
     layer = MODELS[config.model.kind].neuron_layers(config.model)[0]
-    if layer.W_out is None or layer.W_in not in params:
-        raise GrokscopeError("the model has no single MLP layer: neuron scores and pruning need one")
+    if layer.W_in not in params or layer.W_out not in params:
+        raise GrokscopeError(
+            f"neuron scores and pruning need a single MLP layer; no {layer.W_in} and {layer.W_out} here"
+        )
     return params[layer.W_in], params[layer.W_out]
 
 
@@ -58,7 +71,7 @@ def neuron_maps(params: dict[str, torch.Tensor], config: RunConfig, group: Group
     """Per-neuron vectors over the group's coordinates: U, V (input for a, for b), W (output):
     each (..., d_mlp, n)."""
     model = MODELS[config.model.kind]
-    if not model.fourier:
+    if not model.token_indexed:
         raise GrokscopeError(f"the IPR needs token-indexed weights; model.kind '{config.model.kind}' has none")
     return model.neuron_maps(params, config.model, group)
 
@@ -73,17 +86,19 @@ def ipr_scores(params: dict[str, torch.Tensor], config: RunConfig, group: Group)
 
 
 def magnitude_scores(params: dict[str, torch.Tensor], config: RunConfig) -> torch.Tensor:
-    """‖input weights‖² + ‖output weights‖², square-rooted, per neuron: (..., d_mlp). Squares in the weights'
-    float32 (relative error below 1e-7, the precision of the float32 result), summed in float64."""
+    """‖input weights‖² + ‖output weights‖², square-rooted, per neuron: (..., d_mlp)."""
     W_in, W_out = mlp_params(params, config)
-    square_sum = W_in.square().sum(-2, dtype=torch.float64) + W_out.square().sum(-1, dtype=torch.float64)
-    return square_sum.sqrt().float()
+    return (W_in.double().square().sum(-2) + W_out.double().square().sum(-1)).sqrt().float()
 
 
 @torch.no_grad()
 def activation_scores(model, dataset: Dataset, post: torch.Tensor | None = None) -> torch.Tensor:
     """Mean contribution to the trained label's logit on clean minus corrupted training examples: (d_mlp,).
     post: the model's grid activations (p², d_mlp) when already at hand."""
+    if not model.token_indexed:
+        raise GrokscopeError(
+            f"the activation score needs a transformer or one-hot MLP; model.kind '{model.cfg.kind}' is neither"
+        )
     if not dataset.corrupted.any():
         raise GrokscopeError("the activation score needs corrupted training labels (task.corrupt_frac > 0)")
     if post is None:
@@ -147,6 +162,6 @@ MEMORIZATION = Analysis(
     "contribution to the trained label's logit; NaN without corrupted labels)",
     "checkpoints",
     memorization_pass,
-    fourier,
+    needs_fourier,
     MEMORIZATION_ARRAYS,
 )

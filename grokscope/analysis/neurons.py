@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from grokscope.analysis.fourier import component_frequency, per_frequency, shared_basis
-from grokscope.analysis.spec import Analysis, Forward, fourier
+from grokscope.analysis.spec import Analysis, Forward, needs_fourier
 from grokscope.models.common import Readout
 from grokscope.tasks import Group
 
@@ -100,7 +100,7 @@ NEURONS = Analysis(
     f"(clustered: share ≥ {CLUSTER_THRESHOLD})",
     "forward",
     neuron_rows,
-    fourier,
+    needs_fourier,
     ("frequency", "fraction"),
     prepare=lambda run, group, cached: None,
 )

@@ -26,7 +26,9 @@ from grokscope.train.losses import LOSSES, accuracy
 def attention_patterns(model: torch.nn.Module, layer: int = 0) -> torch.Tensor:
     """Attention of the `=` position over (a, b, =) per head, for every input row a * p + b: (p², H, 3)."""
     if not model.has_attention:
-        raise GrokscopeError(f"attention patterns need a transformer; this run's model is a {model.describe()}")
+        raise GrokscopeError(
+            f"attention patterns need a transformer; this run's model is a {model.describe(model.cfg)}"
+        )
     if not 0 <= layer < model.cfg.n_layers:
         raise GrokscopeError(f"no layer {layer} (the model has {model.cfg.n_layers})")
     if model.cfg.n_layers == 1:  # the fast form: per-token scores, no MLP (equal to the hooks', tested)
@@ -70,7 +72,9 @@ def ablation_hooks(model, config: RunConfig, heads, neurons, frequencies) -> lis
     hooks = []
     if len(heads):
         if not transformer:
-            raise GrokscopeError(f"head ablation needs a transformer; this run's model is a {model.describe()}")
+            raise GrokscopeError(
+                f"head ablation needs a transformer; this run's model is a {model.describe(model.cfg)}"
+            )
         bad = [h for h in heads if not 0 <= h < model.cfg.n_heads]
         if bad:
             raise GrokscopeError(f"no head {bad[0]} (the model has {model.cfg.n_heads}: 0..{model.cfg.n_heads - 1})")
@@ -96,7 +100,7 @@ def ablation_hooks(model, config: RunConfig, heads, neurons, frequencies) -> lis
     if len(frequencies):
         if not transformer:
             raise GrokscopeError(
-                f"frequency ablation needs a residual stream; this run's model is a {model.describe()}"
+                f"frequency ablation needs a residual stream; this run's model is a {model.describe(model.cfg)}"
             )
         Q = frequency_directions(model, config, frequencies)
 

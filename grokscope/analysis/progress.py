@@ -22,7 +22,7 @@ import torch
 
 from grokscope.analysis.cache import top_up_start
 from grokscope.analysis.neurons import CLUSTER_THRESHOLD, cluster, frequency_fractions, grid_neurons
-from grokscope.analysis.spec import Analysis, Forward, always, fourier
+from grokscope.analysis.spec import Analysis, Forward, always, needs_fourier
 from grokscope.errors import GrokscopeError
 from grokscope.models import load_model
 from grokscope.models.common import Readout
@@ -194,7 +194,7 @@ KEY_FREQUENCIES = Analysis(
     "the key frequencies at the last saved step by three rules, with the rule used and its threshold",
     "run",
     lambda run, group, cached: key_frequencies(run, group, cached["spectra"], cached.get("neurons")),
-    fourier,
+    needs_fourier,
     meta={
         "step": 0,
         "frequencies": 1,
@@ -207,7 +207,8 @@ KEY_FREQUENCIES = Analysis(
         "inputs": 0,
     },
     requires=("spectra",),
-    reads=("spectra", "neurons"),
+    versions_of=("spectra", "neurons"),
+    settings=f"cluster share {CLUSTER_THRESHOLD}; power fraction {KEY_POWER_FRACTION}",
     current=lambda run, result: int(result["step"]) == int(run.steps[-1]),
 )
 
@@ -223,7 +224,7 @@ PROGRESS = Analysis(
     "restricted loss, excluded loss, and excluded loss per key frequency",
     "forward",
     progress_rows,
-    fourier,
+    needs_fourier,
     ("restricted_loss", "excluded_loss", "excluded_loss_per_freq"),
     {"key_frequencies": 1},
     requires=("key_frequencies",),

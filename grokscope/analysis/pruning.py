@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from safetensors.torch import save
 
-from grokscope.analysis.memorization import SCORES, mlp_params, neuron_scores
+from grokscope.analysis.memorization import SCORES, mlp_params, neuron_scores, no_single_mlp
 from grokscope.config import RunConfig, upgrade
 from grokscope.errors import GrokscopeError
-from grokscope.models import MODELS, build_model, load_model
+from grokscope.models import build_model, load_model
 from grokscope.store import Run, layout
 from grokscope.tasks import Dataset, Task
 from grokscope.train.losses import LOSSES
@@ -53,10 +53,8 @@ def none_if_nan(value: float) -> float | None:
 def not_prunable(config: RunConfig) -> str | None:
     """Why a run's model cannot be pruned here (one line), or None: pruning zeroes neurons of one MLP layer
     read in and written out by its own W_in and W_out."""
-    layer = MODELS[config.model.kind].neuron_layers(config.model)[0]
-    if layer.W_out is None:
-        return f"pruning needs a single MLP layer with its own W_out; model.kind '{config.model.kind}' has none"
-    return None
+    reason = no_single_mlp(config)
+    return None if reason is None else f"pruning {reason}"
 
 
 def neuron_order(scores: torch.Tensor, lowest: bool) -> np.ndarray:

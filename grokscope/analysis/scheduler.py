@@ -84,10 +84,11 @@ def analyze(
 
 
 def upstream(spec: Analysis) -> dict[str, np.ndarray]:
-    """What a whole-run result was computed from: the versions of the analyses it reads."""
-    if not spec.reads:
+    """What a whole-run result was computed from: the versions of the analyses it reads, and its settings."""
+    if not spec.versions_of and not spec.settings:
         return {}
-    return {"inputs": np.array(", ".join(f"{name}@v{ANALYSES[name].version}" for name in spec.reads))}
+    versions = ", ".join(f"{name}@v{ANALYSES[name].version}" for name in spec.versions_of)
+    return {"inputs": np.array("; ".join(part for part in (versions, spec.settings) if part))}
 
 
 def run_current(run: Run, spec: Analysis, result: dict | None) -> bool:
@@ -100,7 +101,9 @@ def run_current(run: Run, spec: Analysis, result: dict | None) -> bool:
 def start_of(run: Run, spec: Analysis, cached: dict) -> int:
     """The first checkpoint row a per-checkpoint analysis lacks: 0 where what it was computed from changed."""
     result = cached[spec.name]
-    inputs = {} if result is None or spec.inputs is None else spec.inputs(cached)
+    if result is None or any(cached.get(need) is None for need in spec.requires):
+        return 0
+    inputs = {} if spec.inputs is None else spec.inputs(cached)
     if any(not np.array_equal(result.get(k), v) for k, v in inputs.items()):
         return 0
     return top_up_start(run, result)
@@ -114,12 +117,11 @@ def missing(run: Run) -> list[str]:
     out = []
     for name, result in cached.items():
         spec = ANALYSES[name]
-        stale = any(need in out for need in spec.requires)
         if spec.kind == "run":
             current = run_current(run, spec, result)
-        else:
-            current = all(need in cached for need in spec.requires) and start_of(run, spec, cached) == run.n_checkpoints
-        if result is None or stale or not current:
+        else:  # against what it needs as cached: recomputing that may leave it as it is
+            current = start_of(run, spec, cached) == run.n_checkpoints
+        if not current:
             out.append(name)
     return out
 

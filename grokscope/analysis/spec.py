@@ -39,9 +39,10 @@ class Analysis:
     rows: tuple[str, ...] = ()  # arrays with one row per saved step (besides "steps"); none: a whole-run result
     meta: dict[str, int] = field(default_factory=dict)  # other arrays → their number of dimensions
     requires: tuple[str, ...] = ()  # analyses whose cached results it reads
-    # run: analyses it reads where cached (requires included); their versions are stored with the result
-    # ("inputs") and a new version of one recomputes it
-    reads: tuple[str, ...] = ()
+    # run: analyses it reads where cached (requires included) and the settings it depends on; both are stored
+    # with the result ("inputs"), and a new version of one of those analyses or other settings recompute it
+    versions_of: tuple[str, ...] = ()
+    settings: str = ""
     params: Callable[[RunConfig], list[str]] | None = None  # weights: the parameters it reads (None: all)
     prepare: Callable | None = None  # forward: (run, group, cached) → state
     current: Callable[[Run, dict], bool] | None = None  # run: whether a cached result still holds
@@ -64,13 +65,13 @@ def always(config: RunConfig) -> str | None:
     return None
 
 
-def fourier(config: RunConfig) -> str | None:
+def needs_fourier(config: RunConfig) -> str | None:
     """The Fourier analyses: a task with a group operation and a model with token-indexed maps and a
     whole-grid forward (the transformer, the one-hot MLP)."""
     task, model = make_task(config.task), MODELS[config.model.kind]
     if task.group() is None:
         return f"needs a group operation (Fourier basis); {task.named()} has none"
-    if not model.fourier:
+    if not model.token_indexed:
         return f"needs token-indexed weights (transformer or one-hot MLP); model.kind '{config.model.kind}' has none"
     return None
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from grokscope.analysis.fourier import fourier_basis, gini, per_frequency
-from grokscope.analysis.spec import Analysis, always, fourier
+from grokscope.analysis.spec import Analysis, always, needs_fourier
 from grokscope.config import RunConfig
 from grokscope.models import MODELS
 from grokscope.tasks import Group
@@ -53,7 +53,7 @@ SPECTRA = Analysis(
     "and output maps; Gini of the embedding's and the neuron→logit map's per-frequency norms",
     "weights",
     spectra,
-    fourier,
+    needs_fourier,
     SPECTRA_ARRAYS,
     params=lambda config: MODELS[config.model.kind].fourier_params(config.model),
 )

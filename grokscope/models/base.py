@@ -4,7 +4,7 @@ of grokscope needs to know about an architecture without asking for its kind.
 Every model has two forms of the same maths:
 - `forward(inputs)`: the plain, hooked form (`run_with_cache`, hooks, TransformerLens habits);
 - `all_logits(inputs)`: the logits of every input of the task at the output position, (n_inputs, n_classes);
-  models with a fast form (`grid_form`: the p × p grid of a modular task) compute it without the plain
+  models with a fast form (the p × p grid of a modular task: `grid_logits`) compute it without the plain
   forward and fire no hooks, the others run the plain forward.
 """
 
@@ -34,16 +34,16 @@ class NeuronLayer:
 
 
 class Model(HookedRootModule):
-    """Subclasses set `kind` (a ModelKind), `reads` (the task input form they take: tokens, pairs, vectors)
-    and `grid_form` (whether they have the whole-grid fast forms `grid_activations` and `grid_logits`)."""
+    """Subclasses set `kind` (a ModelKind), `reads` (the task input form they take: tokens, pairs, vectors),
+    `has_attention` and `token_indexed`, and implement task_inputs, neuron_layers and describe."""
 
     kind: ClassVar[str]
     reads: ClassVar[str]
-    grid_form: ClassVar[bool] = False
     has_attention: ClassVar[bool] = False
-    # models of a modular task with token-indexed maps (`token_maps`, `neuron_maps`, `fourier_params`), grid inputs
-    # (`grid_inputs`) and whole-grid activations (`grid_activations`): what the Fourier analyses read
-    fourier: ClassVar[bool] = False
+    # models of a modular task with token-indexed maps (`token_maps`, `neuron_maps`, `fourier_params`), grid
+    # inputs (`grid_inputs`) and whole-grid activations (`grid_activations`): what the Fourier analyses and the
+    # activation score read
+    token_indexed: ClassVar[bool] = False
 
     def __init__(self, cfg: ModelConfig, task: Task):
         super().__init__()
@@ -68,11 +68,13 @@ class Model(HookedRootModule):
 
     @staticmethod
     def neuron_layers(cfg: ModelConfig) -> list[NeuronLayer]:
-        """The layers with neurons, first to last (from the config alone: batched analyses have no model)."""
+        """The layers with neurons, first to last (from the config alone: batched analyses have no model).
+        hook_pre: the pre-activation hooks, where local complexity counts sign changes."""
         raise NotImplementedError
 
-    def describe(self) -> str:
-        """One line for run tables."""
+    @staticmethod
+    def describe(cfg: ModelConfig) -> str:
+        """One line for run tables (from the config alone: tables need no model)."""
         raise NotImplementedError
 
     def neuron_logit_map(self) -> torch.Tensor:

@@ -89,6 +89,6 @@ class DeepMLP(Model):
             for i in range(n)
         ]
 
-    def describe(self) -> str:
-        c = self.cfg
+    @staticmethod
+    def describe(c: ModelConfig) -> str:
         return f"deep MLP {c.n_layers} × {c.d_mlp} {c.act}, init ×{c.init_scale:g}"

@@ -42,8 +42,7 @@ class Hidden(nn.Module):
 class MLP(Model):
     kind = "mlp"
     reads = "pairs"
-    grid_form = True
-    fourier = True
+    token_indexed = True
 
     def __init__(self, cfg: ModelConfig, task: ModularTask, generator: torch.Generator):
         super().__init__(cfg, task)
@@ -120,8 +119,8 @@ class MLP(Model):
     def neuron_layers(cfg: ModelConfig) -> list[NeuronLayer]:
         return [NeuronLayer("mlp.W_in", "mlp.W_out", "mlp.b_in" if cfg.bias else None, "mlp.hook_pre", "mlp.hook_post")]
 
-    def describe(self) -> str:
-        c = self.cfg
+    @staticmethod
+    def describe(c: ModelConfig) -> str:
         embed = f", embedding {c.d_embed}" if c.d_embed else ""
         return f"one-hot MLP {c.d_mlp} {c.act}{embed}"
 

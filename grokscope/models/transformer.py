@@ -97,7 +97,7 @@ class Transformer(Model):
     kind = "transformer"
     reads = "tokens"
     has_attention = True
-    fourier = True
+    token_indexed = True
 
     def __init__(self, cfg: ModelConfig, task: ModularTask, generator: torch.Generator):
         super().__init__(cfg, task)
@@ -115,11 +115,6 @@ class Transformer(Model):
         for block in self.blocks:
             resid = block(resid)
         return resid @ self.unembed.W_U
-
-    @property
-    def grid_form(self) -> bool:
-        """The whole-grid fast forms exist for one layer (deeper models compute them with the plain forward)."""
-        return len(self.blocks) == 1
 
     def task_inputs(self, task: ModularTask, dataset: Dataset) -> torch.Tensor:
         return self.grid_inputs(torch.arange(self.p**2))
@@ -175,8 +170,8 @@ class Transformer(Model):
             for i in range(cfg.n_layers)
         ]
 
-    def describe(self) -> str:
-        c = self.cfg
+    @staticmethod
+    def describe(c: ModelConfig) -> str:
         return f"transformer {c.n_layers} layer{'s' if c.n_layers > 1 else ''}, d_model {c.d_model}, {c.n_heads} heads, d_mlp {c.d_mlp}"
 
     def plain_logits(self, rows: torch.Tensor) -> torch.Tensor:

@@ -52,6 +52,9 @@ class Dataset:
 
     def check(self, n_inputs: int) -> None:
         """GrokscopeError unless the arrays describe a split of `n_inputs` inputs into `n_classes` classes."""
+        arrays = (self.train_rows, self.test_rows, self.train_labels, self.true_labels, self.corrupted)
+        if not all(isinstance(a, np.ndarray) and a.ndim == 1 for a in arrays):
+            raise GrokscopeError("the split's arrays must be one-dimensional")
         rows = np.concatenate([self.train_rows, self.test_rows])
         ok = (
             self.true_labels.shape == (n_inputs,)
@@ -104,6 +107,12 @@ class Task:
     def describe(self) -> str:
         """One line for run tables, e.g. 'add mod 59, 40% train'."""
         raise NotImplementedError
+
+    def split_description(self) -> str:
+        """The split and corruption in words, e.g. '40% train, 35% corrupted'."""
+        c = self.config
+        split = f"{c.n_train} train" if c.n_train else f"{c.train_frac:.0%} train"
+        return split + (f", {c.corrupt_frac:.0%} corrupted" if c.corrupt_frac else "")
 
     def named(self) -> str:
         """How messages name the task: its kind (a modular task: its operation)."""

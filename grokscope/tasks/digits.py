@@ -60,7 +60,4 @@ class DigitsTask(Task):
         return torch.from_numpy(standardise(images()[0], dataset.train_rows)).float()
 
     def describe(self) -> str:
-        c = self.config
-        split = f"{c.n_train} train" if c.n_train else f"{c.train_frac:.0%} train"
-        corrupt = f", {c.corrupt_frac:.0%} corrupted" if c.corrupt_frac else ""
-        return f"digits 8×8, {split}{corrupt}"
+        return f"digits 8×8, {self.split_description()}"

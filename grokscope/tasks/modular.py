@@ -1,4 +1,4 @@
-"""Modular arithmetic on the tokens `a b =` (token p is `=`): (a op b) mod p for op in OPS.
+"""Modular arithmetic on the tokens `a b =` (token p is `=`): (a op b) mod p for each op of `config.Op`.
 
 Every input pair (a, b) is numbered by its grid row `a * p + b`, so one (p², ...) array holds a quantity for
 all inputs; models with a whole-grid fast form compute every input's logits at once from this layout.
@@ -126,10 +126,7 @@ class ModularTask(Task):
         return one_hots(np.arange(self.p**2), self.p)
 
     def describe(self) -> str:
-        c = self.config
-        split = f"{c.n_train} train" if c.n_train else f"{c.train_frac:.0%} train"
-        corrupt = f", {c.corrupt_frac:.0%} corrupted" if c.corrupt_frac else ""
-        return f"{c.op} mod {c.p}, {split}{corrupt}"
+        return f"{self.config.op} mod {self.config.p}, {self.split_description()}"
 
     def named(self) -> str:
         return f"task.op '{self.config.op}'"

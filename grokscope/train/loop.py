@@ -246,7 +246,7 @@ class Trainer:
         run draws the same ones."""
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(self.config.train.seed * 1_000_003 + step)
-            logits = self.model(self.inputs[rows])
+            logits = self.model.output_logits(self.model(self.inputs[rows]))
         return self.loss_fn(logits, labels)
 
     def commit(self, step: int, n_checkpoints: int, n_metric_steps: int) -> None:
