@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from grokscope.config import LossName, choices
+
 
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor, per_example: bool = False) -> torch.Tensor:
     """Cross-entropy, log-softmax in float64 (float32 rounds small losses to zero late in training)."""
@@ -44,6 +46,7 @@ def stablemax_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, per_exam
 
 
 LOSSES = {"ce": cross_entropy, "ce32": cross_entropy_float32, "mse": mse, "stablemax": stablemax_cross_entropy}
+assert tuple(LOSSES) == choices(LossName), "the losses and config.LossName must list the same names"
 
 
 def accuracy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
