@@ -19,7 +19,7 @@ CHROMIUM = "/usr/bin/chromium"
 def ensure_chromium() -> None:
     """Debian's chromium, which the README's test command and .ci/run install (a test never installs it)."""
     if not os.path.exists(CHROMIUM):
-        pytest.skip(f"no {CHROMIUM}: install Debian's chromium (apt-get install chromium), as .ci/run does")
+        pytest.skip(f"no {CHROMIUM}: install Debian's chromium package, as .ci/run and the README's test command do")
 
 
 def free_port() -> int:
