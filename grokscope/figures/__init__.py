@@ -1,4 +1,4 @@
-"""Plotly figure builders, shared by `grokscope figures` and (later) the app.
+"""Plotly figure builders, shared by `grokscope figures` and the app.
 
 Each builder takes an open run and a saved step (the cursor: a vertical line on time axes, or the
 checkpoint shown) and returns a `Plot`: the figure and the columns it plots (for CSV export). Builders
