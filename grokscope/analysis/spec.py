@@ -25,7 +25,10 @@ from grokscope.models.common import Readout
 from grokscope.store import Run
 from grokscope.tasks import make_task
 
-BLOCK = 128  # checkpoints per block read from the trajectories (weights and checkpoints analyses)
+# checkpoints per block read from the trajectories (weights and checkpoints analyses): small enough that a
+# block's temporaries (a few MB at p = 113, d_mlp = 512) are reused from the heap; blocks of 128 made ~30 MB
+# temporaries that glibc maps afresh for every block, and the page faults cost more than the batching saved
+BLOCK = 16
 
 
 @dataclass(frozen=True)
