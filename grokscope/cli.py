@@ -128,6 +128,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.set_defaults(handler=cmd_ticket)
 
+    p = sub.add_parser("verify", help="check every checkpoint of a run against its checksum, and its other files")
+    p.add_argument("run", help="run directory")
+    p.set_defaults(handler=cmd_verify)
+
     p = sub.add_parser("figures", help="write the standard figures of a run for papers, with their data as CSV")
     p.add_argument("run", help="run directory")
     p.add_argument("--out", required=True, help="directory to write into")
@@ -319,7 +323,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 def cmd_prune(args: argparse.Namespace) -> int:
     from grokscope import figures
-    from grokscope.analysis.pruning import SPLITS, Pruner, count_of, default_out, output_dir, save_pruned
+    from grokscope.analysis.pruning import SPLITS, Pruner, count_of, default_out, save_pruned
     from grokscope.store import layout, open_run
 
     if args.fraction is not None and not 0 <= args.fraction <= 1:  # before any work
@@ -329,7 +333,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
     pruner = Pruner(open_run(args.run), args.step, args.by, lowest=not args.highest)
     order = pruner.settings["order"]
     if args.sweep:
-        out = output_dir(args.out or default_out(pruner, "sweep"))
+        out = Path(args.out or default_out(pruner, "sweep"))
+        layout.claim_outputs(out, ["report.json", "pruning_sweep.csv", f"pruning_sweep.{args.format}"])
         table = pruner.sweep()
         report = pruner.sweep_report(table)
         layout.write_json(out / "report.json", report)
@@ -393,6 +398,25 @@ def sweep_table(table: dict, splits: tuple[str, ...]) -> str:
         cells = ("—" if table[s][i] != table[s][i] else f"{table[s][i]:.1%}" for s in splits)  # NaN: empty split
         lines.append(f"{fraction:8.3f}  " + "  ".join(f"{c:>18}" for c in cells))
     return "\n".join(lines)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from grokscope.models import check_shapes
+    from grokscope.store import open_run
+    from grokscope.store.verify import verify
+
+    run = open_run(args.run)
+    problems = verify(run)
+    try:
+        check_shapes(run)
+    except GrokscopeError as e:
+        problems.append(str(e))
+    for problem in problems:
+        print(f"grokscope: {problem}", file=sys.stderr)
+    corrupt = [p for p in problems if not p.startswith("no checksums recorded")]
+    status = "complete" if run.complete else f"{run.n_checkpoints} checkpoints so far"
+    print(f"{run.path}: {'problems found' if corrupt else 'sound'} ({status}, {run.n_checkpoints} checkpoints checked)")
+    return 1 if corrupt else 0
 
 
 def cmd_figures(args: argparse.Namespace) -> int:

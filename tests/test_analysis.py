@@ -199,6 +199,7 @@ def test_cache_is_reused_topped_up_and_recomputed_when_stale_or_corrupt(small_ru
     # pretend the run is still training: only the first half of its checkpoints are durable
     step = int(run.steps[full // 2 - 1])
     half = dict(progress, n_checkpoints=full // 2, n_metric_steps=step, step=step, state=layout.state_name(step))
+    half["checksums"] = progress["checksums"][: full // 2]
     layout.write_json(path / layout.PROGRESS, half)
     run.refresh()
     assert set(analysis.analyze(run, progress=False)) == set(analysis.ANALYSES)

@@ -137,6 +137,7 @@ def test_reader_trusts_only_committed_rows(small_run, tmp_path):
     progress = json.loads((path / layout.PROGRESS).read_text())
     step = int(small_run.steps[4])
     progress.update(n_checkpoints=5, n_metric_steps=step, step=step, state=f"state/step_{step}.safetensors")
+    progress["checksums"] = progress["checksums"][:5]
     (path / layout.PROGRESS).write_text(json.dumps(progress))
     run = open_run(path)
     assert not run.complete

@@ -1,11 +1,17 @@
 """The analysis cache inside a run: <run>/analysis/<name>@v<version>.npz (numpy arrays, no pickle).
 
-Per-checkpoint results hold the saved steps they cover ("steps") and are topped up; a file whose version or
-steps no longer match, or that does not load or has the wrong arrays, is recomputed, never trusted.
+Every file is bound to its run: the run's identity ("run_id") and a digest of its config ("config_digest");
+per-checkpoint results also hold the saved steps they cover ("steps") and a digest of those checkpoints'
+checksums ("checkpoints_digest", where the run records them), and are topped up. The binding is checked on
+reading and left out of the result. A file of another run or config, whose
+version, steps or checkpoints no longer match, or that does not load, has the wrong arrays or content out of
+range, is recomputed, never trusted.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import sys
 from pathlib import Path
 
@@ -15,7 +21,18 @@ from grokscope.analysis.spec import Analysis
 from grokscope.errors import GrokscopeError
 from grokscope.store import Run, layout
 
-ANALYSIS_DIR = "analysis"
+ANALYSIS_DIR = layout.ANALYSIS
+BINDING = ("run_id", "config_digest", "checkpoints_digest")
+
+
+def binding(run: Run, n_rows: int | None) -> dict[str, np.ndarray]:
+    """What ties a cache file to the run, config and (n_rows: per-checkpoint results) checkpoints it was
+    computed from."""
+    config = json.dumps(run.config.to_dict(), sort_keys=True).encode()
+    out = {"run_id": np.array(run.id), "config_digest": np.array(hashlib.sha256(config).hexdigest()[:32])}
+    if n_rows is not None and run.checksums is not None and n_rows <= len(run.checksums):
+        out["checkpoints_digest"] = np.array(hashlib.sha256(run.checksums[:n_rows].tobytes()).hexdigest()[:32])
+    return out
 
 
 def path_of(run: Run, spec: Analysis) -> Path:
@@ -30,10 +47,20 @@ def read_cached(run: Run, spec: Analysis) -> dict[str, np.ndarray] | None:
     try:
         result = layout.load_npz(path)
         check_cached(spec, result)
+        if "run_id" not in result:
+            raise GrokscopeError(f"{path.name} was made by an earlier grokscope and is not bound to its run")
+        n_rows = len(result["steps"]) if spec.rows else None
+        for key, value in binding(run, n_rows).items():
+            if str(result.get(key)) != str(value):
+                whose = {"run_id": "another run", "config_digest": "another config"}.get(key, "other checkpoints")
+                raise GrokscopeError(f"{path.name} was computed for {whose}")
+        reason = spec.valid(run, result) if spec.valid else None
+        if reason:
+            raise GrokscopeError(f"{path.name}: {reason}")
     except GrokscopeError as e:
         print(f"grokscope: {e}; recomputing {spec.name}", file=sys.stderr)
         return None
-    return result
+    return {k: v for k, v in result.items() if k not in BINDING}
 
 
 def check_cached(spec: Analysis, result: dict[str, np.ndarray]) -> None:
@@ -47,7 +74,7 @@ def check_cached(spec: Analysis, result: dict[str, np.ndarray]) -> None:
     steps = result.get("steps")
     if steps is None or steps.ndim != 1 or steps.dtype.kind != "i":
         raise GrokscopeError(f"{name}: corrupt cache (no saved steps)")
-    for key in (*spec.rows, *(k for k in result if k not in spec.meta)):
+    for key in (*spec.rows, *(k for k in result if k not in spec.meta and k not in BINDING)):
         if key not in result or result[key].ndim == 0 or len(result[key]) != len(steps):
             raise GrokscopeError(f"{name}: corrupt cache ({key} missing or not one row per step)")
 
@@ -58,7 +85,8 @@ def write(run: Run, spec: Analysis, arrays: dict[str, np.ndarray]) -> None:
     for stale in folder.glob(f"{spec.name}@v*.npz"):
         if stale.name != path_of(run, spec).name:
             stale.unlink()
-    layout.write_npz(path_of(run, spec), arrays)
+    n_rows = len(arrays["steps"]) if spec.rows else None
+    layout.write_npz(path_of(run, spec), {**arrays, **binding(run, n_rows)})
 
 
 def top_up_start(run: Run, result: dict | None) -> int:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from grokscope.analysis.spec import BLOCK, Analysis, checkpoint_loader, needs_fourier
+from grokscope.analysis.spec import BLOCK, Analysis, checkpoint_loader, needs_fourier, neurons_of_width
 from grokscope.config import RunConfig
 from grokscope.errors import GrokscopeError
 from grokscope.models import MODELS, build_model
@@ -164,4 +164,5 @@ MEMORIZATION = Analysis(
     memorization_pass,
     needs_fourier,
     MEMORIZATION_ARRAYS,
+    valid=neurons_of_width(*MEMORIZATION_ARRAYS),
 )

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from grokscope.analysis.fourier import component_frequency, per_frequency, shared_basis
-from grokscope.analysis.spec import Analysis, Forward, needs_fourier
+from grokscope.analysis.spec import Analysis, Forward, frequencies_in_range, needs_fourier, neurons_of_width
 from grokscope.models.common import Readout
 from grokscope.tasks import Group
 
@@ -103,4 +103,7 @@ NEURONS = Analysis(
     needs_fourier,
     ("frequency", "fraction"),
     prepare=lambda run, group, cached: None,
+    valid=lambda run, result: (
+        neurons_of_width("frequency", "fraction")(run, result) or frequencies_in_range("frequency")(run, result)
+    ),
 )

@@ -22,7 +22,7 @@ import torch
 
 from grokscope.analysis.cache import top_up_start
 from grokscope.analysis.neurons import CLUSTER_THRESHOLD, cluster, frequency_fractions, grid_neurons
-from grokscope.analysis.spec import Analysis, Forward, always, needs_fourier
+from grokscope.analysis.spec import Analysis, Forward, always, frequencies_in_range, needs_fourier
 from grokscope.errors import GrokscopeError
 from grokscope.models import load_model
 from grokscope.models.common import Readout
@@ -210,6 +210,7 @@ KEY_FREQUENCIES = Analysis(
     versions_of=("spectra", "neurons"),
     settings=f"cluster share {CLUSTER_THRESHOLD}; power fraction {KEY_POWER_FRACTION}",
     current=lambda run, result: int(result["step"]) == int(run.steps[-1]),
+    valid=frequencies_in_range("frequencies", "by_neurons", "by_embed", "by_logit_map"),
 )
 
 
@@ -230,6 +231,7 @@ PROGRESS = Analysis(
     requires=("key_frequencies",),
     prepare=lambda run, group, cached: loss_probe(run.dataset, group, cached["key_frequencies"]["frequencies"]),
     inputs=lambda cached: {"key_frequencies": cached["key_frequencies"]["frequencies"]},
+    valid=frequencies_in_range("key_frequencies"),
 )
 
 

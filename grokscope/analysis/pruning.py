@@ -33,7 +33,7 @@ SPLIT_COLUMNS = {
 }
 SPLITS = tuple(SPLIT_COLUMNS)
 SWEEP_FRACTIONS = np.linspace(0, 1, 41)  # every 2.5% of the neurons
-PRUNED_DIR = "pruned"
+PRUNED_DIR = layout.PRUNED
 MODEL_FILE, REPORT_FILE = "model.safetensors", "report.json"
 
 
@@ -158,21 +158,12 @@ def default_out(pruner: Pruner, what: str) -> Path:
     return pruner.run.path / PRUNED_DIR / f"{what}-{pruner.by}-{pruner.settings['order']}@{pruner.step}"
 
 
-def output_dir(out: str | Path) -> Path:
-    """`out`, created if missing; never a file or a training run (nothing of a run is overwritten)."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise GrokscopeError(f"{out} exists and is not a directory")
-    if layout.is_run(out):
-        raise GrokscopeError(f"{out} is a training run: write the pruned model somewhere else")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
-
-
 def save_pruned(out: str | Path, model, config: RunConfig, report: dict, settings: dict) -> Path:
     """Write a pruned model as <out>/model.safetensors, config.json and report.json (the report and its
-    settings), replacing those files only, each atomically; returns `out`."""
-    out = output_dir(out)
+    settings), replacing those files only, each atomically, and never a file grokscope did not write there;
+    returns `out`."""
+    out = Path(out)
+    layout.claim_outputs(out, [MODEL_FILE, layout.CONFIG, REPORT_FILE])
     weights = {n: p.detach().cpu().contiguous() for n, p in model.named_parameters()}
     layout.write_bytes(out / MODEL_FILE, save(weights))
     layout.write_json(out / layout.CONFIG, config.to_dict())

@@ -20,7 +20,7 @@ from grokscope.analysis.neurons import grid_neurons
 from grokscope.analysis.registry import ANALYSES, applicable, check_names, not_applicable
 from grokscope.analysis.spec import BLOCK, Analysis, Forward, checkpoint_loader
 from grokscope.errors import GrokscopeError
-from grokscope.models import build_model
+from grokscope.models import build_model, check_shapes
 from grokscope.store import Run
 
 
@@ -38,6 +38,7 @@ def analyze(
     run.refresh()
     if not run.n_checkpoints:
         raise GrokscopeError(f"{run.path}: no checkpoint saved yet")
+    check_shapes(run)
     if only is None:
         wanted = applicable(run.config)
     else:

@@ -52,6 +52,9 @@ class Analysis:
     # forward: other results it is computed from (cached → arrays), stored with it; where they change, the
     # result is recomputed from the first checkpoint
     inputs: Callable[[dict], dict[str, np.ndarray]] | None = None
+    # where content can be out of range for the run (a neuron count, a frequency above n/2): (run, result) →
+    # why it cannot be this run's (one line) or None; a cached file it rejects is recomputed
+    valid: Callable[[Run, dict], str | None] | None = None
 
 
 @dataclass
@@ -77,6 +80,29 @@ def needs_fourier(config: RunConfig) -> str | None:
     if not model.token_indexed:
         return f"needs token-indexed weights (transformer or one-hot MLP); model.kind '{config.model.kind}' has none"
     return None
+
+
+def neurons_of_width(*keys: str) -> Callable[[Run, dict], str | None]:
+    """A `valid` check: the arrays `keys` hold one value per neuron of the first neuron layer, (n, d_mlp)."""
+
+    def valid(run: Run, result: dict) -> str | None:
+        layer = MODELS[run.config.model.kind].neuron_layers(run.config.model)[0]
+        width = run.meta["param_shapes"][layer.W_in][-1]
+        bad = [k for k in keys if k in result and (result[k].ndim != 2 or result[k].shape[1] != width)]
+        return f"{bad[0]} does not hold the run's {width} neurons" if bad else None
+
+    return valid
+
+
+def frequencies_in_range(*keys: str) -> Callable[[Run, dict], str | None]:
+    """A `valid` check: the integer arrays `keys` hold frequencies 1..n//2 of the run's group."""
+
+    def valid(run: Run, result: dict) -> str | None:
+        top = run.task.group().n // 2
+        bad = [k for k in keys if k in result and ((result[k] < 1) | (result[k] > top)).any()]
+        return f"{bad[0]} holds frequencies outside 1..{top}" if bad else None
+
+    return valid
 
 
 def checkpoint_loader(run: Run, model: torch.nn.Module) -> Callable[[int], None]:

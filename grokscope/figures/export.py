@@ -13,6 +13,7 @@ import plotly.io as pio
 
 from grokscope.errors import GrokscopeError
 from grokscope.figures.builders import Plot
+from grokscope.store import layout
 
 FORMATS = ("pdf", "svg", "png")
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "chrome")  # what kaleido renders through
@@ -33,7 +34,7 @@ def export(plots: dict[str, Plot], out: str | Path, fmt: str = "pdf") -> list[Pa
     if fmt not in FORMATS:
         raise GrokscopeError(f"unknown format '{fmt}' (use {', '.join(FORMATS)})")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    layout.claim_outputs(out, [f"{name}.{ext}" for name in plots for ext in ("csv", fmt)])
     written = [write_csv(plot.data, out / f"{name}.csv") for name, plot in plots.items()]
     images = [out / f"{name}.{fmt}" for name in plots]
     try:

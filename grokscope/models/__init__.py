@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from grokscope.config import ModelKind, RunConfig, choices
+from grokscope.errors import GrokscopeError
 from grokscope.models.base import Model, NeuronLayer
 from grokscope.models.deep_mlp import DeepMLP
 from grokscope.models.mlp import MLP
@@ -18,7 +19,17 @@ from grokscope.tasks import make_task
 MODELS: dict[str, type[Model]] = {"transformer": Transformer, "mlp": MLP, "deep_mlp": DeepMLP}
 assert tuple(MODELS) == choices(ModelKind), "the model registry and config.ModelKind must list the same kinds"
 
-__all__ = ["MLP", "MODELS", "DeepMLP", "Model", "NeuronLayer", "Transformer", "build_model", "load_model"]
+__all__ = [
+    "MLP",
+    "MODELS",
+    "DeepMLP",
+    "Model",
+    "NeuronLayer",
+    "Transformer",
+    "build_model",
+    "check_shapes",
+    "load_model",
+]
 
 
 def build_model(config: RunConfig) -> Model:
@@ -33,8 +44,24 @@ def build_model(config: RunConfig) -> Model:
     return model
 
 
+def check_shapes(run: Run) -> Model:
+    """A fresh model for the run's config, after checking that config.json still describes the stored
+    parameters (an edited config, e.g. p changed, would otherwise give wrong numbers or shape errors)."""
+    model = build_model(run.config)
+    expected = {n: list(p.shape) for n, p in model.named_parameters()}
+    if expected != run.meta["param_shapes"]:
+        wrong = next((n for n in expected if run.meta["param_shapes"].get(n) != expected[n]), None)
+        detail = (
+            f"{wrong}: stored {run.meta['param_shapes'].get(wrong)}, config gives {expected[wrong]}"
+            if wrong
+            else "other parameters"
+        )
+        raise GrokscopeError(f"{run.path}: config.json does not match the stored parameters ({detail}); was it edited?")
+    return model
+
+
 def load_model(run: Run, step: int, device: str = "cpu") -> Model:
     """A ready model (eval mode) with the parameters of a run's saved step."""
-    model = build_model(run.config)
+    model = check_shapes(run)
     model.load_state_dict(run.params(step))
     return model.to(device).eval()

@@ -1,6 +1,7 @@
 """The run directory's file names and the crash-safe primitives both the writer and the reader use.
 
 Layout of checkpoints/<run>/:
+    grokscope-run.json        written first, and only by grokscope: the run's identity (a random id)
     config.json               the RunConfig (dotted keys as `--set` takes them)
     meta.json                 provenance: package versions, git revision, device, parameter shapes
     data.npz                  the split, labels and corruption mask (grokscope.tasks.Dataset), by input number
@@ -9,9 +10,12 @@ Layout of checkpoints/<run>/:
     metrics/<column>.npy      float64 (steps + 1,) one value per training step (METRIC_COLUMNS)
     mask.safetensors          grokking tickets only: 0/1 per weight; masked weights stay zero
     state/step_<s>.safetensors  optimizer state at the last durable step s (for --resume)
-    progress.json             what is durable: rows of params/ and metrics/ a reader may trust
+    progress.json             what is durable: rows of params/ and metrics/ a reader may trust, and a
+                              CRC-32 per durable checkpoint row (runs made before checksums have none)
     final.safetensors         the final weights, for interchange
     COMPLETE                  written last
+    analysis/<name>@v<n>.npz  cached analyses (grokscope.analysis.cache)
+    pruned/<what>/            pruned models (grokscope prune), each an output directory (see claim_outputs)
 Nothing is unpickled: JSON, `.npy`/`.npz` with allow_pickle=False, and safetensors only.
 """
 
@@ -19,7 +23,9 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 import zipfile
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,6 +39,8 @@ if TYPE_CHECKING:
 CONFIG, META, DATA, STEPS, PROGRESS = "config.json", "meta.json", "data.npz", "steps.npy", "progress.json"
 PARAMS, METRICS, STATE = "params", "metrics", "state"
 FINAL, COMPLETE, MASK = "final.safetensors", "COMPLETE", "mask.safetensors"
+MARKER, ANALYSIS, PRUNED = "grokscope-run.json", "analysis", "pruned"
+OUTPUTS = ".grokscope-outputs.json"  # in a directory grokscope writes outputs into: the files it wrote there
 # the four-way split of Doshi et al. (NaN for the corrupted ones in a run without corruption): accuracy on
 # corrupted training examples against their corrupted (noisy) and their true labels, on clean training examples
 SPLIT_COLUMNS = ("corrupted_noisy_acc", "corrupted_true_acc", "clean_train_acc")
@@ -161,7 +169,19 @@ def load_mask(run: Path, shapes: dict[str, list[int]]) -> dict[str, torch.Tensor
 
 
 def empty_progress() -> dict:
-    return {"n_checkpoints": 0, "n_metric_steps": 0, "step": None, "state": None}
+    return {"n_checkpoints": 0, "n_metric_steps": 0, "step": None, "state": None, "checksums": []}
+
+
+def new_marker() -> dict:
+    return {"grokscope_run": uuid.uuid4().hex}
+
+
+def row_checksum(params: dict[str, np.ndarray], row: int) -> int:
+    """CRC-32 of checkpoint row `row`'s bytes, over the parameters in sorted name order."""
+    crc = 0
+    for name in sorted(params):
+        crc = zlib.crc32(memoryview(np.ascontiguousarray(params[name][row])).cast("B"), crc)
+    return crc
 
 
 def state_name(step: int) -> str:
@@ -178,6 +198,7 @@ def read_progress(run: Path, schedule: np.ndarray, total_steps: int) -> dict:
     progress = read_json(path)
     try:
         n, n_metrics, step, state = (progress[k] for k in ("n_checkpoints", "n_metric_steps", "step", "state"))
+        checksums = progress.get("checksums", [])  # absent in runs made before checksums
         if n == 0:
             ok = n_metrics == 0 and step is None and state is None
         else:
@@ -187,6 +208,10 @@ def read_progress(run: Path, schedule: np.ndarray, total_steps: int) -> dict:
                 and n_metrics in (step, total_steps + 1 if step == total_steps else step)
                 and state == state_name(step)
             )
+        ok = ok and (
+            "checksums" not in progress
+            or (isinstance(checksums, list) and len(checksums) == n and all(type(c) is int for c in checksums))
+        )
     except (KeyError, TypeError, IndexError):
         ok = False
     if not ok:
@@ -197,3 +222,72 @@ def read_progress(run: Path, schedule: np.ndarray, total_steps: int) -> dict:
 def is_run(path: Path) -> bool:
     """A directory grokscope made: config.json, meta.json and steps.npy all present."""
     return all((path / name).is_file() for name in (CONFIG, META, STEPS))
+
+
+def run_id(path: Path) -> str | None:
+    """The run's identity from its marker; None for runs made before markers (or a garbage marker)."""
+    try:
+        value = json.loads((path / MARKER).read_text()).get("grokscope_run")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return None
+    return value if isinstance(value, str) and value else None
+
+
+# what grokscope writes in a run directory: top-level names, and the names it writes in each folder
+OWN_FILES = {CONFIG, META, DATA, STEPS, PROGRESS, FINAL, COMPLETE, MASK, MARKER}
+OWN_FOLDERS = {PARAMS: "*.npy", METRICS: "*.npy", STATE: "step_*.safetensors", ANALYSIS: "*@v*.npz"}
+
+
+def foreign_files(run: Path) -> list[Path]:
+    """What in a run directory grokscope did not write (what replacing the run would destroy)."""
+    foreign = []
+    for entry in run.iterdir():
+        if (entry.name in OWN_FILES or is_temporary(entry)) and entry.is_file() and not entry.is_symlink():
+            continue
+        if entry.name in OWN_FOLDERS and entry.is_dir() and not entry.is_symlink():
+            own = OWN_FOLDERS[entry.name]
+            foreign += [f for f in entry.iterdir() if not ((f.match(own) or is_temporary(f)) and f.is_file())]
+        elif entry.name == PRUNED and entry.is_dir() and not entry.is_symlink():
+            for out in entry.iterdir():
+                foreign += not_written_by_us(out) if out.is_dir() and not out.is_symlink() else [out]
+        else:
+            foreign.append(entry)
+    return foreign
+
+
+def is_temporary(path: Path) -> bool:
+    """A file atomic_write was writing when the process was killed."""
+    return path.name.startswith(".") and path.name.endswith(".tmp")
+
+
+def not_written_by_us(folder: Path) -> list[Path]:
+    """The entries of an output directory that its OUTPUTS list does not name."""
+    written = set(read_outputs(folder))
+    return [f for f in folder.iterdir() if f.name != OUTPUTS and (f.name not in written or not f.is_file())]
+
+
+def read_outputs(folder: Path) -> list[str]:
+    try:
+        names = json.loads((folder / OUTPUTS).read_text()).get("files", [])
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return []
+    return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+
+
+def claim_outputs(folder: Path, names: list[str]) -> None:
+    """Make `folder` (created if missing) ready for grokscope to write `names` into it: refuses, before
+    anything is written, a file there that grokscope did not write itself (one not on its OUTPUTS list),
+    a run directory, and a path that is not a directory; then records the names."""
+    if folder.exists() and not folder.is_dir():
+        raise GrokscopeError(f"{folder} exists and is not a directory")
+    if is_run(folder):
+        raise GrokscopeError(f"{folder} is a training run: write into another directory")
+    written = read_outputs(folder) if folder.is_dir() else []
+    for name in names:
+        if (folder / name).exists() and name not in written:
+            raise GrokscopeError(f"{folder / name} exists and grokscope did not write it: choose another --out")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json(folder / OUTPUTS, {"files": sorted(set(written) | set(names))})
+    except PermissionError:
+        raise GrokscopeError(f"{folder}: permission denied (not writable)") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,10 +59,35 @@ class Run:
         self.refresh()
 
     def refresh(self) -> None:
-        """Re-read progress.json: picks up checkpoints a training process has committed since."""
+        """Re-read progress.json: picks up checkpoints a training process has committed since. The last
+        durable checkpoint row is checked against its checksum (cheap: one row); `verify` checks them all."""
         progress = layout.read_progress(self.path, self._scheduled, self.config.train.steps)
-        self.n_checkpoints, self.n_metric_steps = progress["n_checkpoints"], progress["n_metric_steps"]
-        self.complete = (self.path / layout.COMPLETE).is_file()
+        n = progress["n_checkpoints"]
+        checksums = progress.get("checksums")
+        self.checksums = None if checksums is None else np.array(checksums, dtype=np.uint32)
+        if n and checksums is not None and (n, checksums[-1]) != getattr(self, "_checked", None):
+            if self.row_checksum(n - 1) != checksums[-1]:
+                raise GrokscopeError(
+                    f"{self.path}: the checkpoint at step {int(self._scheduled[n - 1])} does not match its checksum "
+                    f"(params/ changed or corrupt); `grokscope verify {self.path}` checks every row"
+                )
+            self._checked = (n, checksums[-1])
+        self.n_checkpoints, self.n_metric_steps = n, progress["n_metric_steps"]
+        # complete: the marker and the final weights it promises
+        self.complete = (self.path / layout.COMPLETE).is_file() and (self.path / layout.FINAL).is_file()
+
+    def row_checksum(self, row: int) -> int:
+        """CRC-32 of checkpoint row `row` as stored now (compare with `checksums[row]`)."""
+        return layout.row_checksum(self._params, row)
+
+    @property
+    def id(self) -> str:
+        """The run's identity: its marker's id, or for a run made before markers a digest of its meta.json
+        (which records when and where it was trained)."""
+        marker = layout.run_id(self.path)
+        if marker is not None:
+            return marker
+        return "meta-" + hashlib.sha256((self.path / layout.META).read_bytes()).hexdigest()[:32]
 
     @property
     def steps(self) -> np.ndarray:

@@ -94,6 +94,7 @@ class RunWriter:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         try:
+            layout.write_json(tmp / layout.MARKER, layout.new_marker())
             layout.write_json(tmp / layout.CONFIG, config.to_dict())
             layout.write_json(tmp / layout.META, meta)
             layout.write_npz(tmp / layout.DATA, dataset.arrays())
@@ -144,7 +145,12 @@ class RunWriter:
         name = layout.state_name(step)
         layout.write_bytes(self.path / name, save(state))
         old = self.progress["state"]
+        checksums = self.progress.get("checksums")  # None: a run made before checksums, left without them
         self.progress = {"n_checkpoints": n_checkpoints, "n_metric_steps": n_metric_steps, "step": step, "state": name}
+        if checksums is not None:
+            checksums = checksums[:n_checkpoints]
+            checksums += [layout.row_checksum(self.params, r) for r in range(len(checksums), n_checkpoints)]
+            self.progress["checksums"] = checksums
         layout.write_json(self.path / layout.PROGRESS, self.progress)
         if old and old != name:
             (self.path / old).unlink(missing_ok=True)

@@ -96,7 +96,8 @@ def check_device(device: str) -> torch.device:
 
 def move_aside(out: Path, force: bool) -> Path | None:
     """Make room for a new run at `out`: an existing run is renamed aside (deleted once the new one is
-    laid out) and returned; anything that is not a grokscope run is never touched."""
+    laid out) and returned; anything that is not a grokscope run, or a run holding anything grokscope did
+    not write, is never touched."""
     if not out.exists():
         return None
     if not out.is_dir():
@@ -108,6 +109,10 @@ def move_aside(out: Path, force: bool) -> Path | None:
         raise GrokscopeError(f"{out} already exists: use --resume to continue it or --force to replace it")
     if not layout.is_run(out):
         raise GrokscopeError(f"{out} is not a grokscope run; refusing to replace it")
+    foreign = layout.foreign_files(out)
+    if foreign:
+        names = ", ".join(str(f.relative_to(out)) for f in foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise GrokscopeError(f"{out} holds files grokscope did not write ({names}); move them out before --force")
     aside = out.with_name(f".{out.name}.replaced")
     shutil.rmtree(aside, ignore_errors=True)
     out.rename(aside)

@@ -1,0 +1,58 @@
+"""A full check of a run's files (`grokscope verify RUN`): what opening a run checks cheaply, for every row."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from grokscope.errors import GrokscopeError
+from grokscope.store import layout
+from grokscope.store.reader import Run
+
+ACCURACIES = ("train_acc", "test_acc", *layout.SPLIT_COLUMNS)
+LOSSES = ("train_loss", "test_loss")
+
+
+def verify(run: Run) -> list[str]:
+    """The problems found (one line each; empty: all checked and sound): every durable checkpoint row
+    against its checksum, the final weights of a complete run, the metric columns' ranges, the split."""
+    problems = []
+    if run.checksums is None:
+        problems.append("no checksums recorded (a run made before grokscope recorded them): rows not checked")
+    else:
+        bad = [r for r in range(run.n_checkpoints) if run.row_checksum(r) != run.checksums[r]]
+        if bad:
+            steps = ", ".join(str(int(run.steps[r])) for r in bad[:5]) + (", ..." if len(bad) > 5 else "")
+            problems.append(
+                f"{len(bad)} of {run.n_checkpoints} checkpoints do not match their checksums (steps {steps})"
+            )
+    if (run.path / layout.COMPLETE).is_file():
+        problems += final_problems(run)
+    metrics = run.metrics
+    for column in ACCURACIES:
+        values = metrics.get(column)
+        if values is not None and ((values < 0) | (values > 1)).any():
+            problems.append(f"metrics/{column}.npy: values outside [0, 1]")
+    for column in LOSSES:
+        if (metrics[column] < 0).any() or (run.n_metric_steps and np.isnan(metrics[column]).all()):
+            problems.append(f"metrics/{column}.npy: negative or no values")
+    try:
+        _ = run.dataset  # loading checks data.npz against the task
+    except GrokscopeError as e:
+        problems.append(str(e))
+    return problems
+
+
+def final_problems(run: Run) -> list[str]:
+    """A complete run's final.safetensors: present, readable, the run's parameters, equal to the last row."""
+    try:
+        final = layout.load_safetensors(run.path / layout.FINAL, "the run is marked complete")
+    except GrokscopeError as e:
+        return [str(e)]
+    shapes = {n: list(t.shape) for n, t in final.items()}
+    if shapes != run.meta["param_shapes"]:
+        return [f"{run.path / layout.FINAL}: its tensors are not the run's parameters"]
+    if run.n_checkpoints and int(run.steps[-1]) == run.config.train.steps:
+        last = {n: run.trajectory(n)[-1] for n in run.param_names}
+        if any(not np.array_equal(final[n].numpy(), last[n]) for n in last):
+            return [f"{run.path / layout.FINAL}: differs from the last checkpoint"]
+    return []

@@ -1,0 +1,148 @@
+"""Trust under misuse: grokscope never destroys what it did not write, never trusts another run's cache, and
+says so when a run's files were changed behind its back. Each test reproduces a defect found by trying the
+tool as a careless user would."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from conftest import small_config
+
+import grokscope
+from grokscope import analysis
+from grokscope.cli import main
+from grokscope.store import layout
+from grokscope.store.verify import verify
+
+
+def copy_of(run, tmp_path, name="copy"):
+    dst = tmp_path / name
+    shutil.copytree(run.path, dst)
+    return dst
+
+
+def cli(args, capsys):
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_force_refuses_a_run_holding_the_user_s_files_and_keeps_them(small_run, tmp_path, capsys):
+    path = copy_of(small_run, tmp_path)
+    (path / "notes.txt").write_text("my notes")
+    (path / layout.ANALYSIS).mkdir(exist_ok=True)
+    (path / layout.ANALYSIS / "my_plot.png").write_bytes(b"png")
+    with pytest.raises(grokscope.GrokscopeError, match="did not write.*notes.txt"):
+        grokscope.train(small_config(), path, force=True, progress=False)
+    assert (path / "notes.txt").read_text() == "my notes" and (path / layout.ANALYSIS / "my_plot.png").is_file()
+    assert grokscope.open_run(path).complete  # the run itself is untouched too
+
+    (path / "notes.txt").unlink()
+    (path / layout.ANALYSIS / "my_plot.png").unlink()
+    old_id = grokscope.open_run(path).id
+    grokscope.train(small_config(), path, force=True, progress=False)  # only grokscope's files: replaced
+    assert grokscope.open_run(path).id != old_id
+
+
+def test_outputs_never_overwrite_a_file_grokscope_did_not_write(analyzed_run, tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "config.json").write_text('{"mine": true}')
+    code, _, err = cli(["prune", analyzed_run.path, "--by", "magnitude", "--count", "3", "--out", out], capsys)
+    assert code == 2 and "grokscope did not write it" in err and err.count("\n") == 1
+    assert (out / "config.json").read_text() == '{"mine": true}'
+
+    fresh = tmp_path / "pruned"
+    for _ in range(2):  # its own files, written again: allowed
+        code, _, err = cli(["prune", analyzed_run.path, "--by", "magnitude", "--count", "3", "--out", fresh], capsys)
+        assert code == 0, err
+    (fresh / "extra.txt").write_text("keep")
+    assert cli(["prune", analyzed_run.path, "--by", "magnitude", "--count", "4", "--out", fresh], capsys)[0] == 0
+    assert (fresh / "extra.txt").read_text() == "keep"
+
+
+def test_a_cache_copied_from_another_run_is_recomputed(analyzed_run, small_run, tmp_path, capsys):
+    """The other run's key frequencies must never be reported as this run's."""
+    path = copy_of(small_run, tmp_path)
+    shutil.copytree(analyzed_run.path / layout.ANALYSIS, path / layout.ANALYSIS, dirs_exist_ok=True)
+    run = grokscope.open_run(path)
+    assert "spectra" in analysis.missing(run)
+    assert "computed for another run" in capsys.readouterr().err
+    analysis.analyze(run, progress=False)
+    # independent: the same analysis of a clean copy with no cache at all
+    clean = grokscope.open_run(copy_of(small_run, tmp_path, "clean"))
+    ours, theirs = analysis.summary(run), analysis.summary(clean)
+    assert ours["key_frequencies"] == theirs["key_frequencies"]
+
+
+def test_a_cache_for_another_config_or_changed_checkpoints_is_recomputed(analyzed_run, tmp_path, capsys):
+    path = copy_of(analyzed_run, tmp_path)
+    run = grokscope.open_run(path)
+    assert analysis.missing(run) == []  # a plain copy of a run is the same run: its cache holds
+    # a checkpoint changed (and its checksum with it, as a retraining in place would): neurons are recomputed
+    params = np.load(path / layout.PARAMS / "blocks.0.mlp.W_in.npy", mmap_mode="r+")
+    params[2] *= 2
+    params.flush()
+    progress = layout.read_json(path / layout.PROGRESS)
+    progress["checksums"][2] = layout.row_checksum(
+        {n: np.load(path / layout.PARAMS / f"{n}.npy", mmap_mode="r") for n in run.param_names}, 2
+    )
+    layout.write_json(path / layout.PROGRESS, progress)
+    run.refresh()
+    assert "neurons" in analysis.missing(run)
+    assert "other checkpoints" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "name, damage, why",
+    [
+        ("neurons", lambda r: {**r, "frequency": r["frequency"][:, :7], "fraction": r["fraction"][:, :7]}, "neurons"),
+        ("key_frequencies", lambda r: {**r, "frequencies": r["frequencies"] + 100}, "outside"),
+    ],
+)
+def test_cache_content_out_of_range_is_recomputed(analyzed_run, tmp_path, capsys, name, damage, why):
+    path = copy_of(analyzed_run, tmp_path)
+    file = next((path / layout.ANALYSIS).glob(f"{name}@v*.npz"))
+    layout.write_npz(file, damage(layout.load_npz(file)))  # binding kept: only the content is wrong
+    run = grokscope.open_run(path)
+    assert name in analysis.missing(run)
+    assert why in capsys.readouterr().err
+    assert name in analysis.analyze(run, progress=False)
+
+
+def test_verify_finds_a_changed_checkpoint_and_open_finds_a_changed_last_one(small_run, tmp_path, capsys):
+    path = copy_of(small_run, tmp_path)
+    assert cli(["verify", path], capsys)[0] == 0
+    params = np.load(path / layout.PARAMS / "embed.W_E.npy", mmap_mode="r+")
+    params[3, 0, 0] += 1.0
+    params.flush()
+    code, out, err = cli(["verify", path], capsys)
+    assert code == 1 and f"steps {int(small_run.steps[3])}" in err and "problems found" in out
+    params[-1, 0, 0] += 1.0
+    params.flush()
+    with pytest.raises(grokscope.GrokscopeError, match="does not match its checksum"):
+        grokscope.open_run(path)
+
+
+def test_a_complete_run_without_its_final_weights_says_so(small_run, tmp_path):
+    path = copy_of(small_run, tmp_path)
+    (path / layout.FINAL).write_bytes(b"garbage")
+    assert any("final.safetensors" in p for p in verify(grokscope.open_run(path)))
+    (path / layout.FINAL).unlink()
+    run = grokscope.open_run(path)
+    assert not run.complete and any("final.safetensors: missing" in p for p in verify(run))
+
+
+def test_an_edited_config_is_refused_before_any_number_is_computed(small_run, tmp_path, capsys):
+    path = copy_of(small_run, tmp_path)
+    shutil.rmtree(path / layout.ANALYSIS, ignore_errors=True)  # other tests may have analysed the shared run
+    config = json.loads((path / layout.CONFIG).read_text())
+    config["task"]["p"] = 29
+    (path / layout.CONFIG).write_text(json.dumps(config))
+    code, _, err = cli(["analyze", path], capsys)
+    assert code == 2 and "does not match the stored parameters" in err and err.count("\n") == 1
+    assert not (path / layout.ANALYSIS).exists()
+    assert cli(["verify", path], capsys)[0] == 1
