@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     amount.add_argument("--count", type=int, help="the number of neurons to prune")
     amount.add_argument("--sweep", action="store_true", help="prune every 2.5%% of the neurons in turn")
     p.add_argument("--out", help="directory to write into (default RUN/pruned/<what>-<by>-<order>@<step>)")
-    p.add_argument("--format", default="pdf", help="--sweep's figure: pdf, svg or png (default pdf)")
+    p.add_argument("--format", default="pdf", help="with --sweep, its figure: pdf, svg or png (default pdf)")
     p.add_argument("--json", action="store_true", help="print the report as JSON (instead of text)")
     p.set_defaults(handler=cmd_prune)
 
@@ -328,6 +328,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
     if args.fraction is not None and not 0 <= args.fraction <= 1:  # before any work
         raise GrokscopeError(f"--fraction must be in [0, 1]; got {args.fraction}")
+    if not args.sweep and args.format != "pdf":
+        raise GrokscopeError("--format is for --sweep's figure; a pruned model is written as safetensors")
     if args.sweep and args.format not in figures.FORMATS:
         raise GrokscopeError(f"unknown format '{args.format}' (use {', '.join(figures.FORMATS)})")
     pruner = Pruner(open_run(args.run), args.step, args.by, lowest=not args.highest)

@@ -36,6 +36,13 @@ def choices(literal) -> tuple[str, ...]:
     return typing.get_args(literal)
 
 
+MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a 64-bit integer
+
+
+def check_seed(key: str, seed: int) -> None:
+    check(0 <= seed <= MAX_SEED, f"{key} must be in [0, 2**63 - 1]; got {seed}")
+
+
 def check(ok: bool, message: str) -> None:
     if not ok:
         raise GrokscopeError(message)
@@ -73,6 +80,7 @@ class TaskConfig:
         check(0 < self.train_frac < 1, f"task.train_frac must be in (0, 1); got {self.train_frac}")
         check(self.n_train >= 0, f"task.n_train must be >= 0 (0: use task.train_frac); got {self.n_train}")
         check(0 <= self.corrupt_frac <= 1, f"task.corrupt_frac must be in [0, 1]; got {self.corrupt_frac}")
+        check_seed("task.seed", self.seed)
         if self.kind != "modular":
             default = TaskConfig()
             check(
@@ -118,6 +126,7 @@ class ModelConfig:
         check(self.kind != "transformer" or not self.bias, "model.bias applies to model.kind 'mlp' and 'deep_mlp' only")
         check(self.init_std >= 0, f"model.init_std must be >= 0; got {self.init_std}")
         check(self.init_scale > 0, f"model.init_scale must be positive; got {self.init_scale}")
+        check_seed("model.seed", self.seed)
         check(0 <= self.dropout < 1, f"model.dropout must be in [0, 1); got {self.dropout}")
 
 
@@ -173,6 +182,7 @@ class TrainConfig:
     def __post_init__(self):
         check(self.steps >= 1, f"train.steps must be at least 1; got {self.steps}")
         check(self.batch_size >= 0, f"train.batch_size must be >= 0 (0 = full batch); got {self.batch_size}")
+        check_seed("train.seed", self.seed)
         check_choice("train.loss", self.loss, LossName)
 
 

@@ -146,3 +146,31 @@ def test_an_edited_config_is_refused_before_any_number_is_computed(small_run, tm
     assert code == 2 and "does not match the stored parameters" in err and err.count("\n") == 1
     assert not (path / layout.ANALYSIS).exists()
     assert cli(["verify", path], capsys)[0] == 1
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (["--set", "model.seed=-1"], "model.seed must be in"),
+        (["--set", "task.seed=99999999999999999999999"], "task.seed must be in"),
+        (["--set", "train.seed=-3"], "train.seed must be in"),
+        (["--set", "task.train_frac=0.0001"], "at least 1 training and 1 test input"),
+        (["--set", "task.train_frac=0.9999"], "at least 1 training and 1 test input"),
+        (["--commit-every", "nan"], "--commit-every must be"),
+        (["--commit-every", "0"], "--commit-every must be"),
+        (["--commit-every", "inf"], "--commit-every must be"),
+    ],
+)
+def test_meaningless_training_inputs_are_refused_before_anything_is_written(tmp_path, capsys, bad, message):
+    out = tmp_path / "run"
+    code, _, err = cli(["train", "--preset", "tiny", "--steps", "5", "--out", out, *bad], capsys)
+    assert code == 2 and message in err and err.count("\n") == 1
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_format_the_command_will_not_use_is_refused(analyzed_run, tmp_path, capsys):
+    out = tmp_path / "pruned"
+    code, _, err = cli(
+        ["prune", analyzed_run.path, "--by", "ipr", "--count", "2", "--format", "svg", "--out", out], capsys
+    )
+    assert code == 2 and "--format is for --sweep" in err and not out.exists()

@@ -10,6 +10,7 @@ buffer and reach the host only at checkpoints, so on CUDA nothing syncs between 
 from __future__ import annotations
 
 import importlib.metadata
+import math
 import platform
 import shutil
 import subprocess
@@ -55,6 +56,8 @@ def train(
     grokscope.analysis.tickets): masked weights start and stay at zero.
     """
     device = check_device(device)
+    if not (math.isfinite(commit_every_s) and commit_every_s > 0):
+        raise GrokscopeError(f"--commit-every must be a positive, finite number of seconds; got {commit_every_s}")
     if resume:
         if out is None:
             raise GrokscopeError("--resume needs the run directory (--out RUN)")
