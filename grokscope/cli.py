@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         metavar="SECONDS",
-        help="how often progress is made crash-safe (default 2 seconds)",
+        help="how often progress is made crash-safe (default 2 seconds; 0: at every checkpoint)",
     )
     p.set_defaults(handler=cmd_train)
 

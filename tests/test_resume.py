@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import pytest
+import torch
 from conftest import small_config
 from safetensors.torch import load_file
 
@@ -141,3 +142,21 @@ def test_a_crash_at_any_write_leaves_a_run_that_resumes_exactly(tmp_path, monkey
     else:  # crashed while being laid out: nothing at `out`; training again starts cleanly
         grokscope.train(small_config(), out, progress=False)
     assert_same_run(grokscope.open_run(out), reference)
+
+
+def test_resume_uses_the_run_s_own_thread_count(tmp_path, monkeypatch):
+    """CPU float reductions depend on the thread count: a run records it, and resuming restores it."""
+    threads = torch.get_num_threads()
+    out = tmp_path / "run"
+    try:
+        torch.set_num_threads(1)
+        count_replacements(monkeypatch, crash_at=8)  # laid out, then killed at a commit
+        with pytest.raises(Crash):
+            grokscope.train(small_config(), out, progress=False, commit_every_s=0)
+        monkeypatch.undo()
+        assert grokscope.open_run(out).meta["threads"] == 1
+        torch.set_num_threads(2)
+        grokscope.train(out=out, resume=True, progress=False)
+        assert torch.get_num_threads() == 1 and grokscope.open_run(out).complete
+    finally:
+        torch.set_num_threads(threads)

@@ -157,7 +157,7 @@ def test_an_edited_config_is_refused_before_any_number_is_computed(small_run, tm
         (["--set", "task.train_frac=0.0001"], "at least 1 training and 1 test input"),
         (["--set", "task.train_frac=0.9999"], "at least 1 training and 1 test input"),
         (["--commit-every", "nan"], "--commit-every must be"),
-        (["--commit-every", "0"], "--commit-every must be"),
+        (["--commit-every", "-1"], "--commit-every must be"),
         (["--commit-every", "inf"], "--commit-every must be"),
     ],
 )

@@ -14,6 +14,7 @@ import math
 import platform
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -56,8 +57,8 @@ def train(
     grokscope.analysis.tickets): masked weights start and stay at zero.
     """
     device = check_device(device)
-    if not (math.isfinite(commit_every_s) and commit_every_s > 0):
-        raise GrokscopeError(f"--commit-every must be a positive, finite number of seconds; got {commit_every_s}")
+    if not (math.isfinite(commit_every_s) and commit_every_s >= 0):  # 0: commit at every checkpoint
+        raise GrokscopeError(f"--commit-every must be a finite number of seconds >= 0; got {commit_every_s}")
     if resume:
         if out is None:
             raise GrokscopeError("--resume needs the run directory (--out RUN)")
@@ -65,6 +66,7 @@ def train(
         run = open_run(out)
         if run.complete:
             return out
+        same_threads(run.meta.get("threads"))
         config, dataset, writer = run.config, run.dataset, RunWriter(out)
     else:
         if config is None:
@@ -87,6 +89,24 @@ def train(
             shutil.rmtree(old)
     Trainer(config, dataset, writer, device, commit_every_s).run(progress)
     return out
+
+
+def same_threads(recorded: int | None) -> None:
+    """Resume with the run's own CPU thread count: float reductions split across threads round differently,
+    so another count changes the numbers. Warns where that count cannot be had (or was not recorded)."""
+    if recorded is None:
+        print(
+            "grokscope: warning: the run does not record its thread count; the resumed part may not be bit-exact",
+            file=sys.stderr,
+        )
+        return
+    if recorded != torch.get_num_threads():
+        torch.set_num_threads(recorded)
+    if torch.get_num_threads() != recorded:
+        print(
+            f"grokscope: warning: could not use the run's {recorded} threads; the resumed part may not be bit-exact",
+            file=sys.stderr,
+        )
 
 
 def check_device(device: str) -> torch.device:
@@ -148,6 +168,7 @@ def provenance(model: torch.nn.Module, device: torch.device) -> dict:
         "versions": versions,
         "git_revision": revision,
         "device": str(device),
+        "threads": torch.get_num_threads(),  # CPU float results depend on it: resume uses the same count
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "n_params": sum(p.numel() for p in model.parameters()),
         "param_shapes": {n: list(p.shape) for n, p in model.named_parameters()},
