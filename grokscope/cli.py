@@ -227,9 +227,15 @@ def cmd_info(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
         return 0
-    status = "complete" if summary["complete"] else f"incomplete (saved up to step {summary['last_step']})"
+    if summary["complete"]:
+        status = "complete"
+    elif summary["n_checkpoints"]:
+        status = f"incomplete (saved up to step {summary['last_step']})"
+    else:
+        status = "no checkpoint saved yet (training has not committed its first)"
     print(f"{summary['name']}: {status}")
-    print(f"  checkpoints: {summary['n_checkpoints']} (steps {summary['first_step']}..{summary['last_step']})")
+    if summary["n_checkpoints"]:
+        print(f"  checkpoints: {summary['n_checkpoints']} (steps {summary['first_step']}..{summary['last_step']})")
     print(f"  grok step: {'not grokked' if summary['grok_step'] is None else summary['grok_step']}")
     for key, value in summary["final"].items():
         print(f"  final {key}: {'n/a' if value is None else format(value, '.6g')}")
@@ -417,7 +423,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"grokscope: {problem}", file=sys.stderr)
     corrupt = [p for p in problems if not p.startswith("no checksums recorded")]
     status = "complete" if run.complete else f"{run.n_checkpoints} checkpoints so far"
-    print(f"{run.path}: {'problems found' if corrupt else 'sound'} ({status}, {run.n_checkpoints} checkpoints checked)")
+    if corrupt:
+        verdict = "problems found"
+    elif run.checksums is None:
+        verdict = "no problem found in its other files; checkpoints not checked (no checksums)"
+    else:
+        verdict = f"sound ({run.n_checkpoints} checkpoints match their checksums)"
+    print(f"{run.path}: {verdict} ({status})")
     return 1 if corrupt else 0
 
 

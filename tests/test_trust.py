@@ -174,3 +174,28 @@ def test_a_format_the_command_will_not_use_is_refused(analyzed_run, tmp_path, ca
         ["prune", analyzed_run.path, "--by", "ipr", "--count", "2", "--format", "svg", "--out", out], capsys
     )
     assert code == 2 and "--format is for --sweep" in err and not out.exists()
+
+
+def test_messages_say_the_truth(small_run, tmp_path, capsys):
+    (tmp_path / "afile").write_text("")
+    code, _, err = cli(["train", "--preset", "tiny", "--steps", "5", "--out", tmp_path / "afile" / "run"], capsys)
+    assert code == 2 and "afile is a file: cannot create" in err and err.count("\n") == 1
+
+    path = copy_of(small_run, tmp_path)
+    np.save(path / layout.STEPS, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(grokscope.GrokscopeError, match="holds Python objects, which grokscope never loads") as e:
+        grokscope.open_run(path)
+    assert "allow_pickle" not in str(e.value)
+
+    with pytest.raises(grokscope.GrokscopeError, match="a step is an integer; got '10'"):
+        small_run.params("10")
+
+
+def test_info_on_a_run_with_no_checkpoint_yet(small_run, tmp_path, capsys):
+    path = copy_of(small_run, tmp_path)
+    (path / layout.COMPLETE).unlink()
+    layout.write_json(path / layout.PROGRESS, layout.empty_progress())
+    code, out, _ = cli(["info", path], capsys)
+    assert code == 0 and "no checkpoint saved yet" in out and "None" not in out.split("config:")[0]
+    code, _, err = cli(["analyze", path], capsys)
+    assert code == 2 and "no checkpoint saved yet" in err

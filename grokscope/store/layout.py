@@ -123,7 +123,7 @@ def open_array(path: Path, dtype: np.dtype, shape: tuple[int, ...] | None = None
     except PermissionError:
         raise GrokscopeError(f"{path}: permission denied") from None
     except (OSError, ValueError, EOFError) as e:
-        raise GrokscopeError(f"{path}: truncated or corrupt ({e})") from None
+        raise GrokscopeError(f"{path}: {unreadable(e)}") from None
     if array.dtype != dtype or (shape is not None and array.shape != tuple(shape)):
         raise GrokscopeError(
             f"{path}: corrupt (holds {array.dtype} {array.shape}, expected {np.dtype(dtype)} {tuple(shape or ())})"
@@ -138,7 +138,26 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
     except FileNotFoundError:
         raise GrokscopeError(f"{path}: missing") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise GrokscopeError(f"{path}: truncated or corrupt ({e})") from None
+        raise GrokscopeError(f"{path}: {unreadable(e)}") from None
+
+
+def unreadable(e: Exception) -> str:
+    """Why numpy could not load a file, in grokscope's words (numpy's own pickle text names a flag we never set)."""
+    if "allow_pickle" in str(e) or "Python objects" in str(e):
+        return "holds Python objects, which grokscope never loads (unpickling can run arbitrary code)"
+    return f"truncated or corrupt ({e})"
+
+
+def check_creatable(path: Path) -> None:
+    """A one-line error where `path` cannot be made: an ancestor that is a file, or a location not writable."""
+    for ancestor in [path, *path.parents]:
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                what = "is a file" if ancestor != path else "exists and is not a directory"
+                raise GrokscopeError(f"{ancestor} {what}: cannot create {path}")
+            if ancestor != path and not os.access(ancestor, os.W_OK | os.X_OK):
+                raise GrokscopeError(f"{ancestor} is not writable: cannot create {path}")
+            return
 
 
 def metric_columns(run: Path) -> tuple[str, ...]:
@@ -278,8 +297,7 @@ def claim_outputs(folder: Path, names: list[str]) -> None:
     """Make `folder` (created if missing) ready for grokscope to write `names` into it: refuses, before
     anything is written, a file there that grokscope did not write itself (one not on its OUTPUTS list),
     a run directory, and a path that is not a directory; then records the names."""
-    if folder.exists() and not folder.is_dir():
-        raise GrokscopeError(f"{folder} exists and is not a directory")
+    check_creatable(folder)
     if is_run(folder):
         raise GrokscopeError(f"{folder} is a training run: write into another directory")
     written = read_outputs(folder) if folder.is_dir() else []

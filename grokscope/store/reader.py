@@ -99,6 +99,8 @@ class Run:
 
     def row(self, step: int) -> int:
         """Index of a saved step in `steps`; GrokscopeError if it was not saved."""
+        if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
+            raise GrokscopeError(f"a step is an integer; got {step!r} ({type(step).__name__})")
         steps = self.steps
         i = int(np.searchsorted(steps, step))
         if i < len(steps) and steps[i] == step:

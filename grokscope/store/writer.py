@@ -83,6 +83,7 @@ class RunWriter:
         # its float64 sum)
         state = 2 + {"": 0, "ema": 1, "ma": config.grokfast.ma_window + 2}[config.grokfast.kind]
         need = (len(steps) + 2 * state + 1) * n_params * 4 + len(layout.METRIC_COLUMNS) * (config.train.steps + 1) * 8
+        layout.check_creatable(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(path.parent).free
         if need > free:
