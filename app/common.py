@@ -29,7 +29,10 @@ def runs_dir() -> Path:
 
 @st.cache_resource(show_spinner=False)
 def open_run(name: str) -> grokscope.Run:
-    """A run inside the runs directory, by name only (no path from the user reaches the filesystem)."""
+    """A run inside the runs directory, by name only (no path from the user reaches the filesystem); a name
+    that is not one of `run_names()` (a link leading outside, a path) is refused."""
+    if name not in run_names():
+        raise grokscope.GrokscopeError(f"no run '{name}' inside {runs_dir()}")
     return grokscope.open_run(runs_dir() / name)
 
 
@@ -41,10 +44,12 @@ def activity(run: grokscope.Run) -> str:
 
 
 def run_names() -> list[str]:
+    """The runs inside the runs directory; a link that leads outside it is not one of them."""
     root = runs_dir()
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if layout.is_run(p))
+    inside = root.resolve()
+    return sorted(p.name for p in root.iterdir() if p.resolve().is_relative_to(inside) and layout.is_run(p))
 
 
 def sidebar() -> None:

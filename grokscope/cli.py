@@ -142,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("app", help="start the workbench app on localhost")
     p.add_argument("runs_dir", nargs="?", default="checkpoints", help="directory of runs (default ./checkpoints)")
-    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--port", type=int, default=8501, help="the port (default 8501; taken: the next free one)")
+    p.add_argument("--host", default="localhost", help="the address to serve on (default localhost only)")
     p.add_argument("--run", help="the run to show first (a name inside RUNS_DIR)")
     p.set_defaults(handler=cmd_app)
 
@@ -464,12 +465,28 @@ APP = Path(__file__).resolve().parent.parent / "app" / "app.py"
 
 
 def cmd_app(args: argparse.Namespace) -> int:
-    return launch_app(Path(args.runs_dir), args.port, args.run)
+    return launch_app(Path(args.runs_dir), args.port, args.run, host=args.host)
 
 
-def launch_app(runs_dir: Path, port: int, run: str | None = None, open_browser: bool = False) -> int:
-    """Serve the app on localhost until interrupted; open_browser: open it in the user's browser once it
-    answers (where there is one)."""
+def free_port(host: str, port: int, tries: int = 20) -> int:
+    """`port` if nothing listens on it, else the next free one (GrokscopeError after `tries`)."""
+    import socket
+
+    for candidate in range(port, min(port + tries, 65536)):
+        with socket.socket() as s:
+            try:
+                s.bind((host, candidate))
+                return candidate
+            except OSError:
+                continue
+    raise GrokscopeError(f"ports {port}..{port + tries - 1} are all in use: choose one with --port")
+
+
+def launch_app(
+    runs_dir: Path, port: int, run: str | None = None, open_browser: bool = False, host: str = "localhost"
+) -> int:
+    """Serve the app on `host` (localhost unless asked) until interrupted; open_browser: open it in the
+    user's browser once it answers (where there is one)."""
     import os
     import signal
     import subprocess
@@ -484,10 +501,19 @@ def launch_app(runs_dir: Path, port: int, run: str | None = None, open_browser: 
         raise GrokscopeError(f"{runs_dir}: no such directory of runs")
     if not 0 < port < 65536:
         raise GrokscopeError(f"--port must be between 1 and 65535; got {port}")
+    if host not in ("localhost", "127.0.0.1", "::1"):
+        print(
+            f"grokscope app: warning: serving on {host}: anyone who can reach it can read these runs", file=sys.stderr
+        )
+    chosen = free_port(host, port)
+    if chosen != port:
+        print(f"grokscope app: port {port} is in use; using {chosen}", file=sys.stderr)
+    port = chosen
     env = dict(os.environ, GROKSCOPE_RUNS_DIR=str(runs_dir.resolve()), **({"GROKSCOPE_RUN": run} if run else {}))
-    command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", "localhost"]
+    command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", host]
     command += ["--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
-    url = f"http://localhost:{port}"
+    command += ["--client.toolbarMode", "minimal"]  # no Deploy button, no developer menu
+    url = f"http://{'localhost' if host in ('localhost', '127.0.0.1', '::1') else host}:{port}"
     print(f"grokscope app: {url} (runs in {runs_dir.resolve()}; Ctrl-C stops it)", flush=True)
     server = subprocess.Popen(command, env=env)
     # a plain `kill` of this command must stop the server too: SIGTERM unwinds through `finally`

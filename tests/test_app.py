@@ -206,3 +206,11 @@ def test_a_run_still_training_extends_as_checkpoints_land(small_run, tmp_path, m
     at.run()  # what a poll does
     assert not at.exception and not at.warning  # the analyses were topped up, not offered again
     assert at.select_slider(key="cursor").options[-1] == str(int(steps[-1]))
+
+
+def test_a_link_leading_outside_the_runs_directory_is_not_a_run(small_run, tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    shutil.copytree(small_run.path, root / "inside")
+    (root / "outside").symlink_to(small_run.path)
+    at = app(root, monkeypatch)
+    assert list(at.dataframe[0].value["run"]) == ["inside"]

@@ -203,3 +203,15 @@ def test_probe_reports_base_and_ablated(small_run, capsys):
     assert set(result) == {"step", "train_loss", "train_acc", "test_loss", "test_acc"}
     for values in (v for k, v in result.items() if k != "step"):
         assert values["change"] == pytest.approx(values["ablated"] - values["base"])
+
+
+def test_app_moves_to_the_next_free_port():
+    import socket
+
+    from grokscope.cli import free_port
+
+    with socket.socket() as taken:
+        taken.bind(("localhost", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert free_port("localhost", port) != port
