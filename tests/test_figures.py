@@ -104,3 +104,19 @@ def test_neuron_frequency_map_agrees_with_the_cached_clustering(run):
     share = plot.data["share"].reshape(-1, 15)  # (d_mlp, frequencies 1..15) for p = 31
     cached = analysis.load(run, "neurons")
     np.testing.assert_allclose(share.max(1), cached["fraction"][-1], rtol=1e-4, atol=1e-6)
+
+
+def test_export_starts_chromium_offline(analyzed_run, tmp_path, monkeypatch):
+    """Chromium's background lookups go to a closed local port while exporting, and the setting is undone."""
+    import os
+
+    import plotly.io as pio
+
+    from grokscope.figures.export import OFFLINE_PROXY, export
+
+    key, value = OFFLINE_PROXY
+    seen = []
+    monkeypatch.setattr(pio, "write_images", lambda *a, **k: seen.append(os.environ.get(key)))
+    monkeypatch.delenv(key, raising=False)
+    export({"training": figures.builders.training_curves(analyzed_run)}, tmp_path / "out", "pdf")
+    assert seen == [value] and key not in os.environ
