@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how often progress is made crash-safe (default 2 seconds; 0: at every checkpoint)",
     )
+    add_threads(p)
     p.set_defaults(handler=cmd_train)
 
     p = sub.add_parser("presets", help="list presets and their settings")
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", nargs="?", help="run directory")
     p.add_argument("--only", metavar="NAME,...", help="these analyses only (see --list)")
     p.add_argument("--force", action="store_true", help="recompute even what is cached")
+    add_threads(p)
     p.add_argument("--summary", action="store_true", help="print the headline: key frequencies, phases, shares")
     p.add_argument("--json", action="store_true", help="with --summary: as JSON")
     p.add_argument("--list", action="store_true", help="list the analyses and exit")
@@ -163,8 +165,31 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return load_preset(args.preset).with_overrides(overrides)
 
 
+def add_threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads for torch (default: one per core; on a machine shared with other jobs, 1 can be "
+        "several times faster). A run records its count and --resume uses it again",
+    )
+
+
+def use_threads(args: argparse.Namespace) -> None:
+    if args.threads is None:
+        return
+    if args.threads < 1:
+        raise GrokscopeError(f"--threads must be at least 1; got {args.threads}")
+    if getattr(args, "resume", False):
+        raise GrokscopeError("--resume uses the run's own thread count (for bit-exact results): drop --threads")
+    import torch
+
+    torch.set_num_threads(args.threads)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from grokscope.train import train
+
+    use_threads(args)
 
     if args.resume:
         if args.preset or args.overrides or args.steps is not None or args.force:
@@ -258,6 +283,8 @@ def int_list(text: str | None, what: str) -> list[int]:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from grokscope import analysis
     from grokscope.store import open_run
+
+    use_threads(args)
 
     if args.list:
         print(analysis.describe())

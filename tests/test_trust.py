@@ -199,3 +199,19 @@ def test_info_on_a_run_with_no_checkpoint_yet(small_run, tmp_path, capsys):
     assert code == 0 and "no checkpoint saved yet" in out and "None" not in out.split("config:")[0]
     code, _, err = cli(["analyze", path], capsys)
     assert code == 2 and "no checkpoint saved yet" in err
+
+
+def test_threads_are_chosen_recorded_and_checked(tmp_path, capsys):
+    import torch
+
+    before = torch.get_num_threads()
+    out = tmp_path / "run"
+    try:
+        assert cli(["train", "--preset", "tiny", "--steps", "5", "--threads", "1", "--out", out], capsys)[0] == 0
+        assert grokscope.open_run(out).meta["threads"] == 1
+    finally:
+        torch.set_num_threads(before)
+    code, _, err = cli(["train", "--preset", "tiny", "--steps", "5", "--threads", "0", "--out", tmp_path / "b"], capsys)
+    assert code == 2 and "--threads must be at least 1" in err
+    code, _, err = cli(["train", "--resume", "--out", out, "--threads", "2"], capsys)
+    assert code == 2 and "own thread count" in err
