@@ -189,6 +189,8 @@ def test_messages_say_the_truth(small_run, tmp_path, capsys):
 
     with pytest.raises(grokscope.GrokscopeError, match="a step is an integer; got '10'"):
         small_run.params("10")
+    with pytest.raises(grokscope.GrokscopeError, match="a run is a directory path; got 5"):
+        grokscope.open_run(5)
 
 
 def test_info_on_a_run_with_no_checkpoint_yet(small_run, tmp_path, capsys):

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 def open_run(path: str | Path) -> Run:
     """Open a run directory (complete, still training, or interrupted)."""
+    if not isinstance(path, (str, Path)):
+        raise GrokscopeError(f"a run is a directory path; got {path!r} ({type(path).__name__})")
     return Run(Path(path))
 
 
