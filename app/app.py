@@ -5,11 +5,25 @@ Adding a page is one file in pages/ (plus its figure builders in grokscope/figur
 prefix gives its place, the rest its URL, and its docstring's first words before ':' its title."""
 
 import ast
+import os
 from pathlib import Path
 
 import streamlit as st
 
 PAGES = Path(__file__).parent / "pages"
+HOSTS_ENV = "GROKSCOPE_HOSTS"  # set by `grokscope app`: the host names it answers to, comma-separated
+
+
+def refused_host() -> str | None:
+    """The Host header of this session when it is not a name `grokscope app` serves under (a page on another
+    site reaching localhost through DNS rebinding comes with its own name), else None. Without the list
+    (the app not started by `grokscope app`) nothing is refused."""
+    allowed = os.environ.get(HOSTS_ENV)
+    if not allowed:
+        return None
+    host = st.context.headers.get("Host") or ""
+    name = host[1 : host.find("]")] if host.startswith("[") else host.rsplit(":", 1)[0]
+    return None if name.lower() in allowed.split(",") else host
 
 
 def page(path: Path) -> st.Page:
@@ -18,4 +32,7 @@ def page(path: Path) -> st.Page:
 
 
 st.set_page_config(page_title="grokscope", layout="wide")
+if (host := refused_host()) is not None:
+    st.error(f"grokscope serves this app only under its own address, not as '{host}'")
+    st.stop()
 st.navigation([page(path) for path in sorted(PAGES.glob("[0-9]*_*.py"))]).run()

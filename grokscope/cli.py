@@ -537,6 +537,8 @@ def launch_app(
         print(f"grokscope app: port {port} is in use; using {chosen}", file=sys.stderr)
     port = chosen
     env = dict(os.environ, GROKSCOPE_RUNS_DIR=str(runs_dir.resolve()), **({"GROKSCOPE_RUN": run} if run else {}))
+    if host not in ("0.0.0.0", "::"):  # app.py refuses sessions under any other Host name (DNS rebinding)
+        env["GROKSCOPE_HOSTS"] = ",".join(sorted({"localhost", "127.0.0.1", "::1", host.lower()}))
     command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", host]
     command += ["--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
     command += ["--client.toolbarMode", "minimal"]  # no Deploy button, no developer menu

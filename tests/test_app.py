@@ -214,3 +214,13 @@ def test_a_link_leading_outside_the_runs_directory_is_not_a_run(small_run, tmp_p
     (root / "outside").symlink_to(small_run.path)
     at = app(root, monkeypatch)
     assert list(at.dataframe[0].value["run"]) == ["inside"]
+
+
+def test_a_session_under_another_host_name_is_refused(runs_dir, monkeypatch):
+    """DNS rebinding: a page on another site reaching the app under its own name sees no run. (The
+    browser test opens the app under localhost through `grokscope app`, which sets the list.)"""
+    monkeypatch.setenv("GROKSCOPE_HOSTS", "localhost,127.0.0.1,::1")
+    at = AppTest.from_file(APP, default_timeout=60)  # streamlit.testing sends no Host header
+    monkeypatch.setenv("GROKSCOPE_RUNS_DIR", str(runs_dir))
+    at.run()
+    assert any("only under its own address" in e.value for e in at.error) and not at.dataframe
