@@ -72,7 +72,7 @@ def analyze(
             continue
         todo_specs = [ANALYSES[name] for name in starts]
         if kind == "weights":
-            rows = weights_pass(run, group, todo_specs, starts)
+            rows = weights_pass(run, group, todo_specs, starts, progress)
         elif kind == "forward":
             rows = forward_pass(run, group, todo_specs, starts, cached, progress, report)
         else:
@@ -153,9 +153,12 @@ def load(run: Run, name: str) -> dict[str, np.ndarray]:
 # --- the shared passes ---------------------------------------------------------------------------------
 
 
-def weights_pass(run: Run, group, specs: list[Analysis], starts: dict[str, int]) -> dict[str, dict[str, list]]:
+def weights_pass(
+    run: Run, group, specs: list[Analysis], starts: dict[str, int], show: bool = False
+) -> dict[str, dict[str, list]]:
     """The weight analyses from their first missing row (`starts`), on blocks of checkpoints."""
     first = min(starts.values())
+    bar = tqdm(total=run.n_checkpoints - first, disable=not show, unit="ckpt", desc="weight analyses")
     needed: set[str] = set()
     for spec in specs:
         needed |= set(run.param_names if spec.params is None else spec.params(run.config))
@@ -169,6 +172,8 @@ def weights_pass(run: Run, group, specs: list[Analysis], starts: dict[str, int])
                 continue
             for key, value in spec.compute(params, run.config, group).items():
                 rows[spec.name].setdefault(key, []).extend(value[max(start - i, 0) :].numpy())
+        bar.update(j - i)
+    bar.close()
     return rows
 
 
