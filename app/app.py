@@ -35,4 +35,10 @@ st.set_page_config(page_title="grokscope", layout="wide")
 if (host := refused_host()) is not None:
     st.error(f"grokscope serves this app only under its own address, not as '{host}'")
     st.stop()
-st.navigation([page(path) for path in sorted(PAGES.glob("[0-9]*_*.py"))]).run()
+navigation = st.navigation([page(path) for path in sorted(PAGES.glob("[0-9]*_*.py"))])
+if "started" in st.session_state:
+    navigation.run()
+else:  # the first page of a session waits for torch and plotly (about 2 s, once per server): say so at once
+    with st.spinner("Starting grokscope (loading torch and plotly, once)…"):
+        navigation.run()
+    st.session_state.started = True
