@@ -58,6 +58,10 @@ class Run:
             c: layout.open_array(path / layout.METRICS / f"{c}.npy", np.dtype(np.float64), (n_steps,))
             for c in layout.metric_columns(path)
         }
+        # the run's identity: its marker's id, or for a run made before markers a digest of its meta.json
+        # (which records when and where it was trained)
+        self.id = layout.run_id(path) or "meta-" + hashlib.sha256((path / layout.META).read_bytes()).hexdigest()[:32]
+        self._checked = None  # (n_checkpoints, checksum) of the last row already checked
         self.refresh()
 
     def refresh(self) -> None:
@@ -67,7 +71,7 @@ class Run:
         n = progress["n_checkpoints"]
         checksums = progress.get("checksums")
         self.checksums = None if checksums is None else np.array(checksums, dtype=np.uint32)
-        if n and checksums is not None and (n, checksums[-1]) != getattr(self, "_checked", None):
+        if n and checksums is not None and (n, checksums[-1]) != self._checked:
             if self.row_checksum(n - 1) != checksums[-1]:
                 raise GrokscopeError(
                     f"{self.path}: the checkpoint at step {int(self._scheduled[n - 1])} does not match its checksum "
@@ -81,15 +85,6 @@ class Run:
     def row_checksum(self, row: int) -> int:
         """CRC-32 of checkpoint row `row` as stored now (compare with `checksums[row]`)."""
         return layout.row_checksum(self._params, row)
-
-    @property
-    def id(self) -> str:
-        """The run's identity: its marker's id, or for a run made before markers a digest of its meta.json
-        (which records when and where it was trained)."""
-        marker = layout.run_id(self.path)
-        if marker is not None:
-            return marker
-        return "meta-" + hashlib.sha256((self.path / layout.META).read_bytes()).hexdigest()[:32]
 
     @property
     def steps(self) -> np.ndarray:
