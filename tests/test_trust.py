@@ -217,3 +217,17 @@ def test_threads_are_chosen_recorded_and_checked(tmp_path, capsys):
     assert code == 2 and "--threads must be at least 1" in err
     code, _, err = cli(["train", "--resume", "--out", out, "--threads", "2"], capsys)
     assert code == 2 and "own thread count" in err
+
+
+@pytest.mark.parametrize("bad", [None, 5])
+def test_the_api_takes_a_run_or_its_path_and_says_so_otherwise(analyzed_run, bad):
+    path = str(analyzed_run.path)
+    assert analysis.summary(path)["key_frequencies"] == analysis.summary(analyzed_run)["key_frequencies"]
+    assert grokscope.load_model(path, int(analyzed_run.steps[-1])) is not None
+    for call in (
+        lambda: grokscope.load_model(bad, 0),
+        lambda: analysis.load(bad, "spectra"),
+        lambda: analysis.summary(bad),
+    ):
+        with pytest.raises(grokscope.GrokscopeError, match="a run is a directory path"):
+            call()

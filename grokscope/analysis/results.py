@@ -9,7 +9,7 @@ from grokscope.analysis.progress import key_frequencies
 from grokscope.analysis.registry import not_applicable
 from grokscope.analysis.scheduler import analyze, cached_result, load
 from grokscope.errors import GrokscopeError
-from grokscope.store import Run
+from grokscope.store import Run, as_run
 
 
 def phase_steps(run: Run) -> dict[str, int | None]:
@@ -42,6 +42,7 @@ def key_frequencies_at(run: Run, step: int | None = None, rule: str | None = Non
 def summary(run: Run) -> dict:
     """The headline of `grokscope analyze --summary`, at the last saved step: for every run the phases and
     the step; where the Fourier analyses apply, the key frequencies and shares (None elsewhere)."""
+    run = as_run(run)
     analyze(run, progress=False)
     out = {"phases": boundaries(cached_result(run, "phases")), "step": int(run.steps[-1])}
     try:

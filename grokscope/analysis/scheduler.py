@@ -21,7 +21,7 @@ from grokscope.analysis.registry import ANALYSES, applicable, check_names, not_a
 from grokscope.analysis.spec import BLOCK, Analysis, Forward, checkpoint_loader
 from grokscope.errors import GrokscopeError
 from grokscope.models import build_model, check_shapes
-from grokscope.store import Run
+from grokscope.store import Run, as_run
 
 
 def analyze(
@@ -136,6 +136,7 @@ def load(run: Run, name: str) -> dict[str, np.ndarray]:
     """One analysis as arrays indexed by the run's saved steps (computed first if missing or stale).
     Kept in memory on the Run while neither the run's progress nor the file changes (the app asks for
     the same results on every cursor move)."""
+    run = as_run(run)
     check_names([name])
     run.refresh()
     spec = ANALYSES[name]

@@ -13,7 +13,7 @@ from grokscope.models.base import Model, NeuronLayer
 from grokscope.models.deep_mlp import DeepMLP
 from grokscope.models.mlp import MLP
 from grokscope.models.transformer import Transformer
-from grokscope.store import Run
+from grokscope.store import Run, as_run
 from grokscope.tasks import make_task
 
 MODELS: dict[str, type[Model]] = {"transformer": Transformer, "mlp": MLP, "deep_mlp": DeepMLP}
@@ -61,7 +61,8 @@ def check_shapes(run: Run) -> Model:
 
 
 def load_model(run: Run, step: int, device: str = "cpu") -> Model:
-    """A ready model (eval mode) with the parameters of a run's saved step."""
+    """A ready model (eval mode) with the parameters of a run's saved step (run: a Run or its path)."""
+    run = as_run(run)
     model = check_shapes(run)
     model.load_state_dict(run.params(step))
     return model.to(device).eval()

@@ -25,6 +25,11 @@ def open_run(path: str | Path) -> Run:
     return Run(Path(path))
 
 
+def as_run(run: Run | str | Path) -> Run:
+    """A Run as given, or the run at a path; anything else is a one-line GrokscopeError."""
+    return run if isinstance(run, Run) else open_run(run)
+
+
 class Run:
     """A run directory. Arrays are memmaps sliced to the durable rows; `refresh()` re-reads progress.
 
