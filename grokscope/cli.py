@@ -520,6 +520,8 @@ def launch_app(
     import urllib.request
     import webbrowser
 
+    from grokscope.store import layout
+
     if not APP.is_file():
         raise GrokscopeError(
             f"the app is not in this installation ({APP} missing): install from a checkout (pip install -e .)"
@@ -528,6 +530,8 @@ def launch_app(
         raise GrokscopeError(f"{runs_dir}: no such directory of runs")
     if not 0 < port < 65536:
         raise GrokscopeError(f"--port must be between 1 and 65535; got {port}")
+    if run is not None and (Path(run).name != run or not layout.is_run(runs_dir / run)):
+        raise GrokscopeError(f"--run: no run '{run}' inside {runs_dir}")
     if host not in ("localhost", "127.0.0.1", "::1"):
         print(
             f"grokscope app: warning: serving on {host}: anyone who can reach it can read these runs", file=sys.stderr

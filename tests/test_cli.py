@@ -215,3 +215,8 @@ def test_app_moves_to_the_next_free_port():
         taken.listen()
         port = taken.getsockname()[1]
         assert free_port("localhost", port) != port
+
+
+def test_app_refuses_an_unknown_run_before_starting(tmp_path, capsys):
+    code = main(["app", str(tmp_path), "--run", "nope"])
+    assert code == 2 and "no run 'nope' inside" in capsys.readouterr().err
