@@ -3,9 +3,9 @@
 Every file is bound to its run: the run's identity ("run_id") and a digest of its config ("config_digest");
 per-checkpoint results also hold the saved steps they cover ("steps") and a digest of those checkpoints'
 checksums ("checkpoints_digest", where the run records them), and are topped up. The binding is checked on
-reading and left out of the result. A file of another run or config, whose
-version, steps or checkpoints no longer match, or that does not load, has the wrong arrays or content out of
-range, is recomputed, never trusted.
+reading and left out of the result. A file of another run or config, whose version, steps or checkpoints no
+longer match, or that does not load, has the wrong arrays or content out of range, is recomputed, never
+trusted.
 """
 
 from __future__ import annotations

@@ -155,7 +155,7 @@ def load(run: Run, name: str) -> dict[str, np.ndarray]:
 
 
 def weights_pass(
-    run: Run, group, specs: list[Analysis], starts: dict[str, int], show: bool = False
+    run: Run, group, specs: list[Analysis], starts: dict[str, int], show: bool
 ) -> dict[str, dict[str, list]]:
     """The weight analyses from their first missing row (`starts`), on blocks of checkpoints."""
     first = min(starts.values())
