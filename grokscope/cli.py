@@ -15,6 +15,10 @@ from grokscope.presets import PRESETS, load_preset
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv:  # plain `grokscope`: what it can do
+        parser.print_help()
+        return 0
     args = parser.parse_args(argv)
     try:
         return args.handler(args) or 0
@@ -35,13 +39,22 @@ def main(argv: list[str] | None = None) -> int:
         where = f": {e.filename}" if e.filename else ""
         print(f"grokscope: error: {e.strerror or e}{where} (a run keeps its last saved checkpoint)", file=sys.stderr)
         return 2
-    except MemoryError:
+    except (MemoryError, RuntimeError) as e:  # torch's allocators raise RuntimeError (CPU) or a subclass (CUDA)
+        if isinstance(e, RuntimeError) and "can't allocate memory" not in str(e) and "out of memory" not in str(e):
+            raise
         print("grokscope: error: out of memory (try a smaller task.p or model)", file=sys.stderr)
         return 2
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage mistake told in one line (not the whole usage block) and where to look."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="grokscope", description="An interpretability workbench for grokking.")
+    parser = Parser(prog="grokscope", description="An interpretability workbench for grokking.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a run with dense checkpoints")
@@ -216,14 +229,29 @@ def report(out: Path, seconds: float) -> None:
     print(f"run: {out}")
     print(
         f"{summary['n_checkpoints']} checkpoints, steps {summary['first_step']}..{summary['last_step']}, {seconds:.0f} s; "
-        f"final train loss {final['train_loss']:.3g} acc {final['train_acc']:.1%}, "
-        f"test loss {final['test_loss']:.3g} acc {final['test_acc']:.1%}"
+        f"final train loss {number(final['train_loss'], '.3g')} acc {number(final['train_acc'], '.1%')}, "
+        f"test loss {number(final['test_loss'], '.3g')} acc {number(final['test_acc'], '.1%')}"
     )
     print(
         f"grokked at step {grok} (test accuracy >= {level:.0%})"
         if grok is not None
         else f"did not grok (test accuracy stayed below {level:.0%})"
     )
+    warn_diverged(summary)
+
+
+def number(value: float | None, spec: str) -> str:
+    """A metric for people; None (not finite, or not measured) as n/a."""
+    return "n/a" if value is None else format(value, spec)
+
+
+def warn_diverged(summary: dict) -> None:
+    if summary["diverged_step"] is not None:
+        print(
+            f"grokscope: warning: training diverged at step {summary['diverged_step']} (the training loss is not "
+            "finite from there on): try a smaller optim.lr",
+            file=sys.stderr,
+        )
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
@@ -246,7 +274,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from grokscope.store import open_run
+    from grokscope.store import layout, open_run
 
     run = open_run(args.run)
     summary = run.summary()
@@ -255,6 +283,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         return 0
     if summary["complete"]:
         status = "complete"
+    elif (run.path / layout.COMPLETE).is_file():
+        status = f"marked complete, but {layout.FINAL} is missing or corrupt (`grokscope verify` checks the rest)"
     elif summary["n_checkpoints"]:
         status = f"incomplete (saved up to step {summary['last_step']})"
     else:
@@ -264,10 +294,11 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"  checkpoints: {summary['n_checkpoints']} (steps {summary['first_step']}..{summary['last_step']})")
     print(f"  grok step: {'not grokked' if summary['grok_step'] is None else summary['grok_step']}")
     for key, value in summary["final"].items():
-        print(f"  final {key}: {'n/a' if value is None else format(value, '.6g')}")
+        print(f"  final {key}: {number(value, '.6g')}")
     print("  config:")
     for key, value in flatten(summary["config"]).items():
         print(f"    {key} = {json.dumps(value)}")
+    warn_diverged(summary)
     return 0
 
 
@@ -287,6 +318,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     use_threads(args)
 
     if args.list:
+        if args.run or args.only or args.force or args.summary or args.json:
+            raise GrokscopeError("--list only lists the analyses: drop the run and the other options")
         print(analysis.describe())
         return 0
     if not args.run:

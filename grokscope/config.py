@@ -37,6 +37,9 @@ def choices(literal) -> tuple[str, ...]:
 
 
 MAX_SEED = 2**63 - 1  # torch.Generator.manual_seed takes a 64-bit integer
+MAX_P = 1024  # every step evaluates all p² inputs, p logits each: p³ numbers (8.6 GB in float64 at 1,024)
+MAX_STEPS = 10_000_000  # the trainer keeps 11 float64 metrics per step (880 MB at 10 million)
+MAX_LR = 1e3  # far past divergence for every optimizer here, and well inside float32
 
 
 def check_seed(key: str, seed: int) -> None:
@@ -72,7 +75,7 @@ class TaskConfig:
     def __post_init__(self):
         check_choice("task.kind", self.kind, TaskKind)
         check_choice("task.op", self.op, Op)
-        check(self.p >= 3, f"task.p must be at least 3; got {self.p}")
+        check(3 <= self.p <= MAX_P, f"task.p must be in [3, {MAX_P}]; got {self.p}")
         check(
             self.op not in PRIME_OPS or is_prime(self.p),
             f"task.op '{self.op}' needs a prime task.p; {self.p} is not prime",
@@ -143,7 +146,7 @@ class OptimConfig:
 
     def __post_init__(self):
         check_choice("optim.name", self.name, OptimizerName)
-        check(self.lr > 0, f"optim.lr must be positive; got {self.lr}")
+        check(0 < self.lr <= MAX_LR, f"optim.lr must be in (0, {MAX_LR:g}]; got {self.lr}")
         check(self.weight_decay >= 0, f"optim.weight_decay must be >= 0; got {self.weight_decay}")
         check(all(0 <= b < 1 for b in self.betas), f"optim.betas must be in [0, 1); got {list(self.betas)}")
         check(self.eps > 0, f"optim.eps must be positive; got {self.eps}")
@@ -180,7 +183,7 @@ class TrainConfig:
     seed: int = 0  # minibatch order
 
     def __post_init__(self):
-        check(self.steps >= 1, f"train.steps must be at least 1; got {self.steps}")
+        check(1 <= self.steps <= MAX_STEPS, f"train.steps must be in [1, {MAX_STEPS:,}]; got {self.steps}")
         check(self.batch_size >= 0, f"train.batch_size must be >= 0 (0 = full batch); got {self.batch_size}")
         check_seed("train.seed", self.seed)
         check_choice("train.loss", self.loss, LossName)

@@ -25,8 +25,14 @@ def test_train_then_info_json(tmp_path, capsys):
     assert code == 0 and f"run: {out}" in stdout
     code, stdout, _ = run_cli(["info", str(out), "--json"], capsys)
     info = json.loads(stdout)
-    assert set(info) == {"name", "complete", "n_checkpoints", "first_step", "last_step", "grok_step", "final", "config"}
-    assert info["complete"] is True and info["first_step"] == 0 and info["last_step"] == 60
+    keys = {"name", "complete", "n_checkpoints", "first_step", "last_step", "grok_step", "diverged_step", "final"}
+    assert set(info) == keys | {"config"}
+    assert (
+        info["diverged_step"] is None
+        and info["complete"] is True
+        and info["first_step"] == 0
+        and info["last_step"] == 60
+    )
     assert info["config"]["task"]["p"] == 23 and info["config"]["train"]["steps"] == 60
     assert {"train_loss", "test_loss", "train_acc", "test_acc"} <= set(info["final"])
     assert info["n_checkpoints"] == len(grokscope.open_run(out).steps)

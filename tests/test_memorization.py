@@ -295,6 +295,7 @@ def test_runs_made_before_the_later_metrics_and_keys_still_open_and_resume(small
     del config["optim"]["orthograd"], config["schema_version"], config["task"]["kind"], config["task"]["n_train"]
     del config["model"]["init_scale"]  # a schema-1 config.json, as the first releases wrote it
     (path / layout.CONFIG).write_text(json.dumps(config))
+    (path / layout.MARKER).unlink()  # nor did those releases write a marker
     run = grokscope.open_run(path)
     assert set(run.metrics) == {"step", "train_loss", "test_loss", "train_acc", "test_acc", "weight_norm"}
     assert run.config.model.dropout == 0 and run.config.ticket.kind == ""

@@ -136,12 +136,29 @@ def test_a_complete_run_without_its_final_weights_says_so(small_run, tmp_path):
     assert not run.complete and any("final.safetensors: missing" in p for p in verify(run))
 
 
-def test_an_edited_config_is_refused_before_any_number_is_computed(small_run, tmp_path, capsys):
+def edit_config(path, **task):
+    config = json.loads((path / layout.CONFIG).read_text())
+    config["task"].update(task)
+    (path / layout.CONFIG).write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("command", ["info", "analyze", "verify", "probe"])
+def test_an_edited_config_is_refused_by_every_command(small_run, tmp_path, capsys, command):
     path = copy_of(small_run, tmp_path)
     shutil.rmtree(path / layout.ANALYSIS, ignore_errors=True)  # other tests may have analysed the shared run
-    config = json.loads((path / layout.CONFIG).read_text())
-    config["task"]["p"] = 29
-    (path / layout.CONFIG).write_text(json.dumps(config))
+    edit_config(path, seed=1)  # not even a shape changes: only the marker's config digest can tell
+    code, _, err = cli([command, path], capsys)
+    assert code == 2 and "config.json: changed since the run was made" in err and err.count("\n") == 1
+    assert not (path / layout.ANALYSIS).exists()
+
+
+def test_an_edited_config_of_a_run_without_a_config_digest_is_caught_by_its_shapes(small_run, tmp_path, capsys):
+    path = copy_of(small_run, tmp_path)
+    shutil.rmtree(path / layout.ANALYSIS, ignore_errors=True)
+    marker = json.loads((path / layout.MARKER).read_text())
+    del marker["config_digest"]  # as runs made before the digest was recorded
+    (path / layout.MARKER).write_text(json.dumps(marker))
+    edit_config(path, p=29)
     code, _, err = cli(["analyze", path], capsys)
     assert code == 2 and "does not match the stored parameters" in err and err.count("\n") == 1
     assert not (path / layout.ANALYSIS).exists()

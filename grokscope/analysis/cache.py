@@ -11,7 +11,6 @@ trusted.
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from pathlib import Path
 
@@ -28,8 +27,7 @@ BINDING = ("run_id", "config_digest", "checkpoints_digest")
 def binding(run: Run, n_rows: int | None) -> dict[str, np.ndarray]:
     """What ties a cache file to the run, config and (n_rows: per-checkpoint results) checkpoints it was
     computed from."""
-    config = json.dumps(run.config.to_dict(), sort_keys=True).encode()
-    out = {"run_id": np.array(run.id), "config_digest": np.array(hashlib.sha256(config).hexdigest()[:32])}
+    out = {"run_id": np.array(run.id), "config_digest": np.array(layout.config_digest(run.config.to_dict()))}
     if n_rows is not None and run.checksums is not None and n_rows <= len(run.checksums):
         out["checkpoints_digest"] = np.array(hashlib.sha256(run.checksums[:n_rows].tobytes()).hexdigest()[:32])
     return out

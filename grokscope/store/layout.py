@@ -21,6 +21,7 @@ Nothing is unpickled: JSON, `.npy`/`.npz` with allow_pickle=False, and safetenso
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import uuid
@@ -178,6 +179,25 @@ def load_safetensors(path: Path, why: str = "") -> dict[str, torch.Tensor]:
         raise GrokscopeError(f"{path}: unreadable or corrupt ({e})") from None
 
 
+def safetensors_intact(path: Path) -> bool:
+    """Whether `path` is a whole safetensors file: its header parses and its tensors' data ends where the
+    file does (read from the header alone: cheap enough to ask on every open)."""
+    try:
+        with open(path, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(n)) if 0 < n <= 100_000_000 else None
+            size = os.fstat(f.fileno()).st_size
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    if not isinstance(header, dict):
+        return False
+    try:
+        end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+    except (TypeError, KeyError, IndexError):
+        return False
+    return size == 8 + n + end
+
+
 def load_mask(run: Path, shapes: dict[str, list[int]]) -> dict[str, torch.Tensor]:
     """A ticket's mask.safetensors, checked against the parameter shapes."""
     path = run / MASK
@@ -191,8 +211,14 @@ def empty_progress() -> dict:
     return {"n_checkpoints": 0, "n_metric_steps": 0, "step": None, "state": None, "checksums": []}
 
 
-def new_marker() -> dict:
-    return {"grokscope_run": uuid.uuid4().hex}
+def new_marker(config: dict) -> dict:
+    """A new run's identity, and the digest of the config it is made with (an edit of config.json shows)."""
+    return {"grokscope_run": uuid.uuid4().hex, "config_digest": config_digest(config)}
+
+
+def config_digest(config: dict) -> str:
+    """A config's digest (a config.json as parsed, or RunConfig.to_dict(): both give the same)."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:32]
 
 
 def row_checksum(params: dict[str, np.ndarray], row: int) -> int:
@@ -243,13 +269,19 @@ def is_run(path: Path) -> bool:
     return all((path / name).is_file() for name in (CONFIG, META, STEPS))
 
 
+def read_marker(path: Path) -> dict[str, str]:
+    """The run's marker: its identity ("grokscope_run") and config digest ("config_digest", in runs made
+    since it was recorded); {} for runs made before markers, and only string values are kept."""
+    try:
+        marker = json.loads((path / MARKER).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return {k: v for k, v in marker.items() if isinstance(v, str) and v} if isinstance(marker, dict) else {}
+
+
 def run_id(path: Path) -> str | None:
     """The run's identity from its marker; None for runs made before markers (or a garbage marker)."""
-    try:
-        value = json.loads((path / MARKER).read_text()).get("grokscope_run")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
-        return None
-    return value if isinstance(value, str) and value else None
+    return read_marker(path).get("grokscope_run")
 
 
 # what grokscope writes in a run directory: top-level names, and the names it writes in each folder

@@ -43,8 +43,15 @@ class Run:
             raise GrokscopeError(f"{path}: {'not a directory' if path.exists() else 'no such run directory'}")
         if not (path / layout.CONFIG).is_file():
             raise GrokscopeError(f"{path}: not a grokscope run (no {layout.CONFIG})")
+        written = layout.read_json(path / layout.CONFIG)
+        recorded = layout.read_marker(path).get("config_digest")
+        if recorded is not None and recorded != layout.config_digest(written):
+            raise GrokscopeError(
+                f"{path / layout.CONFIG}: changed since the run was made (it no longer matches the digest in "
+                f"{layout.MARKER}); restore it: the checkpoints were trained with the original"
+            )
         try:
-            self.config = RunConfig.from_dict(upgrade(layout.read_json(path / layout.CONFIG)), complete=True)
+            self.config = RunConfig.from_dict(upgrade(written), complete=True)
         except GrokscopeError as e:
             raise GrokscopeError(f"{path / layout.CONFIG}: {e}") from None
         self.meta = layout.read_json(path / layout.META)
@@ -77,15 +84,20 @@ class Run:
         checksums = progress.get("checksums")
         self.checksums = None if checksums is None else np.array(checksums, dtype=np.uint32)
         if n and checksums is not None and (n, checksums[-1]) != self._checked:
-            if self.row_checksum(n - 1) != checksums[-1]:
-                raise GrokscopeError(
-                    f"{self.path}: the checkpoint at step {int(self._scheduled[n - 1])} does not match its checksum "
-                    f"(params/ changed or corrupt); `grokscope verify {self.path}` checks every row"
-                )
+            self.check_row(n - 1)
             self._checked = (n, checksums[-1])
         self.n_checkpoints, self.n_metric_steps = n, progress["n_metric_steps"]
         # complete: the marker and the final weights it promises
-        self.complete = (self.path / layout.COMPLETE).is_file() and (self.path / layout.FINAL).is_file()
+        self.complete = (self.path / layout.COMPLETE).is_file() and layout.safetensors_intact(self.path / layout.FINAL)
+
+    def check_row(self, row: int) -> None:
+        """GrokscopeError if checkpoint row `row` no longer matches its recorded checksum (a CRC-32 of one
+        row: well under a millisecond for the canonical model)."""
+        if self.checksums is not None and self.row_checksum(row) != self.checksums[row]:
+            raise GrokscopeError(
+                f"{self.path}: the checkpoint at step {int(self._scheduled[row])} does not match its checksum "
+                f"(params/ changed or corrupt); `grokscope verify {self.path}` checks every row"
+            )
 
     def row_checksum(self, row: int) -> int:
         """CRC-32 of checkpoint row `row` as stored now (compare with `checksums[row]`)."""
@@ -111,10 +123,11 @@ class Run:
         raise GrokscopeError(f"step {step} was not saved in {self.name} (nearest saved: {near})")
 
     def params(self, step: int) -> dict[str, torch.Tensor]:
-        """All parameters at a saved step: name → float32 tensor."""
+        """All parameters at a saved step: name → float32 tensor (the row checked against its checksum first)."""
         import torch
 
         i = self.row(step)
+        self.check_row(i)
         return {n: torch.from_numpy(np.array(a[i])) for n, a in self._params.items()}
 
     def trajectory(self, name: str) -> np.ndarray:
@@ -163,6 +176,12 @@ class Run:
         hits = np.flatnonzero(self.metrics["test_acc"] >= self.task.grok_accuracy)
         return int(hits[0]) if len(hits) else None
 
+    @property
+    def diverged_step(self) -> int | None:
+        """First step whose training loss is not finite (the optimizer blew the weights up), or None."""
+        hits = np.flatnonzero(~np.isfinite(self.metrics["train_loss"]))
+        return int(hits[0]) if len(hits) else None
+
     def summary(self) -> dict:
         """What `grokscope info --json` prints."""
         metrics, steps = self.metrics, self.steps
@@ -176,6 +195,7 @@ class Run:
             "first_step": int(steps[0]) if len(steps) else None,
             "last_step": int(steps[-1]) if len(steps) else None,
             "grok_step": self.grok_step,
+            "diverged_step": self.diverged_step,
             "final": final,
             "config": self.config.to_dict(),
         }

@@ -95,7 +95,7 @@ class RunWriter:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         try:
-            layout.write_json(tmp / layout.MARKER, layout.new_marker())
+            layout.write_json(tmp / layout.MARKER, layout.new_marker(config.to_dict()))
             layout.write_json(tmp / layout.CONFIG, config.to_dict())
             layout.write_json(tmp / layout.META, meta)
             layout.write_npz(tmp / layout.DATA, dataset.arrays())

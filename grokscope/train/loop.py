@@ -76,6 +76,12 @@ def train(
         out = Path(out) if out is not None else RUNS_DIR / config.name
         model = build_model(config)  # first: a model that cannot read the task says so before anything else
         dataset = make_task(config.task).dataset()
+        n_train = len(dataset.train_rows)
+        if config.train.batch_size > n_train:
+            raise GrokscopeError(
+                f"train.batch_size {config.train.batch_size} is larger than the training set ({n_train} rows): "
+                "use 0 for full batch"
+            )
         params = dict(model.named_parameters())
         schedule = checkpoint_steps(config.train.steps, config.checkpoints)
         old = move_aside(out, force)
