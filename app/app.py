@@ -38,7 +38,7 @@ if (host := refused_host()) is not None:
 navigation = st.navigation([page(path) for path in sorted(PAGES.glob("[0-9]*_*.py"))])
 if "started" in st.session_state:
     navigation.run()
-else:  # the first page of a session waits for torch and plotly (about 2 s, once per server): say so at once
-    with st.spinner("Starting grokscope (loading torch and plotly, once)…"):
+else:  # the first page of a session waits for torch (about 2 s, once per server): say so at once
+    with st.spinner("Starting grokscope (loading torch, once)…"):
         navigation.run()
     st.session_state.started = True

@@ -1,26 +1,37 @@
 """What the pages share: the runs directory, the chosen run (opened once, memmaps cached), the
-training-time cursor (one for every page, kept in session state), and how a figure is shown."""
+training-time cursor (one for every page, kept in session state), and how a figure is shown.
+
+Importing this is light (the run store only): torch and transformer-lens load inside the functions that
+need them, so the first page of a fresh server shows the run list before they have loaded."""
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import streamlit as st
 
 import grokscope
-from grokscope import analysis
-from grokscope.figures import Plot
-from grokscope.figures.export import csv_text, has_browser
-from grokscope.models import MODELS
 from grokscope.store import layout
+
+if TYPE_CHECKING:
+    from grokscope.figures import Plot
 
 RUNS_DIR_ENV, RUN_ENV = "GROKSCOPE_RUNS_DIR", "GROKSCOPE_RUN"
 POLL_S = 5  # how often the pages of a run still training re-read it
-BROWSER = has_browser()
+
+
+@functools.cache
+def browser() -> bool:
+    """Whether a Chromium or Chrome is there to render figure downloads (looked up once per server)."""
+    from grokscope.figures.export import has_browser
+
+    return has_browser()
 
 
 def runs_dir() -> Path:
@@ -95,6 +106,8 @@ def current_run() -> grokscope.Run | None:
 def analyses_ready(run: grokscope.Run) -> bool:
     """True when every analysis the figures read is cached and current. Ones never computed are offered
     with a button; ones computed before the latest checkpoints landed are topped up (new rows only)."""
+    from grokscope import analysis
+
     missing = analysis.missing(run)
     never = [name for name in missing if analysis.cached_result(run, name) is None]
     if never:
@@ -118,6 +131,8 @@ def nearest_saved(run: grokscope.Run, step: int) -> int:
 
 def cursor(run: grokscope.Run) -> int:
     """The training-time cursor: a slider over the saved steps and jump buttons. Returns the step."""
+    from grokscope import analysis
+
     steps = [int(s) for s in run.steps]
     if st.session_state.get("step") not in steps:
         st.session_state.step = steps[-1]
@@ -150,6 +165,8 @@ def cursor(run: grokscope.Run) -> int:
 
 def not_applicable_note(run: grokscope.Run, needs: tuple[str, ...]) -> str | None:
     """Why a page's analyses do not apply to the run (one line), or None where they all do."""
+    from grokscope import analysis
+
     skipped = analysis.not_applicable(run.config)
     reasons = {skipped[name] for name in needs if name in skipped}
     if not reasons:
@@ -159,6 +176,8 @@ def not_applicable_note(run: grokscope.Run, needs: tuple[str, ...]) -> str | Non
 
 def run_model(run: grokscope.Run) -> str:
     """The run's model in one line."""
+    from grokscope.models import MODELS
+
     return MODELS[run.config.model.kind].describe(run.config.model)
 
 
@@ -187,6 +206,8 @@ def step_page(render: Callable[[grokscope.Run, int], None], needs: tuple[str, ..
 
 def show(plot: Plot, name: str) -> None:
     """A figure with download buttons for its data (CSV) and, where a browser can render it, a PDF."""
+    from grokscope.figures.export import csv_text
+
     st.plotly_chart(plot.figure, width="stretch", key=f"chart {name}")
     left, right = st.columns(2)
     left.download_button(
@@ -197,7 +218,7 @@ def show(plot: Plot, name: str) -> None:
         key=f"csv {name}",
         on_click="ignore",
     )
-    if BROWSER:  # rendered only when clicked: kaleido takes a second or two
+    if browser():  # rendered only when clicked: kaleido takes a second or two
         right.download_button(
             "figure (PDF)",
             lambda: plot.figure.to_image(format="pdf"),

@@ -224,3 +224,16 @@ def test_a_session_under_another_host_name_is_refused(runs_dir, monkeypatch):
     monkeypatch.setenv("GROKSCOPE_RUNS_DIR", str(runs_dir))
     at.run()
     assert any("only under its own address" in e.value for e in at.error) and not at.dataframe
+
+
+def test_the_pages_shared_module_does_not_load_torch():
+    """The Runs page draws its table from app/common.py and the store alone, so a fresh server shows the runs
+    before torch and transformer-lens have loaded (2-3 s on a small machine)."""
+    import subprocess
+    import sys
+
+    code = "import sys; import common; print(sorted({'torch', 'transformer_lens'} & set(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=Path(APP).parent, capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"

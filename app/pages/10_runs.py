@@ -1,14 +1,16 @@
-"""Runs: every run in the runs directory, its status, and the run the other pages show."""
+"""Runs: every run in the runs directory, its status, and the run the other pages show.
+
+The table is drawn from the run store alone first, then again with the model and training columns, whose
+descriptions live with the models (torch): on a fresh server the runs show before torch has loaded."""
 
 import common
 import streamlit as st
 
 import grokscope
-from grokscope.figures.builders import training_label
 
 st.title("Runs")
 common.sidebar()
-rows = []
+rows, runs = [], {}
 for name in common.run_names():
     try:
         run = common.open_run(name)
@@ -16,6 +18,7 @@ for name in common.run_names():
     except grokscope.GrokscopeError as e:
         rows.append({"run": name, "status": f"unreadable: {e}"})
         continue
+    runs[name] = run
     last = int(run.steps[-1]) if run.n_checkpoints else None
     status = "complete" if run.complete else f"{common.activity(run)} at step {last}"
     rows.append(
@@ -24,14 +27,21 @@ for name in common.run_names():
             "status": status,
             "preset": run.config.preset,
             "task": run.task.describe(),
-            "model": common.run_model(run),
-            "training": training_label(run.config),
             "checkpoints": run.n_checkpoints,
             "grok step": run.grok_step,
         }
     )
 if rows:
-    st.dataframe(rows, hide_index=True, width="stretch")
+    table = st.empty()
+    table.dataframe(rows, hide_index=True, width="stretch")
     st.caption("Choose the run to show in the sidebar. A run still training extends as checkpoints land.")
+    from grokscope.figures.builders import training_label
+
+    for row in rows:
+        if row["run"] in runs:
+            run = runs[row["run"]]
+            row["model"], row["training"] = common.run_model(run), training_label(run.config)
+    columns = ["run", "status", "preset", "task", "model", "training", "checkpoints", "grok step"]
+    table.dataframe([{c: row.get(c) for c in columns} for row in rows], hide_index=True, width="stretch")
 else:
     st.info(f"No runs in {common.runs_dir()}: train one with `grokscope train --preset demo`.")
