@@ -409,7 +409,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         layout.write_json(out / "report.json", report)
         try:
             written = figures.export(
-                {"pruning_sweep": figures.builders.pruning_curves(pruner, table)}, out, args.format
+                {"pruning_sweep": figures.builders.pruning_curves(pruner, table)}, out, args.format, progress=True
             )
         except GrokscopeError as e:  # no browser for the image: the table and CSV are still useful
             print(f"grokscope: {e}", file=sys.stderr)
@@ -516,7 +516,7 @@ def cmd_figures(args: argparse.Namespace) -> int:
             print(f"grokscope: not applicable: {name} ({reason})", file=sys.stderr)
     analysis.analyze(run)  # what the figures read, computed once up front (with a progress bar)
     plots = {name: figures.FIGURES[name][0](run, args.step) for name in names}
-    for path in figures.export(plots, args.out, args.format):
+    for path in figures.export(plots, args.out, args.format, progress=True):
         print(path)
     return 0
 

@@ -110,13 +110,17 @@ def test_export_starts_chromium_offline(analyzed_run, tmp_path, monkeypatch):
     """Chromium's background lookups go to a closed local port while exporting, and the setting is undone."""
     import os
 
+    import kaleido
     import plotly.io as pio
 
     from grokscope.figures.export import OFFLINE_PROXY, export
 
     key, value = OFFLINE_PROXY
     seen = []
-    monkeypatch.setattr(pio, "write_images", lambda *a, **k: seen.append(os.environ.get(key)))
+    # the browser starts with the server, so that is when the setting must be there
+    monkeypatch.setattr(kaleido, "start_sync_server", lambda **k: seen.append(os.environ.get(key)))
+    monkeypatch.setattr(kaleido, "stop_sync_server", lambda **k: None)
+    monkeypatch.setattr(pio, "write_image", lambda *a, **k: None)
     monkeypatch.delenv(key, raising=False)
     export({"training": figures.builders.training_curves(analyzed_run)}, tmp_path / "out", "pdf")
     assert seen == [value] and key not in os.environ

@@ -18,6 +18,8 @@ Spectra are taken in the task's group coordinates (`fourier.group_of`): the toke
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -131,18 +133,23 @@ def memorization_rows(params: dict[str, torch.Tensor], config: RunConfig, group:
 
 
 @torch.no_grad()
-def memorization_pass(run: Run, group: Group, start: int) -> dict[str, list]:
+def memorization_pass(run: Run, group: Group, start: int, progress: Callable[[int, int], None]) -> dict[str, list]:
     """Neuron scores for checkpoint rows start..n-1: the weight scores on blocks of stacked checkpoints, the
-    activation score (runs with corrupted labels only) from one whole-grid forward per checkpoint."""
+    activation score (runs with corrupted labels only) from one whole-grid forward per checkpoint.
+    progress(done, total): after each block and each forward, in checkpoints (counted twice with the
+    activation score)."""
     rows: dict[str, list] = {}
+    dataset, n = run.dataset, run.n_checkpoints - start
+    total = 2 * n if dataset.corrupted.any() else n
     for i in range(start, run.n_checkpoints, BLOCK):
         j = min(i + BLOCK, run.n_checkpoints)
-        params = {n: torch.from_numpy(np.array(run.trajectory(n)[i:j])) for n in needed_params(run.config)}
+        params = {name: torch.from_numpy(np.array(run.trajectory(name)[i:j])) for name in needed_params(run.config)}
         for key, value in memorization_rows(params, run.config, group).items():
             rows.setdefault(key, []).extend(value.numpy())
-    dataset, n_neurons = run.dataset, len(rows["ipr"][0])
+        progress(j - start, total)
+    n_neurons = len(rows["ipr"][0])
     if not dataset.corrupted.any():
-        rows["activation"] = [np.full(n_neurons, np.nan, dtype=np.float32)] * (run.n_checkpoints - start)
+        rows["activation"] = [np.full(n_neurons, np.nan, dtype=np.float32)] * n
         return rows
     model = build_model(run.config).eval()
     load_row = checkpoint_loader(run, model)
@@ -151,6 +158,7 @@ def memorization_pass(run: Run, group: Group, start: int) -> dict[str, list]:
         load_row(r)
         post, _ = model.grid_activations(out=buffer)
         rows.setdefault("activation", []).append(activation_scores(model, dataset, post).numpy())
+        progress(n + r + 1 - start, total)
     return rows
 
 

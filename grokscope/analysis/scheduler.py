@@ -76,7 +76,7 @@ def analyze(
         elif kind == "forward":
             rows = forward_pass(run, group, todo_specs, starts, cached, progress, report)
         else:
-            rows = {spec.name: spec.compute(run, group, starts[spec.name]) for spec in todo_specs}
+            rows = {spec.name: checkpoints_pass(run, group, spec, starts[spec.name], progress) for spec in todo_specs}
         for spec in todo_specs:
             extra = spec.inputs(cached) if spec.inputs else {}
             cached[spec.name] = append(run, spec, cached[spec.name], starts[spec.name], rows[spec.name], **extra)
@@ -176,6 +176,17 @@ def weights_pass(
         bar.update(j - i)
     bar.close()
     return rows
+
+
+def checkpoints_pass(run: Run, group, spec: Analysis, start: int, show: bool) -> dict[str, list]:
+    """A checkpoints analysis from row `start`, with a progress bar it advances itself (done, total)."""
+    with tqdm(total=run.n_checkpoints - start, disable=not show, unit="ckpt", desc=spec.name) as bar:
+
+        def advance(done: int, total: int) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        return spec.compute(run, group, start, advance)
 
 
 @torch.no_grad()

@@ -5,7 +5,8 @@ Four kinds, by what the scheduler feeds them (it runs each kind's shared pass on
   name → (B, *shape) → arrays (B, ...);
 - `forward`: prepare(run, group, cached) → state once, then compute(state, forward) per checkpoint with the
   whole-grid activations in group coordinates (`Forward`), shared by every forward analysis;
-- `checkpoints`: compute(run, group, start) → one list per array of the rows for checkpoints start..n-1;
+- `checkpoints`: compute(run, group, start, progress) → one list per array of the rows for checkpoints
+  start..n-1, calling progress(done, total) as it goes (for the progress bar);
 - `run`: compute(run, group, cached) → a whole-run result, recomputed when `current(run, result)` is False.
 Results are dicts of numpy arrays, cached in the run (see cache.py); per-checkpoint ones hold "steps".
 """

@@ -50,9 +50,13 @@ def has_browser() -> bool:
     return any(shutil.which(b) for b in BROWSERS)
 
 
-def export(plots: dict[str, Plot], out: str | Path, fmt: str = "pdf") -> list[Path]:
-    """Write <out>/<name>.csv for every plot, then <out>/<name>.<fmt> for all of them in one Chromium
-    session; returns the files written."""
+def export(plots: dict[str, Plot], out: str | Path, fmt: str = "pdf", progress: bool = False) -> list[Path]:
+    """Write <out>/<name>.csv for every plot, then <out>/<name>.<fmt> for each of them through one Chromium
+    session (a progress bar per figure where `progress`); returns the files written."""
+    import kaleido
+    from kaleido.errors import ChromeNotFoundError
+    from tqdm.auto import tqdm
+
     if fmt not in FORMATS:
         raise GrokscopeError(f"unknown format '{fmt}' (use {', '.join(FORMATS)})")
     out = Path(out)
@@ -61,10 +65,15 @@ def export(plots: dict[str, Plot], out: str | Path, fmt: str = "pdf") -> list[Pa
     images = [out / f"{name}.{fmt}" for name in plots]
     try:
         with offline_browser():
-            figures = [plot.figure for plot in plots.values()]
-            pio.write_images(figures, images, format=fmt, scale=2 if fmt == "png" else 1)
-    except RuntimeError as e:
-        if "Chrome" in str(e) or "Chromium" in str(e):
+            kaleido.start_sync_server(silence_warnings=True)  # one browser for every figure
+            try:
+                pairs = zip(plots.values(), images)
+                for plot, image in tqdm(pairs, total=len(images), desc=f"figures ({fmt})", disable=not progress):
+                    pio.write_image(plot.figure, image, format=fmt, scale=2 if fmt == "png" else 1)
+            finally:
+                kaleido.stop_sync_server(silence_warnings=True)
+    except (ChromeNotFoundError, RuntimeError) as e:
+        if isinstance(e, ChromeNotFoundError) or "Chrome" in str(e) or "Chromium" in str(e):
             raise GrokscopeError(NO_BROWSER) from None
         raise
     return written + images
