@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 import time
@@ -37,7 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except OSError as e:  # permissions, a full or read-only disk, a path through a file, ...
         where = f": {e.filename}" if e.filename else ""
-        print(f"grokscope: error: {e.strerror or e}{where} (a run keeps its last saved checkpoint)", file=sys.stderr)
+        training = args.command in ("train", "demo", "ticket") and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO)
+        kept = " (the run keeps its last durable checkpoint: --resume continues it)" if training else ""
+        print(f"grokscope: error: {e.strerror or e}{where}{kept}", file=sys.stderr)
         return 2
     except (MemoryError, RuntimeError) as e:  # torch's allocators raise RuntimeError (CPU) or a subclass (CUDA)
         if isinstance(e, RuntimeError) and "can't allocate memory" not in str(e) and "out of memory" not in str(e):

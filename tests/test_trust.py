@@ -4,8 +4,12 @@ tool as a careless user would."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -248,3 +252,60 @@ def test_the_api_takes_a_run_or_its_path_and_says_so_otherwise(analyzed_run, bad
     ):
         with pytest.raises(grokscope.GrokscopeError, match="a run is a directory path"):
             call()
+
+
+@contextlib.contextmanager
+def as_another_user():
+    """Act as a user that does not own the test's files: as root (CI), the effective ids become nobody's
+    for the block (restored after it); any other user is already held to the file modes."""
+    if os.geteuid() != 0:
+        yield
+        return
+    # what the commands import lazily, imported now: nobody may not read root's Python installation
+    import encodings.cp437  # noqa: F401 - zipfile's file-name codec
+    import grokscope.analysis.pruning  # noqa: F401
+    import grokscope.analysis.tickets  # noqa: F401
+    import grokscope.figures.export  # noqa: F401
+
+    os.setegid(65534)
+    os.seteuid(65534)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+@pytest.fixture
+def read_only_run(analyzed_run):
+    """A copy of the analysed run, its analyses removed, in a directory nobody else may write."""
+    root = Path(tempfile.mkdtemp())
+    try:
+        shutil.copytree(analyzed_run.path, root / "run")
+        shutil.rmtree(root / "run" / layout.ANALYSIS)
+        for path in [root, *root.rglob("*")]:
+            path.chmod(0o555 if path.is_dir() else 0o444)
+        yield root / "run"
+    finally:
+        for path in [root, *root.rglob("*")]:
+            path.chmod(0o755)
+        shutil.rmtree(root)
+
+
+@pytest.mark.parametrize(
+    "command, message",
+    [
+        (["train", "--preset", "tiny", "--steps", "5", "--out", "{root}/new"], "is not writable: cannot create"),
+        (["analyze", "{run}"], "not writable, and analyses are cached inside the run"),
+        (["figures", "{run}", "--out", "{root}/figs"], "not writable, and analyses are cached inside the run"),
+        (["prune", "{run}", "--by", "magnitude", "--count", "2"], "is not writable: cannot create"),
+        (["ticket", "{run}", "--keep", "0.5"], "is not writable: cannot create"),
+    ],
+)
+def test_a_location_that_is_not_writable_is_one_line(read_only_run, capsys, command, message):
+    args = [a.format(run=read_only_run, root=read_only_run.parent) for a in command]
+    with as_another_user():
+        code, _, err = cli(args, capsys)
+    assert code == 2 and message in err and err.count("error:") == 1, err
+    assert "analyses:" not in err  # refused before any work
+    assert sorted(p.name for p in read_only_run.parent.iterdir()) == ["run"]

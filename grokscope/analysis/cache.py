@@ -11,6 +11,7 @@ trusted.
 from __future__ import annotations
 
 import hashlib
+import os
 import sys
 from pathlib import Path
 
@@ -85,6 +86,13 @@ def write(run: Run, spec: Analysis, arrays: dict[str, np.ndarray]) -> None:
             stale.unlink()
     n_rows = len(arrays["steps"]) if spec.rows else None
     layout.write_npz(path_of(run, spec), {**arrays, **binding(run, n_rows)})
+
+
+def writable(run: Run) -> bool:
+    """Whether the run's analysis folder can be written (a run shared read-only cannot cache analyses)."""
+    folder = run.path / ANALYSIS_DIR
+    target = folder if folder.exists() else run.path
+    return os.access(target, os.W_OK | os.X_OK, effective_ids=layout.EFFECTIVE_IDS)
 
 
 def top_up_start(run: Run, result: dict | None) -> int:

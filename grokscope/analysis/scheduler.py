@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from grokscope.analysis.cache import append, path_of, read_cached, top_up_start, write
+from grokscope.analysis.cache import ANALYSIS_DIR, append, path_of, read_cached, top_up_start, writable, write
 from grokscope.analysis.neurons import grid_neurons
 from grokscope.analysis.registry import ANALYSES, applicable, check_names, not_applicable
 from grokscope.analysis.spec import BLOCK, Analysis, Forward, checkpoint_loader
@@ -53,6 +53,11 @@ def analyze(
             if need not in todo:
                 todo.add(need)
                 pending.append(need)
+    if not writable(run) and (force or missing(run)):  # before any work: results could not be kept
+        raise GrokscopeError(
+            f"{run.path / ANALYSIS_DIR}: not writable, and analyses are cached inside the run: copy the run to "
+            "analyse it"
+        )
     cached = {name: None if force and name in wanted else read_cached(run, ANALYSES[name]) for name in todo}
     group = run.task.group()
     computed = []

@@ -149,6 +149,9 @@ def unreadable(e: Exception) -> str:
     return f"truncated or corrupt ({e})"
 
 
+EFFECTIVE_IDS = os.access in os.supports_effective_ids  # ask as the user the process acts as (Linux, macOS)
+
+
 def check_creatable(path: Path) -> None:
     """A one-line error where `path` cannot be made: an ancestor that is a file, or a location not writable."""
     for ancestor in [path, *path.parents]:
@@ -156,7 +159,7 @@ def check_creatable(path: Path) -> None:
             if not ancestor.is_dir():
                 what = "is a file" if ancestor != path else "exists and is not a directory"
                 raise GrokscopeError(f"{ancestor} {what}: cannot create {path}")
-            if ancestor != path and not os.access(ancestor, os.W_OK | os.X_OK):
+            if ancestor != path and not os.access(ancestor, os.W_OK | os.X_OK, effective_ids=EFFECTIVE_IDS):
                 raise GrokscopeError(f"{ancestor} is not writable: cannot create {path}")
             return
 
