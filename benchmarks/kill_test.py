@@ -92,6 +92,26 @@ def cache_arrays(run: grokscope.Run) -> dict[str, dict[str, np.ndarray]]:
     return {f.name: layout.load_npz(f) for f in sorted((run.path / layout.ANALYSIS).glob("*.npz"))}
 
 
+def differences(got: dict, expected: dict) -> list[str]:
+    """Where two analysis caches (file → key → array) differ, one line each."""
+    if got.keys() != expected.keys():
+        return [f"files {sorted(got)} against {sorted(expected)}"]
+    out = []
+    for f, arrays in expected.items():
+        for k, b in arrays.items():
+            a = got[f].get(k)
+            if a is None or not same(a, b):
+                numbers = a is not None and a.shape == b.shape and a.dtype.kind in "fiu"
+                gap = (
+                    f", largest difference {np.nanmax(np.abs(a.astype(float) - b.astype(float))):.3g}"
+                    if numbers
+                    else ""
+                )
+                where = f", {np.count_nonzero(a != b)} of {a.size} entries" if numbers else ""
+                out.append(f"{f} {k}{where}{gap}")
+    return out
+
+
 def same(a: np.ndarray, b: np.ndarray) -> bool:
     """Equal arrays, bit for bit where they are numbers (NaN equal to NaN: scores a run does not have)."""
     return np.array_equal(a, b, equal_nan=a.dtype.kind == "f" and b.dtype.kind == "f")
@@ -113,10 +133,10 @@ def kill_analysis(root: Path, n_runs: int, rng: random.Random) -> dict:
             counts["kills"] += 1
             counts["kills with a cache file written"] += any((path / layout.ANALYSIS).glob("*.npz"))
         got = cache_arrays(grokscope.open_run(path))
-        equal = got.keys() == expected.keys() and all(
-            got[f].keys() == expected[f].keys() and all(same(got[f][k], expected[f][k]) for k in got[f]) for f in got
-        )
-        counts["caches not equal"] += not equal
+        differ = differences(got, expected)
+        counts["caches not equal"] += bool(differ)
+        for line in differ:
+            print(f"analysis {i}: {line}", flush=True)
     return counts
 
 

@@ -261,10 +261,11 @@ def as_another_user():
     if os.geteuid() != 0:
         yield
         return
-    # what the commands import lazily, imported now: nobody may not read root's Python installation
+    # what the commands import lazily, imported now: nobody cannot read root's Python installation
     import encodings.cp437  # noqa: F401 - zipfile's file-name codec
-    import grokscope.analysis.pruning  # noqa: F401
-    import grokscope.analysis.tickets  # noqa: F401
+
+    import grokscope.analysis.pruning
+    import grokscope.analysis.tickets
     import grokscope.figures.export  # noqa: F401
 
     os.setegid(65534)
