@@ -3,8 +3,8 @@
     python benchmarks/kill_test.py [--runs 20] [--analyses 20] [--seed 0]
 
 Training: each run is started with `grokscope train`, killed after a random delay, continued with
-`grokscope train --resume` (or started again where the kill came before its first checkpoint), and so on
-until it completes; the finished run is compared with one trained without interruption, every parameter of
+`grokscope train --resume` (or started again where the kill came before the run directory was laid out),
+and so on until it completes; the finished run is compared with one trained without interruption, every parameter of
 every checkpoint, every metric and the final weights. Analysis: `grokscope analyze` on a copy of a finished
 run is killed the same way until one finishes; every cached array is compared with a clean analysis.
 Prints the counts the README's reliability table reports.
@@ -98,6 +98,9 @@ def differences(got: dict, expected: dict) -> list[str]:
         return [f"files {sorted(got)} against {sorted(expected)}"]
     out = []
     for f, arrays in expected.items():
+        if got[f].keys() != arrays.keys():
+            out.append(f"{f}: keys {sorted(got[f])} against {sorted(arrays)}")
+            continue
         for k, b in arrays.items():
             a = got[f].get(k)
             if a is None or not same(a, b):

@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:  # permissions, a full or read-only disk, a path through a file, ...
         where = f": {e.filename}" if e.filename else ""
         training = args.command in ("train", "demo", "ticket") and e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO)
-        kept = " (the run keeps its last durable checkpoint: --resume continues it)" if training else ""
+        how = "`grokscope demo` continues it" if args.command == "demo" else "--resume continues it"
+        kept = f" (the run keeps its last durable checkpoint: {how})" if training else ""
         print(f"grokscope: error: {e.strerror or e}{where}{kept}", file=sys.stderr)
         return 2
     except (MemoryError, RuntimeError) as e:  # torch's allocators raise RuntimeError (CPU) or a subclass (CUDA)
@@ -606,12 +607,12 @@ def launch_app(
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from grokscope.store import layout
+    from grokscope.store import layout, open_run
     from grokscope.train import RUNS_DIR, train
 
     out = RUNS_DIR / "demo"
     start = time.perf_counter()
-    if (out / layout.COMPLETE).is_file() and not args.force:
+    if layout.is_run(out) and open_run(out).complete and not args.force:
         print(f"the demo run is already trained in {out} (retrain with --force)")
     elif layout.is_run(out) and not args.force:
         print(f"continuing the interrupted demo run in {out}")
@@ -621,7 +622,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         train(load_preset("demo"), out, force=args.force)
     report(out, time.perf_counter() - start)
     from grokscope import analysis
-    from grokscope.store import open_run
 
     run = open_run(out)
     start = time.perf_counter()

@@ -60,7 +60,7 @@ def test_integer_valued_float_is_accepted_for_int_keys():
         # sizes that cannot fit are refused by meaning, before any allocation fails with a traceback
         ({"train.steps": 10**20}, "train.steps must be in [1, 10,000,000]"),
         ({"task.p": 1_000_000_007}, "task.p must be in [3, 1024]"),
-        ({"optim.lr": 1e308}, "optim.lr must be in (0, 1000]"),
+        ({"optim.lr": 1e308}, "optim.lr must be in (0, 1,000,000]"),
     ],
 )
 def test_bad_config_is_rejected_with_a_clear_message(overrides, message):

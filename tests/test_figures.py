@@ -124,3 +124,13 @@ def test_export_starts_chromium_offline(analyzed_run, tmp_path, monkeypatch):
     monkeypatch.delenv(key, raising=False)
     export({"training": figures.builders.training_curves(analyzed_run)}, tmp_path / "out", "pdf")
     assert seen == [value] and key not in os.environ
+
+
+def test_export_without_a_browser_is_one_line_and_keeps_the_csv(analyzed_run, tmp_path, monkeypatch):
+    """kaleido's server would wait forever for a browser that cannot start: the lookup comes first."""
+    from grokscope.figures.export import export
+
+    monkeypatch.setenv("BROWSER_PATH", str(tmp_path / "no-chromium"))
+    with pytest.raises(grokscope.GrokscopeError, match="renders through Chromium or Chrome"):
+        export({"training": figures.builders.training_curves(analyzed_run)}, tmp_path / "out", "pdf")
+    assert (tmp_path / "out" / "training.csv").is_file()

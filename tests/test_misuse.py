@@ -207,9 +207,10 @@ def user_files(root: Path) -> dict[str, str | None]:
     }
 
 
-def tree(root: Path) -> dict[str, int]:
-    """Every file under the sandbox with its size (what a refused case must leave as it was)."""
-    return {str(f.relative_to(root)): f.stat().st_size for f in root.rglob("*") if f.is_file()}
+def tree(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file under the sandbox with its size and modification time (what a refused case must leave as
+    it was)."""
+    return {str(f.relative_to(root)): (f.stat().st_size, f.stat().st_mtime_ns) for f in root.rglob("*") if f.is_file()}
 
 
 def damaged(src: Path, dst: Path, damage) -> None:

@@ -310,3 +310,11 @@ def test_a_location_that_is_not_writable_is_one_line(read_only_run, capsys, comm
     assert code == 2 and message in err and err.count("error:") == 1, err
     assert "analyses:" not in err  # refused before any work
     assert sorted(p.name for p in read_only_run.parent.iterdir()) == ["run"]
+
+
+@pytest.mark.parametrize("end", ["null", '"4"', "[1]"])
+def test_final_weights_with_a_garbage_header_mean_not_complete(small_run, tmp_path, end):
+    path = copy_of(small_run, tmp_path)
+    header = b'{"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, %s]}}' % end.encode()
+    (path / layout.FINAL).write_bytes(len(header).to_bytes(8, "little") + header + b"\0" * 4)
+    assert not grokscope.open_run(path).complete

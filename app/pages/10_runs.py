@@ -3,6 +3,8 @@
 The table is drawn from the run store alone first, then again with the model and training columns, whose
 descriptions live with the models (torch): on a fresh server the runs show before torch has loaded."""
 
+import sys
+
 import common
 import streamlit as st
 
@@ -33,7 +35,8 @@ for name in common.run_names():
     )
 if rows:
     table = st.empty()
-    table.dataframe(rows, hide_index=True, width="stretch")
+    if "torch" not in sys.modules:  # a fresh server: the runs first, while the models load
+        table.dataframe(rows, hide_index=True, width="stretch")
     st.caption("Choose the run to show in the sidebar. A run still training extends as checkpoints land.")
     from grokscope.figures.builders import training_label
 

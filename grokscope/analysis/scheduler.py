@@ -53,10 +53,11 @@ def analyze(
             if need not in todo:
                 todo.add(need)
                 pending.append(need)
-    if not writable(run) and (force or missing(run)):  # before any work: results could not be kept
+    if not writable(run) and (force or todo & set(missing(run))):  # before any work: results could not be kept
+        folder = run.path / ANALYSIS_DIR
         raise GrokscopeError(
-            f"{run.path / ANALYSIS_DIR}: not writable, and analyses are cached inside the run: copy the run to "
-            "analyse it"
+            f"{folder if folder.exists() else run.path}: not writable, and analyses are cached inside the run: "
+            "copy the run to analyse it"
         )
     cached = {name: None if force and name in wanted else read_cached(run, ANALYSES[name]) for name in todo}
     group = run.task.group()

@@ -8,6 +8,7 @@ import csv
 import io
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,14 @@ def offline_browser():
             os.environ[key] = before
 
 
+def found_browser() -> bool:
+    """Whether the browser kaleido would start exists (its lookup honours BROWSER_PATH)."""
+    from choreographer.browsers.chromium import Chromium
+
+    path = Chromium.find_browser(skip_local=False)
+    return bool(path) and Path(path).is_file()
+
+
 def has_browser() -> bool:
     """Whether a Chromium or Chrome is on the PATH for static export."""
     return any(shutil.which(b) for b in BROWSERS)
@@ -63,8 +72,12 @@ def export(plots: dict[str, Plot], out: str | Path, fmt: str = "pdf", progress: 
     layout.claim_outputs(out, [f"{name}.{ext}" for name in plots for ext in ("csv", fmt)])
     written = [write_csv(plot.data, out / f"{name}.csv") for name, plot in plots.items()]
     images = [out / f"{name}.{fmt}" for name in plots]
+    if not found_browser():  # kaleido's server would wait forever on a browser that never starts
+        raise GrokscopeError(NO_BROWSER)
     try:
-        with offline_browser():
+        with offline_browser(), warnings.catch_warnings():
+            # plotly hands its default options to each call; the server was started with them already
+            warnings.filterwarnings("ignore", message="The kopts argument is ignored")
             kaleido.start_sync_server(silence_warnings=True)  # one browser for every figure
             try:
                 pairs = zip(plots.values(), images)

@@ -195,10 +195,12 @@ def safetensors_intact(path: Path) -> bool:
     if not isinstance(header, dict):
         return False
     try:
-        end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+        ends = [t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"]
     except (TypeError, KeyError, IndexError):
         return False
-    return size == 8 + n + end
+    if not all(type(end) is int for end in ends):
+        return False
+    return size == 8 + n + max(ends, default=0)
 
 
 def load_mask(run: Path, shapes: dict[str, list[int]]) -> dict[str, torch.Tensor]:
