@@ -63,7 +63,6 @@ def export(plots: dict[str, Plot], out: str | Path, fmt: str = "pdf", progress: 
     """Write <out>/<name>.csv for every plot, then <out>/<name>.<fmt> for each of them through one Chromium
     session (a progress bar per figure where `progress`); returns the files written."""
     import kaleido
-    from kaleido.errors import ChromeNotFoundError
     from tqdm.auto import tqdm
 
     if fmt not in FORMATS:
@@ -85,8 +84,8 @@ def export(plots: dict[str, Plot], out: str | Path, fmt: str = "pdf", progress: 
                     pio.write_image(plot.figure, image, format=fmt, scale=2 if fmt == "png" else 1)
             finally:
                 kaleido.stop_sync_server(silence_warnings=True)
-    except (ChromeNotFoundError, RuntimeError) as e:
-        if isinstance(e, ChromeNotFoundError) or "Chrome" in str(e) or "Chromium" in str(e):
+    except RuntimeError as e:
+        if "Chrome" in str(e) or "Chromium" in str(e):
             raise GrokscopeError(NO_BROWSER) from None
         raise
     return written + images

@@ -284,11 +284,6 @@ def read_marker(path: Path) -> dict[str, str]:
     return {k: v for k, v in marker.items() if isinstance(v, str) and v} if isinstance(marker, dict) else {}
 
 
-def run_id(path: Path) -> str | None:
-    """The run's identity from its marker; None for runs made before markers (or a garbage marker)."""
-    return read_marker(path).get("grokscope_run")
-
-
 # what grokscope writes in a run directory: top-level names, and the names it writes in each folder
 OWN_FILES = {CONFIG, META, DATA, STEPS, PROGRESS, FINAL, COMPLETE, MASK, MARKER}
 OWN_FOLDERS = {PARAMS: "*.npy", METRICS: "*.npy", STATE: "step_*.safetensors", ANALYSIS: "*@v*.npz"}

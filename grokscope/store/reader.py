@@ -44,7 +44,8 @@ class Run:
         if not (path / layout.CONFIG).is_file():
             raise GrokscopeError(f"{path}: not a grokscope run (no {layout.CONFIG})")
         written = layout.read_json(path / layout.CONFIG)
-        recorded = layout.read_marker(path).get("config_digest")
+        marker = layout.read_marker(path)
+        recorded = marker.get("config_digest")
         if recorded is not None and recorded != layout.config_digest(written):
             raise GrokscopeError(
                 f"{path / layout.CONFIG}: changed since the run was made (it no longer matches the digest in "
@@ -72,7 +73,9 @@ class Run:
         }
         # the run's identity: its marker's id, or for a run made before markers a digest of its meta.json
         # (which records when and where it was trained)
-        self.id = layout.run_id(path) or "meta-" + hashlib.sha256((path / layout.META).read_bytes()).hexdigest()[:32]
+        self.id = (
+            marker.get("grokscope_run") or "meta-" + hashlib.sha256((path / layout.META).read_bytes()).hexdigest()[:32]
+        )
         self._checked = None  # (n_checkpoints, checksum) of the last row already checked
         self.refresh()
 
