@@ -131,7 +131,7 @@ def test_batched_and_one_checkpoint_forms_agree(analyzed):
         single = analysis.measure_model(load_model(analyzed, step), analyzed.config, analyzed.dataset, keys)
         for name, result in cached.items():
             for key, values in result.items():
-                if key in ("steps", "key_frequencies"):
+                if key in ("steps", "key_frequencies", "threads"):
                     continue
                 if key == "frequency":  # an argmax: it must agree where it is decided (clustered neurons);
                     clustered = single["fraction"] >= 0.85  # near-ties elsewhere may break either way
@@ -190,17 +190,24 @@ def test_probes_hurt_with_key_frequencies_not_others(analyzed):
         ablate(model, analyzed.config, analyzed.dataset, heads=[99])
 
 
+def half_durable(path) -> dict:
+    """Make the run at `path` look still training, with only the first half of its checkpoints durable;
+    returns its progress record, to write back when it has "trained on"."""
+    progress = layout.read_json(path / layout.PROGRESS)
+    n = progress["n_checkpoints"] // 2
+    step = int(np.load(path / layout.STEPS)[n - 1])
+    half = dict(progress, n_checkpoints=n, n_metric_steps=step, step=step, state=layout.state_name(step))
+    half["checksums"] = progress["checksums"][:n]
+    layout.write_json(path / layout.PROGRESS, half)
+    return progress
+
+
 def test_cache_is_reused_topped_up_and_recomputed_when_stale_or_corrupt(small_run, tmp_path, capsys):
     path = tmp_path / "run"
     shutil.copytree(small_run.path, path)
     run = grokscope.open_run(path)
     full = len(run.steps)
-    progress = layout.read_json(path / layout.PROGRESS)
-    # pretend the run is still training: only the first half of its checkpoints are durable
-    step = int(run.steps[full // 2 - 1])
-    half = dict(progress, n_checkpoints=full // 2, n_metric_steps=step, step=step, state=layout.state_name(step))
-    half["checksums"] = progress["checksums"][: full // 2]
-    layout.write_json(path / layout.PROGRESS, half)
+    progress = half_durable(path)
     run.refresh()
     assert set(analysis.analyze(run, progress=False)) == set(analysis.ANALYSES)
     assert len(analysis.load(run, "neurons")["steps"]) == full // 2
@@ -213,9 +220,9 @@ def test_cache_is_reused_topped_up_and_recomputed_when_stale_or_corrupt(small_ru
 
     shutil.copytree(small_run.path, tmp_path / "fresh")
     fresh = {name: analysis.load(grokscope.open_run(tmp_path / "fresh"), name) for name in topped}
-    for name, result in topped.items():
+    for name, result in topped.items():  # bit for bit: a row gets the same bits whenever it is computed
         for key in result:
-            np.testing.assert_allclose(result[key], fresh[name][key], rtol=1e-6, err_msg=f"{name}.{key}")
+            np.testing.assert_array_equal(result[key], fresh[name][key], err_msg=f"{name}.{key}")
 
     corrupt = path / ANALYSIS_DIR / "neurons@v1.npz"
     corrupt.write_bytes(corrupt.read_bytes()[:100])
@@ -229,6 +236,39 @@ def test_cache_is_reused_topped_up_and_recomputed_when_stale_or_corrupt(small_ru
     layout.write_npz(analysis.cache.path_of(run, analysis.ANALYSES["key_frequencies"]), keys)
     assert {"progress", "key_frequencies"} <= set(analysis.analyze(run, progress=False))
     assert "excluded_loss missing" in capsys.readouterr().err
+
+
+def test_a_top_up_uses_the_thread_count_of_the_cached_rows(small_run, tmp_path, capsys):
+    # float reductions split across CPU threads round differently (on this run, 1 and 2 threads give other
+    # neuron fractions and restricted losses in the last bits): rows topped up with another count than the
+    # cached ones would make a result that no clean analysis gives. The top-up uses the cached count.
+    per_checkpoint = [name for name, spec in analysis.ANALYSES.items() if spec.rows]
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        clean = tmp_path / "clean"
+        shutil.copytree(small_run.path, clean)
+        analysis.analyze(grokscope.open_run(clean), progress=False)
+        expected = {name: analysis.load(grokscope.open_run(clean), name) for name in per_checkpoint}
+
+        path = tmp_path / "run"
+        shutil.copytree(small_run.path, path)
+        progress = half_durable(path)
+        analysis.analyze(grokscope.open_run(path), progress=False)  # with 1 thread, half the checkpoints
+        layout.write_json(path / layout.PROGRESS, progress)
+        torch.set_num_threads(2)
+        capsys.readouterr()
+        run = grokscope.open_run(path)
+        assert set(per_checkpoint) <= set(analysis.analyze(run, progress=False))
+        assert "with 1 CPU thread, as cached" in capsys.readouterr().err
+        assert torch.get_num_threads() == 2  # put back after the top-up
+        for name in per_checkpoint:
+            got = analysis.load(run, name)
+            assert int(got["threads"]) == 1
+            for key, value in expected[name].items():
+                np.testing.assert_array_equal(got[key], value, err_msg=f"{name}.{key}")
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_a_new_analysis_version_recomputes_it_and_what_depends_on_it(small_run, tmp_path, monkeypatch):

@@ -5,7 +5,8 @@ per-checkpoint results also hold the saved steps they cover ("steps") and a dige
 checksums ("checkpoints_digest", where the run records them), and are topped up. The binding is checked on
 reading and left out of the result. A file of another run or config, whose version, steps or checkpoints no
 longer match, or that does not load, has the wrong arrays or content out of range, is recomputed, never
-trusted.
+trusted. Per-checkpoint results also record the CPU thread count their rows were computed with ("threads",
+kept in the result): a top-up uses the same count.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from grokscope.store import Run, layout
 
 ANALYSIS_DIR = layout.ANALYSIS
 BINDING = ("run_id", "config_digest", "checkpoints_digest")
+THREADS = "threads"  # per-checkpoint results: the CPU thread count of their rows (see scheduler.pass_threads)
 
 
 def binding(run: Run, n_rows: int | None) -> dict[str, np.ndarray]:
@@ -73,7 +75,7 @@ def check_cached(spec: Analysis, result: dict[str, np.ndarray]) -> None:
     steps = result.get("steps")
     if steps is None or steps.ndim != 1 or steps.dtype.kind != "i":
         raise GrokscopeError(f"{name}: corrupt cache (no saved steps)")
-    for key in (*spec.rows, *(k for k in result if k not in spec.meta and k not in BINDING)):
+    for key in (*spec.rows, *(k for k in result if k not in spec.meta and k not in (*BINDING, THREADS))):
         if key not in result or result[key].ndim == 0 or len(result[key]) != len(steps):
             raise GrokscopeError(f"{name}: corrupt cache ({key} missing or not one row per step)")
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from grokscope.analysis.spec import BLOCK, Analysis, checkpoint_loader, needs_fourier, neurons_of_width
+from grokscope.analysis.spec import Analysis, blocks, checkpoint_loader, needs_fourier, neurons_of_width
 from grokscope.config import RunConfig
 from grokscope.errors import GrokscopeError
 from grokscope.models import MODELS, build_model
@@ -141,11 +141,9 @@ def memorization_pass(run: Run, group: Group, start: int, progress: Callable[[in
     rows: dict[str, list] = {}
     dataset, n = run.dataset, run.n_checkpoints - start
     total = 2 * n if dataset.corrupted.any() else n
-    for i in range(start, run.n_checkpoints, BLOCK):
-        j = min(i + BLOCK, run.n_checkpoints)
-        params = {name: torch.from_numpy(np.array(run.trajectory(name)[i:j])) for name in needed_params(run.config)}
+    for i, j, params in blocks(run, start, needed_params(run.config)):
         for key, value in memorization_rows(params, run.config, group).items():
-            rows.setdefault(key, []).extend(value.numpy())
+            rows.setdefault(key, []).extend(value[max(start - i, 0) : j - i].numpy())
         progress(j - start, total)
     n_neurons = len(rows["ipr"][0])
     if not dataset.corrupted.any():

@@ -8,17 +8,19 @@ checkpoints saved since are computed.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import sys
 from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from grokscope.analysis.cache import ANALYSIS_DIR, append, path_of, read_cached, top_up_start, writable, write
+from grokscope.analysis.cache import ANALYSIS_DIR, THREADS, append, path_of, read_cached, top_up_start, writable, write
 from grokscope.analysis.neurons import grid_neurons
 from grokscope.analysis.registry import ANALYSES, applicable, check_names, not_applicable
-from grokscope.analysis.spec import BLOCK, Analysis, Forward, checkpoint_loader
+from grokscope.analysis.spec import Analysis, Forward, blocks, checkpoint_loader
 from grokscope.errors import GrokscopeError
 from grokscope.models import build_model, check_shapes
 from grokscope.store import Run, as_run
@@ -76,18 +78,55 @@ def analyze(
         starts = {name: start for name, start in starts.items() if start < run.n_checkpoints}
         if not starts:
             continue
+        threads = pass_threads(cached, starts)
+        starts = {name: start if recorded_threads(cached[name]) == threads else 0 for name, start in starts.items()}
         todo_specs = [ANALYSES[name] for name in starts]
-        if kind == "weights":
-            rows = weights_pass(run, group, todo_specs, starts, progress)
-        elif kind == "forward":
-            rows = forward_pass(run, group, todo_specs, starts, cached, progress, report)
-        else:
-            rows = {spec.name: checkpoints_pass(run, group, spec, starts[spec.name], progress) for spec in todo_specs}
+        with cpu_threads(threads, [name for name, start in starts.items() if start]):
+            if kind == "weights":
+                rows = weights_pass(run, group, todo_specs, starts, progress)
+            elif kind == "forward":
+                rows = forward_pass(run, group, todo_specs, starts, cached, progress, report)
+            else:
+                rows = {s.name: checkpoints_pass(run, group, s, starts[s.name], progress) for s in todo_specs}
         for spec in todo_specs:
             extra = spec.inputs(cached) if spec.inputs else {}
+            extra[THREADS] = np.int64(threads)
             cached[spec.name] = append(run, spec, cached[spec.name], starts[spec.name], rows[spec.name], **extra)
             computed.append(spec.name)
     return computed
+
+
+def recorded_threads(result: dict | None) -> int | None:
+    """The CPU thread count a per-checkpoint result was computed with (None: not recorded, or no result)."""
+    return None if result is None or THREADS not in result else int(result[THREADS])
+
+
+def pass_threads(cached: dict, starts: dict[str, int]) -> int:
+    """The CPU thread count for a pass: the one its cached rows were computed with where it tops them up,
+    else torch's current one. Float reductions split across threads round differently (an activation's last
+    bit, now and then a neuron's frequency), so rows computed with another count would join into a result
+    that no single analysis gives."""
+    recorded = {recorded_threads(cached[name]) for name, start in starts.items() if start}
+    recorded.discard(None)
+    return recorded.pop() if len(recorded) == 1 else torch.get_num_threads()
+
+
+@contextlib.contextmanager
+def cpu_threads(n: int, topped_up: list[str]):
+    """torch's CPU thread count set to n for the block, then put back; says so where a top-up needs it."""
+    before = torch.get_num_threads()
+    if n == before:
+        yield
+        return
+    counted = f"{n} CPU thread{'s' if n > 1 else ''}"
+    print(
+        f"grokscope: topping up {', '.join(topped_up)} with {counted}, as cached (for bit-exact rows)", file=sys.stderr
+    )
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def upstream(spec: Analysis) -> dict[str, np.ndarray]:
@@ -170,16 +209,14 @@ def weights_pass(
     for spec in specs:
         needed |= set(run.param_names if spec.params is None else spec.params(run.config))
     rows: dict[str, dict[str, list]] = {spec.name: {} for spec in specs}
-    for i in range(first, run.n_checkpoints, BLOCK):
-        j = min(i + BLOCK, run.n_checkpoints)
-        params = {n: torch.from_numpy(np.array(run.trajectory(n)[i:j])) for n in run.param_names if n in needed}
+    for i, j, params in blocks(run, first, [n for n in run.param_names if n in needed]):
         for spec in specs:
             start = starts[spec.name]
             if j <= start:
                 continue
             for key, value in spec.compute(params, run.config, group).items():
-                rows[spec.name].setdefault(key, []).extend(value[max(start - i, 0) :].numpy())
-        bar.update(j - i)
+                rows[spec.name].setdefault(key, []).extend(value[max(start - i, 0) : j - i].numpy())
+        bar.update(j - max(i, first))
     bar.close()
     return rows
 

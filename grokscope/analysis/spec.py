@@ -13,7 +13,7 @@ Results are dicts of numpy arrays, cached in the run (see cache.py); per-checkpo
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -30,6 +30,19 @@ from grokscope.tasks import make_task
 # block's temporaries (a few MB at p = 113, d_mlp = 512) are reused from the heap; blocks of 128 made ~30 MB
 # temporaries that glibc maps afresh for every block, and the page faults cost more than the batching saved
 BLOCK = 16
+
+
+def blocks(run: Run, start: int, names: list[str]) -> Iterator[tuple[int, int, dict[str, torch.Tensor]]]:
+    """The checkpoint rows start..n-1 in blocks: (i, j, name → the rows i..j-1 of each trajectory `names`,
+    padded to BLOCK rows (BLOCK, *shape)). Blocks start at multiples of BLOCK and always hold BLOCK rows (the
+    last row repeated past the end): a batched reduction rounds by the batch's shape and a row's place in it,
+    so this way a row gets the same bits whether analysed at once or topped up as the run grows. Rows
+    before `start` in the first block are computed too: the caller keeps rows from `start` on."""
+    n = run.n_checkpoints
+    for i in range(start - start % BLOCK, n, BLOCK):
+        j = min(i + BLOCK, n)
+        rows = np.minimum(np.arange(i, i + BLOCK), n - 1)
+        yield i, j, {name: torch.from_numpy(run.trajectory(name)[rows]) for name in names}
 
 
 @dataclass(frozen=True)

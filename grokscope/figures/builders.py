@@ -422,7 +422,8 @@ def ipr_histogram(run: Run, step: int | None = None) -> Plot:
 def neuron_scores(run: Run, step: int | None = None) -> Plot:
     """Each neuron's IPR against its activation score (runs with corrupted labels) or weight magnitude."""
     step = cursor_step(run, step)
-    scores = {k: v[run.row(step)] for k, v in analysis.load(run, "memorization").items() if k != "steps"}
+    memorization, row = analysis.load(run, "memorization"), run.row(step)
+    scores = {k: memorization[k][row] for k in ("ipr", "activation", "magnitude")}
     other = "activation" if np.isfinite(scores["activation"]).all() else "magnitude"
     label = {
         "activation": "activation score (clean − corrupted contribution to the label's logit)",
