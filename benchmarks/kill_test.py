@@ -7,7 +7,9 @@ Training: each run is started with `grokscope train`, killed after a random dela
 and so on until it completes; the finished run is compared with one trained without interruption, every parameter of
 every checkpoint, every metric and the final weights. Analysis: `grokscope analyze` on a copy of a finished
 run is killed the same way until one finishes; every cached array is compared with a clean analysis.
-Prints the counts the README's reliability table reports.
+Prints the counts the README's reliability table reports. The commands run the checkout's code as it is at
+each start: leave the tree unchanged while the test runs (or run it from a copy), or a half-edited module
+fails a command, and the test stops there.
 """
 
 from __future__ import annotations
@@ -39,15 +41,20 @@ def grokscope_command(*args: str) -> list[str]:
 
 
 def killed_after(command: list[str], delay: float) -> bool:
-    """Run `command`, SIGKILL it after `delay` seconds; False if it finished first."""
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        process.wait(timeout=delay)
-        return False
-    except subprocess.TimeoutExpired:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        return True
+    """Run `command`, SIGKILL it after `delay` seconds; False if it finished first. A command that finishes
+    with an error stops the test, naming it: its output is not a result to compare."""
+    with tempfile.TemporaryFile() as err:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            process.wait(timeout=delay)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            return True
+        if process.returncode:
+            err.seek(0)
+            sys.exit(f"{' '.join(command)} failed (exit {process.returncode}):\n{err.read().decode()[-2000:]}")
+    return False
 
 
 def same_run(path: Path, reference: grokscope.Run) -> bool:
