@@ -69,6 +69,7 @@ def urllib_refused(url: str) -> bool:
     return False
 
 
+@pytest.mark.slow
 def test_chart_renders_follows_the_cursor_and_downloads(served):
     from playwright.sync_api import sync_playwright
 

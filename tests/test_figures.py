@@ -52,6 +52,7 @@ def test_phases_are_shaded_on_time_axes(run):
     assert {"memorization", "circuit formation", "clean-up", "stable"} <= set(labels)
 
 
+@pytest.mark.slow
 def test_figures_command_writes_data_and_images(run, tmp_path, capsys):
     out = tmp_path / "figs"
     code = main(["figures", str(run.path), "--out", str(out), "--format", "svg"])

@@ -1,6 +1,7 @@
 """End to end: a small preset groks, and the run records the grokking signature."""
 
 import numpy as np
+import pytest
 
 import grokscope
 
@@ -39,6 +40,7 @@ def test_minibatch_sgd_and_mse_train(tmp_path):
         assert loss[-1] < 0.9 * loss[0], overrides
 
 
+@pytest.mark.slow
 def test_the_digits_preset_groks_at_small_size_and_only_with_a_large_initialisation(tmp_path):
     """The digits preset shrunk (width 64, lr 5e-3, 1,500 steps, ~10 s): with every initial weight × 6 it fits
     the training set early while test accuracy stays low, and test accuracy rises long after (measured: fit at

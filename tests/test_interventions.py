@@ -263,6 +263,7 @@ def test_each_intervention_changes_training(tmp_path):
         assert np.isfinite(run.metrics["train_loss"]).all(), name
 
 
+@pytest.mark.slow
 def test_orthograd_generalizes_where_plain_adamw_without_weight_decay_only_memorizes(tmp_path):
     """Prieto et al.'s claim at test size: the stability preset shrunk to p = 31 (60% train, 256 neurons, 1,000
     steps, no weight decay). Across seeds 0-4 plain AdamW ends at test accuracy 0.000 with a mean logit norm of

@@ -75,6 +75,7 @@ GROKFAST_EMA_ORTHO = {"grokfast.kind": "ema", "optim.orthograd": True, "train.lo
     [{"train.batch_size": 0}, {"train.batch_size": 64}, MLP_DROPOUT, GROKFAST_MA, GROKFAST_EMA_ORTHO],
     ids=["full", "minibatch", "mlp", "grokfast-ma", "grokfast-ema-orthograd-stablemax"],
 )
+@pytest.mark.slow
 def test_resume_after_kill_is_bit_exact(tmp_path, extra):
     overrides = {"train.steps": STEPS, "checkpoints.n_uniform": STEPS // 2, **extra}
     config = grokscope.load_preset("tiny").with_overrides(overrides)
