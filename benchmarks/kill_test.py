@@ -34,6 +34,9 @@ from grokscope.store import layout
 SETTINGS = ["task.p=23", "train.steps=400", "checkpoints.n_uniform=200"]  # the tiny preset, shorter: 308 checkpoints
 ANALYSED = ["train.steps=3000"]  # the demo preset, shorter: 1,000+ checkpoints, ~13 s of analysis to kill
 COMMIT_EVERY = ["0", "0.1", "2"]  # at every checkpoint, often, the default
+# the latest kill of a training command, in seconds: past its start-up (about 3 s with torch's import) plus the
+# 2 s a resume waits before its first commit, or a run on a slow machine is killed before every commit forever
+TRAIN_KILL_S = 10.0
 
 
 def grokscope_command(*args: str) -> list[str]:
@@ -80,7 +83,7 @@ def kill_training(root: Path, reference: grokscope.Run, n_runs: int, rng: random
                 settings = [arg for s in SETTINGS for arg in ("--set", s)]
                 command = grokscope_command("train", "--preset", "tiny", *settings, "--out", str(out))
                 command += ["--commit-every", rng.choice(COMMIT_EVERY)]
-            if not killed_after(command, rng.uniform(0.5, 5.0)):
+            if not killed_after(command, rng.uniform(0.5, TRAIN_KILL_S)):
                 break
             counts["kills"] += 1
             try:
