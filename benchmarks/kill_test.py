@@ -37,6 +37,9 @@ COMMIT_EVERY = ["0", "0.1", "2"]  # at every checkpoint, often, the default
 # the latest kill of a training command, in seconds: past its start-up (about 3 s with torch's import) plus the
 # 2 s a resume waits before its first commit, or a run on a slow machine is killed before every commit forever
 TRAIN_KILL_S = 10.0
+# the latest kill of an analysis: each pass is written when it ends (the grid forward pass of the run above took
+# 15–20 s on a 2-core AMD EPYC VM), so kills that all come sooner would never let one finish
+ANALYSIS_KILL_S = 30.0
 
 
 def grokscope_command(*args: str) -> list[str]:
@@ -142,7 +145,7 @@ def kill_analysis(root: Path, n_runs: int, rng: random.Random) -> dict:
         path = root / f"analyzed{i}"
         shutil.copytree(reference.path, path)
         shutil.rmtree(path / layout.ANALYSIS, ignore_errors=True)
-        while killed_after(grokscope_command("analyze", str(path)), rng.uniform(2.0, 16.0)):
+        while killed_after(grokscope_command("analyze", str(path)), rng.uniform(2.0, ANALYSIS_KILL_S)):
             counts["kills"] += 1
             counts["kills with a cache file written"] += any((path / layout.ANALYSIS).glob("*.npz"))
         got = cache_arrays(grokscope.open_run(path))
