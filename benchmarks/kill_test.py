@@ -32,13 +32,13 @@ from grokscope.config import parse_override
 from grokscope.store import layout
 
 SETTINGS = ["task.p=23", "train.steps=400", "checkpoints.n_uniform=200"]  # the tiny preset, shorter: 308 checkpoints
-ANALYSED = ["train.steps=3000"]  # the demo preset, shorter: 1,000+ checkpoints, ~13 s of analysis to kill
+ANALYSED = ["train.steps=3000"]  # the demo preset, shorter: 1,083 checkpoints, 13–22 s of analysis to kill
 COMMIT_EVERY = ["0", "0.1", "2"]  # at every checkpoint, often, the default
-# the latest kill of a training command, in seconds: past its start-up (about 3 s with torch's import) plus the
+# the latest kill of a training command, in seconds: past its start-up (torch's import alone takes 2 s) plus the
 # 2 s a resume waits before its first commit, or a run on a slow machine is killed before every commit forever
 TRAIN_KILL_S = 10.0
 # the latest kill of an analysis: each pass is written when it ends (the grid forward pass of the run above took
-# 15–20 s on a 2-core AMD EPYC VM), so kills that all come sooner would never let one finish
+# 18 s on an idle 2-core AMD EPYC VM), so kills that all come sooner would never let one finish
 ANALYSIS_KILL_S = 30.0
 
 
