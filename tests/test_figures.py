@@ -13,6 +13,7 @@ from grokscope.cli import main
 from grokscope.figures.builders import TIME_AXIS
 from grokscope.figures.export import NO_BROWSER
 from grokscope.models import load_model
+from grokscope.store import layout
 
 
 @pytest.fixture
@@ -35,6 +36,25 @@ def test_every_figure_plots_its_data_and_marks_the_step(run, name):
         assert step in cursor_lines(plot.figure)
     else:  # the others show the step itself
         assert str(step) in plot.figure.layout.title.text
+
+
+@pytest.mark.parametrize("name", list(figures.FIGURES))
+def test_every_figure_draws_a_live_run_whose_last_checkpoint_has_no_metrics_yet(run, tmp_path, name):
+    # a run still training saves a checkpoint before the metrics row of its step: the figures draw what is
+    # recorded (the progress figure's test loss once raised an IndexError there)
+    path = tmp_path / "live"
+    shutil.copytree(run.path, path)
+    (path / layout.COMPLETE).unlink()
+    progress = layout.read_json(path / layout.PROGRESS)
+    last = int(run.steps[-1])
+    layout.write_json(path / layout.PROGRESS, dict(progress, n_metric_steps=last))
+    live = grokscope.open_run(path)
+    assert live.n_metric_steps == last and int(live.steps[-1]) == last
+    plot = figures.FIGURES[name][0](live, last)
+    assert plot.figure.data, "no traces"
+    if name == "progress_measures":
+        assert np.isnan(plot.data["test_loss"][-1])
+        np.testing.assert_array_equal(plot.data["test_loss"][:-1], run.metrics["test_loss"][run.steps[:-1]])
 
 
 def test_step_dependent_figures_change_with_the_step(run):

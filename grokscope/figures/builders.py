@@ -220,7 +220,10 @@ def progress_measures(run: Run, step: int | None = None) -> Plot:
     """Restricted, excluded and test loss (log scale); Gini coefficients; total squared weight norm."""
     step = cursor_step(run, step)
     progress, spectra, norms = (analysis.load(run, n) for n in ("progress", "spectra", "weight_norms"))
-    test_loss = run.metrics["test_loss"][run.steps]
+    # at the saved steps; NaN (not drawn) where a live run's last checkpoint has no metrics row yet
+    test_loss = np.full(len(run.steps), np.nan)
+    recorded = run.steps < run.n_metric_steps
+    test_loss[recorded] = run.metrics["test_loss"][run.steps[recorded]]
     fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.05, row_heights=[0.5, 0.25, 0.25])
     curves = (
         ("restricted loss", progress["restricted_loss"]),
