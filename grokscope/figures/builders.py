@@ -10,6 +10,7 @@ import plotly.io as pio
 from plotly.subplots import make_subplots
 
 from grokscope import analysis
+from grokscope.analysis.memorization import SCORES
 from grokscope.analysis.neurons import CLUSTER_THRESHOLD
 from grokscope.analysis.progress import TRAIN_FIT
 from grokscope.analysis.pruning import not_prunable
@@ -426,7 +427,7 @@ def neuron_scores(run: Run, step: int | None = None) -> Plot:
     """Each neuron's IPR against its activation score (runs with corrupted labels) or weight magnitude."""
     step = cursor_step(run, step)
     memorization, row = analysis.load(run, "memorization"), run.row(step)
-    scores = {k: memorization[k][row] for k in ("ipr", "activation", "magnitude")}
+    scores = {k: memorization[k][row] for k in SCORES}
     other = "activation" if np.isfinite(scores["activation"]).all() else "magnitude"
     label = {
         "activation": "activation score (clean − corrupted contribution to the label's logit)",
