@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import scrub
 import streamlit as st
 
 import grokscope
@@ -129,38 +130,22 @@ def nearest_saved(run: grokscope.Run, step: int) -> int:
     return int(steps[min(np.searchsorted(steps, step), len(steps) - 1)])
 
 
-def cursor(run: grokscope.Run) -> int:
-    """The training-time cursor: a slider over the saved steps and jump buttons. Returns the step."""
+def marks(run: grokscope.Run) -> dict[str, int]:
+    """The cursor's jumps: start, the phase boundaries, the grok step and the end (label → saved step)."""
     from grokscope import analysis
 
-    steps = [int(s) for s in run.steps]
-    if st.session_state.get("step") not in steps:
-        st.session_state.step = steps[-1]
-    marks = {"start": steps[0]}
+    steps = run.steps
+    out = {"start": int(steps[0])}
     try:
         for name, step in analysis.phase_steps(run).items():
             if step is not None:
-                marks[name.replace("_", " ")] = nearest_saved(run, step)
+                out[name.replace("_", " ")] = nearest_saved(run, step)
     except grokscope.GrokscopeError:
         pass
     if run.grok_step is not None:
-        marks["grok"] = nearest_saved(run, run.grok_step)
-    marks["end"] = steps[-1]
-
-    def move(to: int) -> None:
-        st.session_state.step = to
-
-    i = steps.index(st.session_state.step)
-    buttons = st.columns(len(marks) + 2)
-    buttons[0].button("◀", on_click=move, args=(steps[max(i - 1, 0)],), key="back", help="previous checkpoint")
-    buttons[1].button(
-        "▶", on_click=move, args=(steps[min(i + 1, len(steps) - 1)],), key="forward", help="next checkpoint"
-    )
-    for column, (label, step) in zip(buttons[2:], marks.items()):
-        column.button(label, on_click=move, args=(step,), key=f"jump {label}", help=f"step {step}")
-    st.session_state.cursor = st.session_state.step  # the step lives in its own key across pages
-    st.select_slider("step", options=steps, key="cursor", on_change=keep, args=("cursor", "step"))
-    return st.session_state.step
+        out["grok"] = nearest_saved(run, run.grok_step)
+    out["end"] = int(steps[-1])
+    return out
 
 
 def not_applicable_note(run: grokscope.Run, needs: tuple[str, ...]) -> str | None:
@@ -199,21 +184,26 @@ def step_page(render: Callable[[grokscope.Run, int], None], needs: tuple[str, ..
     def body() -> None:
         if not run.complete and not analyses_ready(run):
             return
-        render(run, cursor(run))
+        render(run, scrub.cursor(run, marks(run)))
 
     body()
 
 
-def show(plot: Plot, name: str) -> None:
-    """A figure with download buttons for its data (CSV) and, where a browser can render it, a PDF."""
+def show(
+    run: grokscope.Run, step: int | None, name: str, build: Callable[[int | None], Plot], stem: str | None = None
+) -> None:
+    """A figure (build: step → Plot) that follows the cursor, with download buttons for its data (CSV)
+    and, where a browser can render it, a PDF, both made at the step when clicked and named
+    <run>_<figure>_step<S> (or <stem>_step<S>)."""
     from grokscope.figures.export import csv_text
 
-    st.plotly_chart(plot.figure, width="stretch", key=f"chart {name}")
+    scrub.chart(run, name, step, build)
     left, right = st.columns(2)
+    stem = (stem or f"{run.name}_{name}") + ("" if step is None else f"_step{step}")
     left.download_button(
         "data (CSV)",
-        csv_text(plot.data),
-        file_name=f"{name}.csv",
+        lambda: csv_text(build(step).data),
+        file_name=f"{stem}.csv",
         mime="text/csv",
         key=f"csv {name}",
         on_click="ignore",
@@ -221,8 +211,8 @@ def show(plot: Plot, name: str) -> None:
     if browser():  # rendered only when clicked: kaleido takes a second or two
         right.download_button(
             "figure (PDF)",
-            lambda: plot.figure.to_image(format="pdf"),
-            file_name=f"{name}.pdf",
+            lambda: build(step).figure.to_image(format="pdf"),
+            file_name=f"{stem}.pdf",
             mime="application/pdf",
             key=f"pdf {name}",
             on_click="ignore",

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -78,7 +80,17 @@ def app(runs_dir, monkeypatch, run: str | None = None) -> AppTest:
 
 
 def charts(at: AppTest) -> list[str]:
-    return [chart.proto.spec for chart in at.get("plotly_chart")]
+    """Every figure on the page: those drawn by st.plotly_chart and those sent to scrub.js (as their data)."""
+    moved = [json.loads(c.proto.json) for c in at.get("bidi_component")]
+    return [chart.proto.spec for chart in at.get("plotly_chart")] + [d["figure"] for d in moved if d["kind"] == "chart"]
+
+
+def cursor(at: AppTest) -> dict:
+    """What the page sent the cursor (scrub.js): the run, its saved steps, the step, the jump marks."""
+    (data,) = [
+        json.loads(c.proto.json) for c in at.get("bidi_component") if json.loads(c.proto.json)["kind"] == "cursor"
+    ]
+    return data
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -101,23 +113,24 @@ def test_runs_page_lists_every_run_with_its_status(runs_dir, monkeypatch):
     assert status["broken"].startswith("unreadable") and "progress.json" in status["broken"]
 
 
-def test_the_cursor_moves_the_figures_and_survives_page_switches(runs_dir, monkeypatch):
+def test_the_cursor_survives_page_switches_and_marks_the_phases(runs_dir, monkeypatch):
+    """The browser moves the cursor (tests/test_browser.py); here: the step the server holds, what it sends."""
     at = app(runs_dir, monkeypatch, "tiny")
-    at.switch_page("pages/30_fourier.py").run()
+    at.switch_page("pages/40_neurons.py").run()
+    run = grokscope.open_run(runs_dir / "tiny")
+    sent = cursor(at)
+    assert sent["steps"] == run.steps.tolist() and sent["step"] == sent["steps"][-1]
+    step = sent["steps"][5]
     before = charts(at)
-    slider = at.select_slider(key="cursor")
-    step = int(slider.options[5])
-    slider.set_value(step).run()
-    after = charts(at)
-    assert at.session_state["step"] == step
-    assert after[0] != before[0]  # the spectrum at the step
+    at.session_state["step"] = step  # what the cursor's state callback does when the moves pause
+    at.run()
+    assert charts(at)[0] != before[0]  # the neuron map is drawn by the server, at the step
     at.switch_page("pages/20_training.py").run()
-    assert at.session_state["step"] == step and at.select_slider(key="cursor").value == step
-    at.button(key="jump end").click().run()
-    last = int(grokscope.open_run(runs_dir / "tiny").steps[-1])
-    assert at.session_state["step"] == last
-    at.button(key="back").click().run()
-    assert at.session_state["step"] < last
+    assert at.session_state["step"] == step and cursor(at)["step"] == step
+    marks = dict(cursor(at)["marks"])
+    assert marks["start"] == sent["steps"][0] and marks["end"] == sent["steps"][-1]
+    assert marks["grok"] == run.steps[np.searchsorted(run.steps, run.grok_step)]  # the saved step at or after
+    assert set(marks) >= {"memorization end", "cleanup start"} and set(marks.values()) <= set(sent["steps"])
 
 
 def test_an_unreadable_run_shows_an_error_not_a_traceback(runs_dir, monkeypatch):
@@ -201,11 +214,11 @@ def test_a_run_still_training_extends_as_checkpoints_land(small_run, tmp_path, m
     os.utime(tmp_path / "live" / layout.PROGRESS, (old, old))
     assert app(tmp_path, monkeypatch, "live").dataframe[0].value["status"][0] == f"stopped at step {step}"
     at.switch_page("pages/20_training.py").run()
-    assert at.select_slider(key="cursor").options[-1] == str(step)
+    assert cursor(at)["steps"][-1] == step
     layout.write_json(tmp_path / "live" / layout.PROGRESS, progress)  # training went on
     at.run()  # what a poll does
     assert not at.exception and not at.warning  # the analyses were topped up, not offered again
-    assert at.select_slider(key="cursor").options[-1] == str(int(steps[-1]))
+    assert cursor(at)["steps"][-1] == int(steps[-1])
 
 
 def test_a_link_leading_outside_the_runs_directory_is_not_a_run(small_run, tmp_path, monkeypatch):

@@ -1,5 +1,6 @@
 """One end-to-end test in a real headless browser: `grokscope app` serves a run, a Plotly chart renders,
-a cursor button moves the step, the chart changes, and the figure downloads as a PDF."""
+the cursor moves it (a jump button, the keyboard, a click on a time axis), and the figure downloads as a
+PDF named for the step."""
 
 from __future__ import annotations
 
@@ -70,28 +71,48 @@ def urllib_refused(url: str) -> bool:
 
 
 @pytest.mark.slow
-def test_chart_renders_follows_the_cursor_and_downloads(served):
+def test_chart_renders_follows_the_cursor_and_downloads(served, analyzed_run):
+    """The cursor moves the charts in the browser (a jump button, the keyboard, a click on a time axis),
+    the server hears of the step (the download is made and named at it), and the PDF is a PDF."""
     from playwright.sync_api import sync_playwright
 
+    steps = analyzed_run.steps.tolist()
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(f"{served}/fourier")
-        bars = page.locator(".js-plotly-plot").first
-        bars.wait_for(timeout=60_000)
         page.wait_for_function("document.querySelectorAll('.js-plotly-plot .bars path').length > 0", timeout=60_000)
+        label = page.locator(".grokscope-step")
 
         def bar_shapes() -> list[str]:
             return page.eval_on_selector_all(".js-plotly-plot .bars path", "els => els.map(e => e.getAttribute('d'))")
 
+        def changes(what, before) -> None:
+            deadline = time.monotonic() + 60
+            while what() == before:
+                assert time.monotonic() < deadline, "the page did not change after moving the cursor"
+                time.sleep(0.2)
+
+        assert label.text_content().startswith(f"step {steps[-1]} ")
         before = bar_shapes()
         page.get_by_role("button", name="start", exact=True).click()
-        deadline = time.monotonic() + 60
-        while bar_shapes() == before:
-            assert time.monotonic() < deadline, "the chart did not change after moving the cursor"
-            time.sleep(0.5)
+        changes(bar_shapes, before)
+        assert label.text_content().startswith(f"step {steps[0]} ")
+        page.get_by_label("training step").press("ArrowRight")
+        assert label.text_content().startswith(f"step {steps[1]} ")
+        heatmap = page.locator(".js-plotly-plot").nth(1).locator(".nsewdrag").first
+        box = heatmap.bounding_box()
+        page.mouse.click(box["x"] + box["width"] * 0.6, box["y"] + box["height"] / 2)  # click-to-jump
+        changes(label.text_content, f"step {steps[1]} · checkpoint 2 of {len(steps)}")
+        jumped = int(label.text_content().split()[1])
+        assert steps[1] < jumped < steps[-1]
+        time.sleep(2)  # the server hears of the step when the moves pause
         with page.expect_download(timeout=120_000) as download:
             page.get_by_role("button", name="figure (PDF)").first.click()
+        assert download.value.suggested_filename == f"tiny_embedding_spectrum_step{jumped}.pdf"
         with open(download.value.path(), "rb") as pdf:
             assert pdf.read(4) == b"%PDF"
+        assert not errors
         browser.close()

@@ -6,4 +6,4 @@ import streamlit as st
 from grokscope.figures.builders import training_curves
 
 st.title("Training")
-common.step_page(lambda run, step: common.show(training_curves(run, step), "training_curves"))
+common.step_page(lambda run, step: common.show(run, step, "training_curves", lambda s: training_curves(run, s)))

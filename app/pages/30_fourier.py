@@ -11,9 +11,9 @@ st.title("Fourier")
 def render(run, step):
     left, right = st.columns(2)
     with left:
-        common.show(embedding_spectrum(run, step), "embedding_spectrum")
+        common.show(run, step, "embedding_spectrum", lambda s: embedding_spectrum(run, s))
     with right:
-        common.show(spectrum_over_time(run, step), "spectrum_over_time")
+        common.show(run, step, "spectrum_over_time", lambda s: spectrum_over_time(run, s))
 
 
 common.step_page(render, needs=("spectra", "key_frequencies"))

@@ -10,13 +10,13 @@ from grokscope.figures.builders import neuron_activation, neuron_clusters, neuro
 
 
 def render(run, step):
-    common.show(neuron_frequency_map(run, step), "neuron_frequency_map")
-    common.show(neuron_clusters(run, step), "neuron_clusters")
+    common.show(run, step, "neuron_frequency_map", lambda s: neuron_frequency_map(run, s))
+    common.show(run, step, "neuron_clusters", lambda s: neuron_clusters(run, s))
     fractions = analysis.load(run, "neurons")["fraction"][run.row(step)]
     neuron = st.number_input(
         "neuron", 0, len(fractions) - 1, int(np.argmax(fractions)), key="neuron", help="default: the most clustered"
     )
-    common.show(neuron_activation(run, step, int(neuron)), "neuron_activation")
+    common.show(run, step, "neuron_activation", lambda s: neuron_activation(run, s, int(neuron)))
 
 
 st.title("Neurons")

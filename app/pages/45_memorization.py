@@ -29,10 +29,10 @@ def render(run, step):
     if fourier:
         left, right = st.columns(2)
         with left:
-            common.show(ipr_histogram(run, step), "ipr_histogram")
+            common.show(run, step, "ipr_histogram", lambda s: ipr_histogram(run, s))
         with right:
-            common.show(neuron_scores(run, step), "neuron_scores")
-        common.show(ipr_over_time(run, step), "ipr_over_time")
+            common.show(run, step, "neuron_scores", lambda s: neuron_scores(run, s))
+        common.show(run, step, "ipr_over_time", lambda s: ipr_over_time(run, s))
     else:
         reason = analysis.not_applicable(run.config)["memorization"]
         st.info(f"The IPR scores are not available for {run.name}: each {reason}. Prune by the other scores.")

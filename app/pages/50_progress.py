@@ -7,5 +7,6 @@ from grokscope.figures.builders import progress_measures
 
 st.title("Progress measures")
 common.step_page(
-    lambda run, step: common.show(progress_measures(run, step), "progress_measures"), needs=("progress", "spectra")
+    lambda run, step: common.show(run, step, "progress_measures", lambda s: progress_measures(run, s)),
+    needs=("progress", "spectra"),
 )

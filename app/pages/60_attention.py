@@ -13,7 +13,7 @@ def render(run, step):
     model = common.run_model(run)
     transformer = MODELS[run.config.model.kind].has_attention
     if transformer:
-        common.show(attention(run, step), "attention")
+        common.show(run, step, "attention", lambda s: attention(run, s))
     else:
         st.info(f"This run's model ({model}) has no attention. Neuron ablations are below.")
     st.subheader(f"Ablation at step {step}")

@@ -23,6 +23,7 @@ for name in chosen:
         st.error(f"Run '{name}' cannot be read: {e}")
 if runs:
     st.dataframe(run_table(runs), hide_index=True)
-    common.show(compare(runs, st.session_state.get("step")), "compare")
+    step, names = st.session_state.get("step"), "+".join(run.name for run in runs)
+    common.show(runs[0], step, "compare", lambda s: compare(runs, s), stem=f"{names}_compare")
 else:
     st.info("Choose one or more runs.")

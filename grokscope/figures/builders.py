@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import plotly.graph_objects as go
@@ -37,11 +37,27 @@ pio.templates[TEMPLATE].layout.update(
 
 
 @dataclass
+class Scrub:
+    """How a figure follows the cursor without being rebuilt (the app moves it in the browser): the shapes
+    named CURSOR move to the step; per checkpoint row, the y values of the step-dependent traces
+    (trace index → (n_checkpoints, n points)) and the title."""
+
+    ys: dict[int, np.ndarray] = field(default_factory=dict)
+    titles: list[str] | None = None
+
+
+@dataclass
 class Plot:
-    """A figure and the columns it plots (equal-length arrays, written as CSV beside the figure)."""
+    """A figure and the columns it plots (equal-length arrays, written as CSV beside the figure). scrub:
+    how it follows the cursor; None where each step needs the figure rebuilt (a model forward per step, or
+    per-step data too large to send once)."""
 
     figure: go.Figure
     data: dict[str, np.ndarray]
+    scrub: Scrub | None = None
+
+
+CURSOR = "cursor"  # the name of the dashed line at the step on time axes
 
 
 def cursor_step(run: Run, step: int | None) -> int:
@@ -72,7 +88,9 @@ def decorate(fig: go.Figure, run: Run, step: int, title: str, time_axis: bool = 
                 font={"size": 11},
                 yanchor="bottom",
             )
-        fig.add_vline(x=step, line_dash="dash", line_color="#444444", line_width=1)
+        if run.grok_step is not None:
+            fig.add_vline(x=run.grok_step, line_dash="dot", line_color=PALETTE[1], line_width=1.5)
+        fig.add_vline(x=step, line_dash="dash", line_color="#444444", line_width=1, name=CURSOR)
     return fig
 
 
@@ -115,7 +133,7 @@ def training_curves(run: Run, step: int | None = None) -> Plot:
     fig.update_layout(height=820 if stability else 650)
     grokked = "not grokked" if run.grok_step is None else f"grok step {run.grok_step}"
     title = f"{run.name}: training ({grokked})<br><sup>{training_label(run.config)}</sup>"
-    return Plot(decorate(fig, run, step, title), dict(m))
+    return Plot(decorate(fig, run, step, title), dict(m), Scrub())
 
 
 STABILITY_NAMES = {
@@ -148,8 +166,9 @@ def training_label(config: RunConfig) -> str:
 def embedding_spectrum(run: Run, step: int | None = None) -> Plot:
     """Share of W_E's non-constant Fourier power per frequency at the step; key frequencies marked."""
     step = cursor_step(run, step)
-    power = analysis.load(run, "spectra")["embed_freq_power"][run.row(step), 1:]
-    share = power / power.sum() if power.sum() > 0 else power
+    powers = analysis.load(run, "spectra")["embed_freq_power"][:, 1:]  # (n_checkpoints, n // 2)
+    shares = powers / np.clip(powers.sum(1, keepdims=True), 1e-300, None)
+    power, share = powers[run.row(step)], shares[run.row(step)]
     frequency = np.arange(1, len(power) + 1)
     keys = set(analysis.load(run, "key_frequencies")["frequencies"].tolist())
     colours = [PALETTE[1] if k in keys else PALETTE[0] for k in frequency]
@@ -157,14 +176,13 @@ def embedding_spectrum(run: Run, step: int | None = None) -> Plot:
     fig.update_xaxes(title_text="frequency k")
     fig.update_yaxes(title_text="share of W_E's non-constant power")
     note = analysis.group_of(run.config.task).note
-    decorate(
-        fig,
-        run,
-        step,
-        f"{run.name}: embedding spectrum at step {step} (key frequencies in orange)<br><sup>{note}</sup>",
-        False,
-    )
-    return Plot(fig, {"frequency": frequency, "power": power, "share": share, "key": np.isin(frequency, list(keys))})
+    titles = [
+        f"{run.name}: embedding spectrum at step {s} (key frequencies in orange)<br><sup>{note}</sup>"
+        for s in run.steps
+    ]
+    decorate(fig, run, step, titles[run.row(step)], False)
+    data = {"frequency": frequency, "power": power, "share": share, "key": np.isin(frequency, list(keys))}
+    return Plot(fig, data, Scrub({0: shares}, titles))
 
 
 def spectrum_over_time(run: Run, step: int | None = None) -> Plot:
@@ -184,7 +202,7 @@ def spectrum_over_time(run: Run, step: int | None = None) -> Plot:
         fig, run, step, f"{run.name}: embedding spectrum over training (key frequencies ticked)<br><sup>{note}</sup>"
     )
     steps, freqs = np.meshgrid(run.steps, frequency, indexing="ij")
-    return Plot(fig, {"step": steps.ravel(), "frequency": freqs.ravel(), "share": share.ravel()})
+    return Plot(fig, {"step": steps.ravel(), "frequency": freqs.ravel(), "share": share.ravel()}, Scrub())
 
 
 def neuron_clusters(run: Run, step: int | None = None) -> Plot:
@@ -195,7 +213,9 @@ def neuron_clusters(run: Run, step: int | None = None) -> Plot:
     row = run.row(step)
     n_freq = analysis.group_of(run.config.task).n // 2
     frequency = np.arange(1, n_freq + 1)
-    counts = np.bincount(neurons["frequency"][row][clustered[row]], minlength=n_freq + 1)[1:]
+    # (n_checkpoints, n_freq): clustered neurons per frequency at every checkpoint
+    every = np.stack([np.bincount(f[c], minlength=n_freq + 1)[1:] for f, c in zip(neurons["frequency"], clustered)])
+    counts = every[row]
     fig = make_subplots(
         rows=1,
         cols=2,
@@ -205,16 +225,17 @@ def neuron_clusters(run: Run, step: int | None = None) -> Plot:
     )
     fig.add_bar(x=frequency, y=counts, marker_color=PALETTE[0], name="clustered neurons", row=1, col=1)
     fig.add_scatter(x=run.steps, y=clustered.mean(1), line={"color": PALETTE[1]}, name="clustered share", row=1, col=2)
-    fig.add_vline(x=step, line_dash="dash", line_color="#444444", line_width=1, row=1, col=2)
+    fig.add_vline(x=step, line_dash="dash", line_color="#444444", line_width=1, row=1, col=2, name=CURSOR)
     fig.update_xaxes(title_text="frequency k", row=1, col=1)
     fig.update_xaxes(title_text="step", row=1, col=2)
     fig.update_yaxes(title_text="neurons", row=1, col=1)
     fig.update_yaxes(title_text="clustered share", range=[0, 1], row=1, col=2)
-    title = (
-        f"{run.name}: neuron clusters ({int(clustered[row].sum())} of {clustered.shape[1]} clustered at step {step})"
-    )
-    decorate(fig, run, step, title, False)
-    return Plot(fig, {"frequency": frequency, "clustered_neurons": counts})
+    titles = [
+        f"{run.name}: neuron clusters ({n} of {clustered.shape[1]} clustered at step {s})"
+        for s, n in zip(run.steps, clustered.sum(1))
+    ]
+    decorate(fig, run, step, titles[row], False)
+    return Plot(fig, {"frequency": frequency, "clustered_neurons": counts}, Scrub({0: every}, titles))
 
 
 def progress_measures(run: Run, step: int | None = None) -> Plot:
@@ -254,7 +275,7 @@ def progress_measures(run: Run, step: int | None = None) -> Plot:
         "gini_neuron_out": spectra["gini_neuron_out"],
         "sq_norm": norms["sq_norm"],
     }
-    return Plot(fig, data)
+    return Plot(fig, data, Scrub())
 
 
 def attention(run: Run, step: int | None = None) -> Plot:
@@ -412,15 +433,22 @@ SPLIT_NAMES = {
 def ipr_histogram(run: Run, step: int | None = None) -> Plot:
     """How many MLP neurons have each IPR at the step (low: memorizing, high: periodic)."""
     step = cursor_step(run, step)
-    ipr = analysis.load(run, "memorization")["ipr"][run.row(step)]
-    counts, _ = np.histogram(ipr, IPR_BINS)
+    every = ipr_counts(analysis.load(run, "memorization")["ipr"])
+    counts = every[run.row(step)]
     centres = (IPR_BINS[:-1] + IPR_BINS[1:]) / 2
     fig = go.Figure(go.Bar(x=centres, y=counts, width=np.diff(IPR_BINS), marker_color=PALETTE[0], name="neurons"))
     fig.update_xaxes(title_text="IPR (mean of input a, input b, output)", range=[0, 1])
     fig.update_yaxes(title_text="neurons")
     note = analysis.group_of(run.config.task).note
-    decorate(fig, run, step, f"{run.name}: neuron IPR at step {step}<br><sup>{note}</sup>", False)
-    return Plot(fig, {"ipr_bin_low": IPR_BINS[:-1], "ipr_bin_high": IPR_BINS[1:], "neurons": counts})
+    titles = [f"{run.name}: neuron IPR at step {s}<br><sup>{note}</sup>" for s in run.steps]
+    decorate(fig, run, step, titles[run.row(step)], False)
+    data = {"ipr_bin_low": IPR_BINS[:-1], "ipr_bin_high": IPR_BINS[1:], "neurons": counts}
+    return Plot(fig, data, Scrub({0: every}, titles))
+
+
+def ipr_counts(ipr: np.ndarray) -> np.ndarray:
+    """(n_checkpoints, d_mlp) IPRs → (n_checkpoints, bins) neurons per IPR bin."""
+    return np.stack([np.histogram(row, IPR_BINS)[0] for row in ipr])
 
 
 def neuron_scores(run: Run, step: int | None = None) -> Plot:
@@ -454,8 +482,7 @@ def ipr_over_time(run: Run, step: int | None = None) -> Plot:
     """Heatmap IPR × step of the number of neurons at each IPR: the split into memorizing (low) and
     periodic (high) neurons forming."""
     step = cursor_step(run, step)
-    ipr = analysis.load(run, "memorization")["ipr"]
-    counts = np.stack([np.histogram(row, IPR_BINS)[0] for row in ipr])  # (n_checkpoints, bins)
+    counts = ipr_counts(analysis.load(run, "memorization")["ipr"])
     centres = (IPR_BINS[:-1] + IPR_BINS[1:]) / 2
     fig = go.Figure(
         go.Heatmap(x=run.steps, y=centres, z=counts.T, colorscale="Viridis", colorbar={"title": {"text": "neurons"}})
@@ -464,7 +491,7 @@ def ipr_over_time(run: Run, step: int | None = None) -> Plot:
     fig.update_yaxes(title_text="IPR")
     decorate(fig, run, step, f"{run.name}: neuron IPR over training")
     steps, bins = np.meshgrid(run.steps, centres, indexing="ij")
-    return Plot(fig, {"step": steps.ravel(), "ipr_bin_centre": bins.ravel(), "neurons": counts.ravel()})
+    return Plot(fig, {"step": steps.ravel(), "ipr_bin_centre": bins.ravel(), "neurons": counts.ravel()}, Scrub())
 
 
 def pruning_curves(pruner, table: dict[str, np.ndarray]) -> Plot:

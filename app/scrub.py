@@ -1,0 +1,124 @@
+"""The training-time cursor and the charts that follow it in the browser (scrub.js).
+
+A figure whose builder says how it follows the cursor (`Plot.scrub`) is sent once per state of the run and
+moved in the browser: a cursor move redraws it without a server round trip. The server hears of the step
+when the moves pause, and only then rebuilds the figures that need it (`Plot.scrub` None: a model forward
+per step), drawn with `st.plotly_chart`."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import streamlit as st
+
+from grokscope.store import layout
+
+if TYPE_CHECKING:
+    import grokscope
+    from grokscope.figures import Plot
+
+COMPONENT = st.components.v2.component(
+    "grokscope.scrub",
+    js=(Path(__file__).parent / "scrub.js").read_text(),
+    css="""
+.grokscope-marks { display: flex; flex-wrap: wrap; gap: 0.3rem; align-items: center; }
+.grokscope-marks button { font: inherit; font-size: 0.85rem; padding: 0.15rem 0.6rem; cursor: pointer;
+  border: 1px solid rgba(49, 51, 63, 0.2); border-radius: 0.4rem; background: transparent; color: inherit; }
+.grokscope-marks button:hover { border-color: #0072B2; color: #0072B2; }
+.grokscope-step { margin-left: 0.6rem; font-size: 0.9rem; font-variant-numeric: tabular-nums; }
+.grokscope-cursor input[type=range] { width: 100%; margin: 0.4rem 0 0.2rem; accent-color: #0072B2; }
+""",
+    isolate_styles=False,  # plotly.js styles its hover labels and mode bar from the document's head
+)
+# the plotly.js that plotly (python) writes figures for, found without importing plotly
+PLOTLY_JS = Path(importlib.util.find_spec("plotly").origin).parent / "package_data"
+
+
+def plotly_url() -> str:
+    """Where this server serves plotly.js (a v1 component's static route over plotly's own copy), relative
+    to the page."""
+    served = st.components.v1.declare_component("plotlyjs", path=str(PLOTLY_JS))
+    return f"component/{served.name}/plotly.min.js"
+
+
+def cursor(run: grokscope.Run, marks: dict[str, int]) -> int:
+    """The training-time cursor over the run's saved steps: a slider, ◀ ▶ and a button per mark (label →
+    saved step). One step for every page, in session state. Returns the step."""
+    steps = [int(s) for s in run.steps]
+    if st.session_state.get("step") not in steps:
+        st.session_state.step = steps[-1]
+    data = {
+        "kind": "cursor",
+        "run": run.name,
+        "steps": steps,
+        "step": st.session_state.step,
+        "marks": list(marks.items()),
+    }
+    COMPONENT(key="cursor", data=data, default={"step": st.session_state.step}, on_step_change=moved, height="content")
+    return st.session_state.step
+
+
+def moved() -> None:
+    st.session_state.step = int(st.session_state.cursor["step"])
+
+
+def chart(run: grokscope.Run, name: str, step: int, build: Callable[[int], Plot]) -> None:
+    """One figure (build: step → Plot): sent once per state of the run and moved in the browser where it
+    can be (Plot.scrub), else built and drawn at the step."""
+    state = (run.n_checkpoints, run.n_metric_steps, analysed(run))
+    kept = run.memo.get(("chart", name))
+    if kept is None or kept[0] != state:
+        plot = build(step)
+        if plot.scrub is None:
+            st.plotly_chart(plot.figure, width="stretch", theme=None, key=f"chart {name}")
+            return
+        kept = run.memo[("chart", name)] = (state, payload(run, plot))
+    data = {**kept[1], "plotly": plotly_url(), "step": step, "row": run.row(step)}
+    COMPONENT(key=f"chart {name}", data=data, height="content")
+
+
+def analysed(run: grokscope.Run) -> tuple:
+    """When each of the run's cached analyses was last written (a scrubbable figure is rebuilt after)."""
+    folder = run.path / layout.ANALYSIS
+    return tuple(sorted((p.name, p.stat().st_mtime_ns) for p in folder.iterdir())) if folder.is_dir() else ()
+
+
+def payload(run: grokscope.Run, plot: Plot) -> dict:
+    """What scrub.js needs to draw and move a scrubbable figure: the same at every step (it stands at the
+    run's last step), so a rerun after a move sends what the browser already has."""
+    last(plot, int(run.steps[-1]))
+    figure = plot.figure.to_json()
+    ys = [[trace, encode(values), int(values.shape[1])] for trace, values in plot.scrub.ys.items()]
+    return {
+        "kind": "chart",
+        "run": run.name,
+        "steps": [int(s) for s in run.steps],
+        "figure": figure,
+        "ys": ys,
+        "titles": plot.scrub.titles,
+        "revision": hashlib.md5(figure.encode() + str(ys).encode()).hexdigest(),
+    }
+
+
+def last(plot: Plot, step: int) -> None:
+    """Moves a scrubbable figure, in place, to the run's last step (scrub.js moves it to the cursor's)."""
+    from grokscope.figures.builders import CURSOR
+
+    for shape in plot.figure.layout.shapes:
+        if shape.name == CURSOR:
+            shape.x0 = shape.x1 = step
+    for trace, values in plot.scrub.ys.items():
+        plot.figure.data[trace].y = values[-1]
+    if plot.scrub.titles:
+        plot.figure.layout.title.text = plot.scrub.titles[-1]
+
+
+def encode(values: np.ndarray) -> str:
+    """An array as base64 of its float32 bytes (row-major), for scrub.js."""
+    return base64.b64encode(np.ascontiguousarray(values, dtype="<f4").tobytes()).decode()
