@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -104,24 +105,71 @@ def current_run() -> grokscope.Run | None:
     return run
 
 
+@st.cache_resource(show_spinner=False)
+def top_ups() -> dict:
+    """The analyses computing in the background, for the whole server: run path → job (one at a time per
+    run), and the lock that keeps two sessions from starting two."""
+    return {"lock": threading.Lock(), "jobs": {}}
+
+
+def top_up(run: grokscope.Run) -> dict:
+    """Computes the run's missing analyses in a background thread, through the CLI's `analysis.analyze`
+    (never inline in a rerun); started once per state of the run. Returns the job: {state, thread, error}."""
+    from grokscope import analysis
+
+    state = (run.n_checkpoints, run.n_metric_steps)
+    shared = top_ups()
+    with shared["lock"]:
+        job = shared["jobs"].get(run.path)
+        if job is not None and (job["thread"].is_alive() or (job["error"] and job["state"] == state)):
+            return job
+        job = {"state": state, "error": None}
+
+        def work() -> None:
+            try:
+                analysis.analyze(grokscope.open_run(run.path), progress=False)
+            except grokscope.GrokscopeError as e:
+                job["error"] = str(e)
+
+        job["thread"] = threading.Thread(target=work, name=f"analyse {run.name}", daemon=True)
+        shared["jobs"][run.path] = job
+        job["thread"].start()
+    return job
+
+
 def analyses_ready(run: grokscope.Run) -> bool:
-    """True when every analysis the figures read is cached and current. Ones never computed are offered
-    with a button; ones computed before the latest checkpoints landed are topped up (new rows only)."""
+    """True when every analysis the figures read is cached and current; else they are computed in the
+    background (new rows only where some are cached) and the page says so in one line."""
     from grokscope import analysis
 
     missing = analysis.missing(run)
-    never = [name for name in missing if analysis.cached_result(run, name) is None]
-    if never:
-        st.warning(f"Not computed yet for {run.name}: {', '.join(never)}.")
-        if st.button("Compute the analyses", key="compute"):
-            bar = st.progress(0.0, text="computing analyses")
-            analysis.analyze(run, progress=False, report=lambda done, total: bar.progress(done / total))
-            st.rerun()
+    if not missing:
+        return True
+    job = top_up(run)
+    if job["error"] is not None:
+        st.error(f"The analyses of {run.name} failed: {job['error']}")
         return False
-    if missing:
-        with st.spinner(f"bringing {', '.join(missing)} up to step {int(run.steps[-1])}"):
-            analysis.analyze(run, progress=False)
-    return True
+    upto = analysed_upto(run)
+    done = "none analysed yet" if upto is None else f"analysed up to step {upto}"
+    st.info(
+        f"Analysing {run.name} up to step {int(run.steps[-1])} in the background ({done}; {', '.join(missing)} "
+        f"to do): the figures appear when it is done, the Training page shows the run now."
+    )
+    return False
+
+
+def analysed_upto(run: grokscope.Run) -> int | None:
+    """The last saved step every per-checkpoint analysis of the run has reached, or None."""
+    from grokscope import analysis
+    from grokscope.analysis.cache import top_up_start
+
+    rows = [
+        top_up_start(run, analysis.cached_result(run, name))
+        for name in analysis.applicable(run.config)
+        if analysis.ANALYSES[name].kind != "run"
+    ]
+    reached = min(rows, default=0)
+    return int(run.steps[reached - 1]) if reached else None
 
 
 def nearest_saved(run: grokscope.Run, step: int) -> int:
@@ -131,17 +179,13 @@ def nearest_saved(run: grokscope.Run, step: int) -> int:
 
 
 def marks(run: grokscope.Run) -> dict[str, int]:
-    """The cursor's jumps: start, the phase boundaries, the grok step and the end (label → saved step)."""
-    from grokscope import analysis
+    """The cursor's jumps: start, where each later phase starts, the grok step and the end (label → saved step)."""
+    from grokscope.figures.builders import phase_spans
 
     steps = run.steps
     out = {"start": int(steps[0])}
-    try:
-        for name, step in analysis.phase_steps(run).items():
-            if step is not None:
-                out[name.replace("_", " ")] = nearest_saved(run, step)
-    except grokscope.GrokscopeError:
-        pass
+    for name, start, _ in phase_spans(run)[1:]:
+        out[name] = nearest_saved(run, start)
     if run.grok_step is not None:
         out["grok"] = nearest_saved(run, run.grok_step)
     out["end"] = int(steps[-1])
@@ -166,9 +210,10 @@ def run_model(run: grokscope.Run) -> str:
     return MODELS[run.config.model.kind].describe(run.config.model)
 
 
-def step_page(render: Callable[[grokscope.Run, int], None], needs: tuple[str, ...] = ()) -> None:
+def step_page(render: Callable[[grokscope.Run, int], None], needs: tuple[str, ...] = (), analysed: bool = True) -> None:
     """A page whose figures follow the cursor: the cursor and the figures rerun together, alone. needs: the
-    analyses its figures read; where one does not apply to the run, the page says so instead."""
+    analyses its figures read; where one does not apply to the run, the page says so instead. analysed:
+    whether its figures read analyses (they wait for them; the others draw at once)."""
     run = current_run()
     if run is None:
         return
@@ -176,13 +221,16 @@ def step_page(render: Callable[[grokscope.Run, int], None], needs: tuple[str, ..
     if note is not None:
         st.info(note)
         return
-    if not analyses_ready(run):
-        return
 
-    # a run still training is polled: its figures extend as checkpoints land
-    @st.fragment(run_every=None if run.complete else POLL_S)
+    from grokscope import analysis
+
+    # polled while the run trains or its analyses compute: the figures extend as checkpoints land
+    waiting = analysed and bool(analysis.missing(run))
+
+    @st.fragment(run_every=None if run.complete and not waiting else POLL_S)
     def body() -> None:
-        if not run.complete and not analyses_ready(run):
+        run.refresh()
+        if analysed and not analyses_ready(run):
             return
         render(run, scrub.cursor(run, marks(run)))
 

@@ -2,7 +2,7 @@
 showing the new step, per page (headless Chromium through Playwright).
 
 A move is one ← on the focused step slider (one checkpoint back), the way a researcher steps through
-training. A chart shows step S when its dashed cursor line stands at S or its title names step S; the
+training. A chart shows step S when its dashed line (the cursor) stands at S or its title names step S; the
 page is polled every animation frame, so times are rounded up to the next frame (~16 ms). A burst of
 10 presses 30 ms apart is timed from its last press (rapid presses must not queue).
 
@@ -37,7 +37,7 @@ SLIDER = "input[type=range], [role=slider]"
 # true once every chart shows `step`; resolves with the time it first did (performance.now())
 SHOWS = """([step, timeout]) => new Promise((resolve) => {
   const pattern = new RegExp(`step ${step}(?!\\\\d)`);
-  const shows = (gd) => (gd.layout?.shapes || []).some((s) => s.name === "cursor" && Number(s.x0) === step)
+  const shows = (gd) => (gd.layout?.shapes || []).some((s) => s.line?.dash === "dash" && Number(s.x0) === step)
     || pattern.test(gd.layout?.title?.text || "");
   const start = performance.now();
   const poll = () => {

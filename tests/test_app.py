@@ -130,7 +130,9 @@ def test_the_cursor_survives_page_switches_and_marks_the_phases(runs_dir, monkey
     marks = dict(cursor(at)["marks"])
     assert marks["start"] == sent["steps"][0] and marks["end"] == sent["steps"][-1]
     assert marks["grok"] == run.steps[np.searchsorted(run.steps, run.grok_step)]  # the saved step at or after
-    assert set(marks) >= {"memorization end", "cleanup start"} and set(marks.values()) <= set(sent["steps"])
+    phases = analysis.phase_steps(run)  # each later phase: a jump to the saved step at or after its start
+    for name, boundary in (("circuit formation", "memorization_end"), ("clean-up", "cleanup_start")):
+        assert marks[name] == run.steps[np.searchsorted(run.steps, phases[boundary])]
 
 
 def test_an_unreadable_run_shows_an_error_not_a_traceback(runs_dir, monkeypatch):
@@ -140,12 +142,18 @@ def test_an_unreadable_run_shows_an_error_not_a_traceback(runs_dir, monkeypatch)
     assert at.error and "progress.json" in at.error[0].value
 
 
-def test_missing_analyses_are_offered_and_computed(runs_dir, monkeypatch):
+def test_missing_analyses_compute_in_the_background_and_training_draws_at_once(runs_dir, monkeypatch):
     at = app(runs_dir, monkeypatch, "small")
+    at.switch_page("pages/20_training.py").run()  # reads the metrics only: drawn before any analysis
+    assert not at.exception and charts(at) and not at.info
     at.switch_page("pages/50_progress.py").run()
-    assert at.warning and "Not computed yet" in at.warning[0].value and not charts(at)
-    at.button(key="compute").click().run()
-    assert not at.exception and charts(at)
+    assert not charts(at) and "in the background" in at.info[0].value and "none analysed yet" in at.info[0].value
+    deadline = time.monotonic() + 300
+    while not charts(at):  # what the page's poll does
+        assert time.monotonic() < deadline, "the background analyses did not finish"
+        time.sleep(1)
+        at.run()
+    assert not at.exception and not at.error and not analysis.missing(grokscope.open_run(runs_dir / "small"))
 
 
 def test_ablation_from_the_attention_page(runs_dir, monkeypatch):

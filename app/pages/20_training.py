@@ -6,4 +6,6 @@ import streamlit as st
 from grokscope.figures.builders import training_curves
 
 st.title("Training")
-common.step_page(lambda run, step: common.show(run, step, "training_curves", lambda s: training_curves(run, s)))
+common.step_page(
+    lambda run, step: common.show(run, step, "training_curves", lambda s: training_curves(run, s)), analysed=False
+)

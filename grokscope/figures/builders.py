@@ -65,20 +65,36 @@ def cursor_step(run: Run, step: int | None) -> int:
     return int(run.steps[-1]) if step is None else int(run.steps[run.row(step)])
 
 
+def phase_spans(run: Run) -> list[tuple[str, int, int]]:
+    """The phases to shade on time axes, (name, first step, last step), from the cached phases analysis
+    (a figure computes nothing for them): only up to the step they were computed for, and never "stable"
+    for a run still training (that cannot be claimed at its live end). Empty where none are cached."""
+    from grokscope.analysis.results import boundaries
+
+    cached = analysis.cached_result(run, "phases") if "phases" in analysis.applicable(run.config) else None
+    if cached is None:
+        return []
+    end = min(int(cached["n_metric_steps"]) - 1, int(run.steps[-1]))
+    bounds = [int(run.steps[0])]
+    for s in boundaries(cached).values():
+        if s is None or s >= end:
+            break
+        bounds.append(s)
+    names = PHASE_NAMES[: len(bounds)]
+    if not run.complete and names[-1] == "stable":
+        names, bounds = names[:-1], bounds[:-1]
+    return list(zip(names, bounds, [*bounds[1:], end]))
+
+
 def decorate(fig: go.Figure, run: Run, step: int, title: str, time_axis: bool = True) -> go.Figure:
-    """House style; on time axes the phases shaded and labelled and the cursor as a dashed line."""
+    """House style; on time axes the phases shaded and labelled, the grok step dotted and the cursor as a
+    dashed line."""
     fig.update_layout(template=TEMPLATE, title={"text": title, "x": 0.01, "xanchor": "left"})
     if "<sup>" in title:  # room for the subtitle above the phase labels
         fig.update_layout(margin={"t": 105})
     if time_axis:
-        bounds = [int(run.steps[0])]
-        for s in analysis.phase_steps(run).values():
-            if s is None:
-                break
-            bounds.append(s)
-        bounds.append(int(run.steps[-1]))
-        for i, (name, shade, start, end) in enumerate(zip(PHASE_NAMES, PHASE_SHADES, bounds, bounds[1:])):
-            fig.add_vrect(x0=start, x1=end, fillcolor=shade, line_width=0, layer="below")
+        for i, (name, start, end) in enumerate(phase_spans(run)):
+            fig.add_vrect(x0=start, x1=end, fillcolor=PHASE_SHADES[i], line_width=0, layer="below")
             fig.add_annotation(
                 x=(start + end) / 2,
                 y=1.0 + 0.045 * (i % 2),  # staggered, so short phases' labels do not overlap
