@@ -56,6 +56,59 @@ def activity(run: grokscope.Run) -> str:
     return "training" if age < 30 else "stopped"
 
 
+def status(run: grokscope.Run) -> str:
+    """'complete', 'training at step N' or 'stopped at step N'."""
+    last = int(run.steps[-1]) if run.n_checkpoints else None
+    return "complete" if run.complete else f"{activity(run)} at step {last}"
+
+
+def facts(run: grokscope.Run) -> dict[str, object]:
+    """What the run header and the Runs table say of a run, from its store and cached analyses (nothing is
+    computed): how it was trained, when it grokked, its key frequencies and phases, its final accuracies."""
+    from grokscope import analysis
+    from grokscope.figures.builders import phase_spans, training_label
+
+    m = run.metrics
+    final = {split: float(m[f"{split}_acc"][-1]) if len(m["step"]) else None for split in ("train", "test")}
+    out = {
+        "status": status(run),
+        "task": run.task.describe(),
+        "model": run_model(run),
+        "training": training_label(run.config),
+        "grok step": run.grok_step,
+        "key frequencies": None,
+        "phases": None,
+        "final train acc": final["train"],
+        "final test acc": final["test"],
+    }
+    try:
+        if "key_frequencies" in analysis.applicable(run.config):
+            keys = analysis.cached_result(run, "key_frequencies")
+            out["key frequencies"] = None if keys is None else ", ".join(map(str, keys["frequencies"].tolist()))
+        out["phases"] = " · ".join(f"{name} {start}–{end}" for name, start, end in phase_spans(run)) or None
+    except grokscope.GrokscopeError as e:
+        out["phases"] = f"analysis cache unreadable: {e}"
+    return out
+
+
+def header(run: grokscope.Run) -> None:
+    """The run header every run page starts with: the run in two lines."""
+    f = facts(run)
+    accuracy = (
+        "no metrics yet"
+        if f["final test acc"] is None
+        else f"final accuracy train {f['final train acc']:.3f}, test {f['final test acc']:.3f}"
+    )
+    grok = "not grokked" if f["grok step"] is None else f"grokked at step {f['grok step']}"
+    st.markdown(f"**{run.name}** · {f['status']} · {f['task']} · {f['model']} · {f['training']}")
+    details = [grok, accuracy]
+    if f["key frequencies"]:
+        details.append(f"key frequencies {f['key frequencies']}")
+    if f["phases"]:
+        details.append(f"phases: {f['phases']}")
+    st.caption(" · ".join(details))
+
+
 def run_names() -> list[str]:
     """The runs inside the runs directory; a link that leads outside it is not one of them."""
     root = runs_dir()
@@ -219,6 +272,7 @@ def step_page(render: Callable[[grokscope.Run, int], None], needs: tuple[str, ..
         return
     note = not_applicable_note(run, needs)
     if note is not None:
+        header(run)
         st.info(note)
         return
 
@@ -230,6 +284,7 @@ def step_page(render: Callable[[grokscope.Run, int], None], needs: tuple[str, ..
     @st.fragment(run_every=None if run.complete and not waiting else POLL_S)
     def body() -> None:
         run.refresh()
+        header(run)  # in the fragment: a run still training updates its status
         if analysed and not analyses_ready(run):
             return
         render(run, scrub.cursor(run, marks(run)))

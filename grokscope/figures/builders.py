@@ -22,6 +22,26 @@ from grokscope.store.layout import STABILITY_COLUMNS
 
 # Okabe & Ito (2008): distinguishable with every common colour-vision deficiency
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
+# one colour per quantity in every figure (a quantity keeps its colour from page to page)
+COLOURS = {
+    "train": PALETTE[0],
+    "test": PALETTE[1],
+    "weight norm": PALETTE[2],
+    "softmax collapse": PALETTE[3],
+    "corrupted_vs_noisy": PALETTE[4],
+    "logit norm": PALETTE[5],
+    "corrupted_vs_true": PALETTE[6],
+    "zero loss": PALETTE[7],
+    "restricted loss": PALETTE[3],
+    "excluded loss": PALETTE[4],
+    "gini embed": PALETTE[5],
+    "gini out": PALETTE[7],
+    "key frequency": PALETTE[1],
+    "other frequency": PALETTE[0],
+    "neurons": PALETTE[0],
+    "clustered share": PALETTE[2],
+    "clean_train": PALETTE[0],
+}
 PHASE_NAMES = ("memorization", "circuit formation", "clean-up", "stable")
 PHASE_SHADES = ("rgba(0,0,0,0.07)", "rgba(0,0,0,0.0)", "rgba(0,0,0,0.07)", "rgba(0,0,0,0.0)")
 TEMPLATE = "grokscope"
@@ -30,6 +50,7 @@ pio.templates[TEMPLATE].layout.update(
     font={"size": 14, "family": "Arial, Helvetica, sans-serif"},
     colorway=PALETTE,
     margin={"l": 70, "r": 20, "t": 85, "b": 55},
+    title={"x": 0.01, "xanchor": "left", "y": 1, "yref": "container", "yanchor": "top"},
     legend={"orientation": "h", "y": -0.18, "x": 0},
     width=800,
     height=500,
@@ -89,9 +110,11 @@ def phase_spans(run: Run) -> list[tuple[str, int, int]]:
 def decorate(fig: go.Figure, run: Run, step: int, title: str, time_axis: bool = True) -> go.Figure:
     """House style; on time axes the phases shaded and labelled, the grok step dotted and the cursor as a
     dashed line."""
-    fig.update_layout(template=TEMPLATE, title={"text": title, "x": 0.01, "xanchor": "left"})
-    if "<sup>" in title:  # room for the subtitle above the phase labels
-        fig.update_layout(margin={"t": 105})
+    # the title stands at the top (plotly anchors a title of several lines by its last: padded by a line
+    # each), below it the subtitle, then room for the phase labels of time axes
+    lines = title.count("<br>")
+    fig.update_layout(template=TEMPLATE, title={"text": title, "pad": {"t": 12 + 22 * lines}})
+    fig.update_layout(margin={"t": 50 + 22 * lines + 45 * (time_axis and bool(phase_spans(run)))})
     if time_axis:
         for i, (name, start, end) in enumerate(phase_spans(run)):
             fig.add_vrect(x0=start, x1=end, fillcolor=PHASE_SHADES[i], line_width=0, layer="below")
@@ -105,7 +128,7 @@ def decorate(fig: go.Figure, run: Run, step: int, title: str, time_axis: bool = 
                 yanchor="bottom",
             )
         if run.grok_step is not None:
-            fig.add_vline(x=run.grok_step, line_dash="dot", line_color=PALETTE[1], line_width=1.5)
+            fig.add_vline(x=run.grok_step, line_dash="dot", line_color=COLOURS["test"], line_width=1.5)
         fig.add_vline(x=step, line_dash="dash", line_color="#444444", line_width=1, name=CURSOR)
     return fig
 
@@ -120,28 +143,42 @@ def training_curves(run: Run, step: int | None = None) -> Plot:
     heights = [0.38, 0.24, 0.19, 0.19] if stability else [0.45, 0.3, 0.25]
     fig = make_subplots(rows=len(heights), cols=1, shared_xaxes=True, vertical_spacing=0.04, row_heights=heights)
     for i, split in enumerate(("train", "test")):
-        style = {"color": PALETTE[i]}
+        style = {"color": COLOURS[split]}
         loss = np.where(m[f"{split}_loss"] > 0, m[f"{split}_loss"], np.nan)  # log axis
         fig.add_scatter(x=m["step"], y=loss, name=f"{split} loss", line=style, row=1, col=1)
         fig.add_scatter(
-            x=m["step"], y=m[f"{split}_acc"], name=f"{split} accuracy", line=style, row=2, col=1, showlegend=False
+            x=m["step"], y=m[f"{split}_acc"], name=f"{split} accuracy", line={**style, "dash": "dot"}, row=2, col=1
         )
     corrupted = (("corrupted_noisy_acc", "corrupted_vs_noisy"), ("corrupted_true_acc", "corrupted_vs_true"))
     for i, (column, split) in enumerate(corrupted, start=3):
         if column in m and np.isfinite(m[column]).any():  # runs with corrupted labels: the split of Doshi et al.
-            fig.add_scatter(x=m["step"], y=m[column], name=SPLIT_NAMES[split], line={"color": PALETTE[i]}, row=2, col=1)
-    fig.add_scatter(x=m["step"], y=m["weight_norm"], name="weight norm ‖θ‖", line={"color": PALETTE[2]}, row=3, col=1)
-    fig.update_yaxes(type="log", title_text="loss", exponentformat="power", row=1, col=1)
+            fig.add_scatter(
+                x=m["step"], y=m[column], name=SPLIT_NAMES[split], line={"color": COLOURS[split]}, row=2, col=1
+            )
+    fig.add_scatter(
+        x=m["step"], y=m["weight_norm"], name="weight norm ‖θ‖", line={"color": COLOURS["weight norm"]}, row=3, col=1
+    )
+    loss_unit = LOSS_UNITS[run.config.train.loss]
+    fig.update_yaxes(type="log", title_text=f"loss ({loss_unit})", exponentformat="power", row=1, col=1)
     fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=2, col=1)
     fig.update_yaxes(title_text="norm", row=3, col=1)
     if stability:  # the logit norm can outgrow the weight norm by orders of magnitude: a log axis shows both
-        fig.update_yaxes(type="log", exponentformat="power", row=3, col=1)
+        norms = np.concatenate([m["weight_norm"], m["logit_norm"]])
+        norms = norms[np.isfinite(norms) & (norms > 0)]
+        decades = np.log10(norms.max() / norms.min()) if len(norms) else 0
+        # a short panel: ticks at powers of ten only where the norms span one (else the 2s and 5s pile up)
+        fig.update_yaxes(type="log", exponentformat="power", dtick=1 if decades >= 1 else None, row=3, col=1)
         fig.add_scatter(
-            x=m["step"], y=m["logit_norm"], name="mean logit norm (train)", line={"color": PALETTE[5]}, row=3, col=1
+            x=m["step"],
+            y=m["logit_norm"],
+            name="mean logit norm (train)",
+            line={"color": COLOURS["logit norm"]},
+            row=3,
+            col=1,
         )
         for column, line in (
-            ("sc_fraction", {"color": PALETTE[1]}),
-            ("zero_loss_fraction", {"color": PALETTE[7], "dash": "dot"}),  # often on top of the SC fraction
+            ("sc_fraction", {"color": COLOURS["softmax collapse"]}),
+            ("zero_loss_fraction", {"color": COLOURS["zero loss"], "dash": "dot"}),  # often on top of the SC fraction
         ):
             fig.add_scatter(x=m["step"], y=m[column], name=STABILITY_NAMES[column], line=line, row=4, col=1)
         fig.update_yaxes(title_text="share of train", range=[0, 1.02], row=4, col=1)
@@ -187,7 +224,7 @@ def embedding_spectrum(run: Run, step: int | None = None) -> Plot:
     power, share = powers[run.row(step)], shares[run.row(step)]
     frequency = np.arange(1, len(power) + 1)
     keys = set(analysis.load(run, "key_frequencies")["frequencies"].tolist())
-    colours = [PALETTE[1] if k in keys else PALETTE[0] for k in frequency]
+    colours = [COLOURS["key frequency"] if k in keys else COLOURS["other frequency"] for k in frequency]
     fig = go.Figure(go.Bar(x=frequency, y=share, marker_color=colours, name="share of power"))
     fig.update_xaxes(title_text="frequency k")
     fig.update_yaxes(title_text="share of W_E's non-constant power")
@@ -239,8 +276,15 @@ def neuron_clusters(run: Run, step: int | None = None) -> Plot:
         horizontal_spacing=0.15,
         subplot_titles=(f"at step {step}", f"over training (share ≥ {CLUSTER_THRESHOLD:.0%} in one k)"),
     )
-    fig.add_bar(x=frequency, y=counts, marker_color=PALETTE[0], name="clustered neurons", row=1, col=1)
-    fig.add_scatter(x=run.steps, y=clustered.mean(1), line={"color": PALETTE[1]}, name="clustered share", row=1, col=2)
+    fig.add_bar(x=frequency, y=counts, marker_color=COLOURS["neurons"], name="clustered neurons", row=1, col=1)
+    fig.add_scatter(
+        x=run.steps,
+        y=clustered.mean(1),
+        line={"color": COLOURS["clustered share"]},
+        name="clustered share",
+        row=1,
+        col=2,
+    )
     fig.add_vline(x=step, line_dash="dash", line_color="#444444", line_width=1, row=1, col=2, name=CURSOR)
     fig.update_xaxes(title_text="frequency k", row=1, col=1)
     fig.update_xaxes(title_text="step", row=1, col=2)
@@ -264,17 +308,24 @@ def progress_measures(run: Run, step: int | None = None) -> Plot:
     test_loss[recorded] = run.metrics["test_loss"][run.steps[recorded]]
     fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.05, row_heights=[0.5, 0.25, 0.25])
     curves = (
-        ("restricted loss", progress["restricted_loss"]),
-        ("excluded loss (train)", progress["excluded_loss"]),
-        ("test loss", test_loss),
+        ("restricted loss", progress["restricted_loss"], COLOURS["restricted loss"]),
+        ("excluded loss (train)", progress["excluded_loss"], COLOURS["excluded loss"]),
+        ("test loss", test_loss, COLOURS["test"]),
     )
-    for i, (name, y) in enumerate(curves):
-        fig.add_scatter(x=run.steps, y=np.where(y > 0, y, np.nan), name=name, line={"color": PALETTE[i]}, row=1, col=1)
-    fig.add_scatter(x=run.steps, y=spectra["gini_embed"], name="Gini of W_E", line={"color": PALETTE[3]}, row=2, col=1)
+    for name, y, colour in curves:
+        fig.add_scatter(x=run.steps, y=np.where(y > 0, y, np.nan), name=name, line={"color": colour}, row=1, col=1)
     fig.add_scatter(
-        x=run.steps, y=spectra["gini_neuron_out"], name="Gini of W_out·W_U", line={"color": PALETTE[4]}, row=2, col=1
+        x=run.steps, y=spectra["gini_embed"], name="Gini of W_E", line={"color": COLOURS["gini embed"]}, row=2, col=1
     )
-    fig.add_scatter(x=run.steps, y=norms["sq_norm"], name="Σθ²", line={"color": PALETTE[5]}, row=3, col=1)
+    fig.add_scatter(
+        x=run.steps,
+        y=spectra["gini_neuron_out"],
+        name="Gini of W_out·W_U",
+        line={"color": COLOURS["gini out"]},
+        row=2,
+        col=1,
+    )
+    fig.add_scatter(x=run.steps, y=norms["sq_norm"], name="Σθ²", line={"color": COLOURS["weight norm"]}, row=3, col=1)
     fig.update_yaxes(type="log", title_text="loss", exponentformat="power", row=1, col=1)
     fig.update_xaxes(title_text="step", row=3, col=1)
     fig.update_yaxes(title_text="Gini", range=[0, 1], row=2, col=1)
@@ -376,37 +427,49 @@ def neuron_activation(run: Run, step: int | None = None, neuron: int | None = No
     return Plot(fig, {"x": x, "y": y, "a": group.tokens[x], "b": group.tokens[y], "activation": A.numpy().ravel()})
 
 
+LOSS_UNITS = {"ce": "cross-entropy", "ce32": "cross-entropy", "stablemax": "cross-entropy", "mse": "MSE"}
+
+
 def compare(runs: list[Run], step: int | None = None) -> Plot:
-    """Several runs on one time axis, aligned by step: test and train loss (log scale), test accuracy, and the
-    Softmax Collapse fraction of the training examples (runs that record it).
+    """Several runs on one time axis, aligned by step: test and train loss (log scale; one axis per unit,
+    cross-entropy and MSE apart), test accuracy, and the Softmax Collapse fraction of the training
+    examples (runs that record it).
     step: a dashed line at that step (any step; runs need not share their checkpoints)."""
     if not runs:
         raise GrokscopeError("compare needs at least one run")
+    units = list(dict.fromkeys(LOSS_UNITS[run.config.train.loss] for run in runs))
     stability = any("sc_fraction" in run.metrics for run in runs)
-    heights = [0.5, 0.25, 0.25] if stability else [0.6, 0.4]
+    heights = [0.5 / len(units)] * len(units) + ([0.25, 0.25] if stability else [0.4])
     fig = make_subplots(rows=len(heights), cols=1, shared_xaxes=True, vertical_spacing=0.06, row_heights=heights)
+    accuracy_row = len(units) + 1
     columns = ("step", "train_loss", "test_loss", "test_acc", *(("sc_fraction",) if stability else ()))
     data: dict[str, list] = {"run": [], **{c: [] for c in columns}}
     for i, run in enumerate(runs):
         m, colour = run.metrics, PALETTE[i % len(PALETTE)]
+        loss_row = units.index(LOSS_UNITS[run.config.train.loss]) + 1
         for split, dash in (("test", "solid"), ("train", "dot")):
             loss = np.where(m[f"{split}_loss"] > 0, m[f"{split}_loss"], np.nan)
-            fig.add_scatter(
-                x=m["step"], y=loss, name=f"{run.name} {split} loss", line={"color": colour, "dash": dash}, row=1, col=1
-            )
-        fig.add_scatter(x=m["step"], y=m["test_acc"], name=f"{run.name} test acc", line={"color": colour}, row=2, col=1)
+            line = {"color": colour, "dash": dash}
+            fig.add_scatter(x=m["step"], y=loss, name=f"{run.name} {split} loss", line=line, row=loss_row, col=1)
+        fig.add_scatter(
+            x=m["step"], y=m["test_acc"], name=f"{run.name} test acc", line={"color": colour}, row=accuracy_row, col=1
+        )
         sc = m.get("sc_fraction", np.full(len(m["step"]), np.nan))  # NaN for runs made before the column
         if stability:
-            fig.add_scatter(x=m["step"], y=sc, name=f"{run.name} SC fraction", line={"color": colour}, row=3, col=1)
+            name = f"{run.name} SC fraction"
+            fig.add_scatter(
+                x=m["step"], y=sc, name=name, line={"color": colour, "dash": "dash"}, row=accuracy_row + 1, col=1
+            )
         for key in columns:
             data[key].extend((sc if key == "sc_fraction" else m[key]).tolist())
         data["run"].extend([run.name] * len(m["step"]))
-    fig.update_yaxes(type="log", title_text="loss", exponentformat="power", row=1, col=1)
-    fig.update_yaxes(title_text="test acc", range=[0, 1.02], row=2, col=1)
+    for row, unit in enumerate(units, start=1):
+        fig.update_yaxes(type="log", title_text=f"loss ({unit})", exponentformat="power", row=row, col=1)
+    fig.update_yaxes(title_text="test acc", range=[0, 1.02], row=accuracy_row, col=1)
     if stability:
-        fig.update_yaxes(title_text="SC", range=[0, 1.02], row=3, col=1)
+        fig.update_yaxes(title_text="SC", range=[0, 1.02], row=accuracy_row + 1, col=1)
     fig.update_xaxes(title_text="step", row=len(heights), col=1)
-    fig.update_layout(height=750 if stability else 600)
+    fig.update_layout(height=600 + 150 * (len(units) - 1) + 150 * stability)
     if step is not None:
         fig.add_vline(x=step, line_dash="dash", line_color="#444444", line_width=1)
     names = ", ".join(run.name for run in runs)
@@ -452,7 +515,9 @@ def ipr_histogram(run: Run, step: int | None = None) -> Plot:
     every = ipr_counts(analysis.load(run, "memorization")["ipr"])
     counts = every[run.row(step)]
     centres = (IPR_BINS[:-1] + IPR_BINS[1:]) / 2
-    fig = go.Figure(go.Bar(x=centres, y=counts, width=np.diff(IPR_BINS), marker_color=PALETTE[0], name="neurons"))
+    fig = go.Figure(
+        go.Bar(x=centres, y=counts, width=np.diff(IPR_BINS), marker_color=COLOURS["neurons"], name="neurons")
+    )
     fig.update_xaxes(title_text="IPR (mean of input a, input b, output)", range=[0, 1])
     fig.update_yaxes(title_text="neurons")
     note = analysis.group_of(run.config.task).note
@@ -483,7 +548,7 @@ def neuron_scores(run: Run, step: int | None = None) -> Plot:
             x=scores["ipr"],
             y=scores[other],
             mode="markers",
-            marker={"color": PALETTE[0], "size": 6, "opacity": 0.7},
+            marker={"color": COLOURS["neurons"], "size": 6, "opacity": 0.7},
             text=[f"neuron {k}" for k in neuron],
             name="neurons",
         )
@@ -515,12 +580,12 @@ def pruning_curves(pruner, table: dict[str, np.ndarray]) -> Plot:
     by, order = pruner.settings["by"], pruner.settings["order"]
     title = f"{pruner.run.name}: pruning by {by}, {order} first, at step {pruner.step}"
     fig = go.Figure()
-    for i, (split, name) in enumerate(SPLIT_NAMES.items()):
+    for split, name in SPLIT_NAMES.items():
         if np.isfinite(table[split]).any():
-            fig.add_scatter(x=table["fraction"], y=table[split], name=name, line={"color": PALETTE[i]})
+            fig.add_scatter(x=table["fraction"], y=table[split], name=name, line={"color": COLOURS[split]})
     fig.update_xaxes(title_text="fraction of neurons pruned", range=[0, 1])
     fig.update_yaxes(title_text="accuracy", range=[0, 1.02])
-    fig.update_layout(template=TEMPLATE, title={"text": title, "x": 0.01, "xanchor": "left"}, height=520)
+    fig.update_layout(template=TEMPLATE, title_text=title, height=520)
     return Plot(fig, dict(table))
 
 
