@@ -156,6 +156,26 @@ def test_missing_analyses_compute_in_the_background_and_training_draws_at_once(r
     assert not at.exception and not at.error and not analysis.missing(grokscope.open_run(runs_dir / "small"))
 
 
+def test_a_garbage_analysis_file_blocks_no_page(analyzed_run, tmp_path, monkeypatch):
+    """The cache is derived data: a garbage file is recomputed in the background while Training draws."""
+    shutil.copytree(analyzed_run.path, tmp_path / "garbage")
+    (spectra,) = (tmp_path / "garbage" / "analysis").glob("spectra@*.npz")
+    spectra.write_bytes(b"not an npz")
+    at = app(tmp_path, monkeypatch, "garbage")
+    at.switch_page("pages/20_training.py").run()
+    assert not at.exception and not at.error and charts(at)
+    at.switch_page("pages/30_fourier.py").run()
+    assert not at.exception and not at.error
+    assert charts(at) or "in the background" in at.info[0].value
+
+
+def test_an_mlp_run_has_no_heads_picker_on_the_attention_page(kinds_dir, monkeypatch):
+    at = app(kinds_dir, monkeypatch, "onehot")
+    at.switch_page("pages/60_attention.py").run()
+    assert not at.exception and "has no attention" in at.info[0].value
+    assert [m.label for m in at.multiselect] == ["frequencies (key ones listed)"]
+
+
 def test_ablation_from_the_attention_page(runs_dir, monkeypatch):
     at = app(runs_dir, monkeypatch, "tiny")
     at.switch_page("pages/60_attention.py").run()

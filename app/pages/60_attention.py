@@ -19,12 +19,14 @@ def render(run, step):
     st.subheader(f"Ablation at step {step}")
     fourier = "key_frequencies" in analysis.applicable(run.config)
     keys = [int(k) for k in analysis.load(run, "key_frequencies")["frequencies"]] if fourier else []
-    columns = st.columns(3)
-    heads = columns[0].multiselect(
-        "heads", list(range(run.config.model.n_heads)) if transformer else [], key="ablate heads"
+    columns = iter(st.columns(3 if transformer else 2))
+    heads = (
+        next(columns).multiselect("heads", list(range(run.config.model.n_heads)), key="ablate heads")
+        if transformer
+        else []
     )
-    frequencies = columns[1].multiselect("frequencies (key ones listed)", keys, key="ablate frequencies")
-    neurons = columns[2].text_input("neurons (comma-separated)", key="ablate neurons")
+    frequencies = next(columns).multiselect("frequencies (key ones listed)", keys, key="ablate frequencies")
+    neurons = next(columns).text_input("neurons (comma-separated)", key="ablate neurons")
     if st.button("Ablate", key="ablate"):
         try:
             chosen = [int(n) for n in neurons.split(",") if n.strip()]
