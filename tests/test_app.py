@@ -113,6 +113,19 @@ def test_runs_page_lists_every_run_with_its_status(runs_dir, monkeypatch):
     assert status["broken"].startswith("unreadable") and "progress.json" in status["broken"]
 
 
+def test_the_runs_table_carries_the_header_columns_and_filters(runs_dir, monkeypatch):
+    at = app(runs_dir, monkeypatch)
+    table = at.dataframe[0].value.set_index("run")
+    tiny = grokscope.open_run(runs_dir / "tiny")
+    assert table.loc["tiny", "final test acc"] == tiny.metrics["test_acc"][-1]
+    assert table.loc["tiny", "grok step"] == tiny.grok_step
+    keys = analysis.load(tiny, "key_frequencies")["frequencies"].tolist()
+    assert table.loc["tiny", "key frequencies"] == ", ".join(map(str, keys))
+    assert table.loc["tiny", "phases"].startswith(f"memorization {int(tiny.steps[0])}–")
+    at.text_input(key="runs filter").set_value("BROKEN").run()  # any part of a row, any case
+    assert at.dataframe[0].value["run"].tolist() == ["broken"]
+
+
 def test_the_cursor_survives_page_switches_and_marks_the_phases(runs_dir, monkeypatch):
     """The browser moves the cursor (tests/test_browser.py); here: the step the server holds, what it sends."""
     at = app(runs_dir, monkeypatch, "tiny")

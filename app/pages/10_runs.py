@@ -21,12 +21,10 @@ for name in common.run_names():
         rows.append({"run": name, "status": f"unreadable: {e}"})
         continue
     runs[name] = run
-    last = int(run.steps[-1]) if run.n_checkpoints else None
-    status = "complete" if run.complete else f"{common.activity(run)} at step {last}"
     rows.append(
         {
             "run": name,
-            "status": status,
+            "status": common.status(run),
             "preset": run.config.preset,
             "task": run.task.describe(),
             "checkpoints": run.n_checkpoints,
@@ -34,17 +32,35 @@ for name in common.run_names():
         }
     )
 if rows:
+    wanted = st.text_input("filter", key="runs filter", placeholder="any part of a row, e.g. mod 59 or AdamW")
     table = st.empty()
     if "torch" not in sys.modules:  # a fresh server: the runs first, while the models load
         table.dataframe(rows, hide_index=True, width="stretch")
-    st.caption("Choose the run to show in the sidebar. A run still training extends as checkpoints land.")
-    from grokscope.figures.builders import training_label
-
+    st.caption(
+        "Click a row to open the run; click a column's name to sort by it. A run still training extends as "
+        "checkpoints land."
+    )
     for row in rows:
         if row["run"] in runs:
-            run = runs[row["run"]]
-            row["model"], row["training"] = common.run_model(run), training_label(run.config)
+            row.update(common.facts(runs[row["run"]]))
     columns = ["run", "status", "preset", "task", "model", "training", "checkpoints", "grok step"]
-    table.dataframe([{c: row.get(c) for c in columns} for row in rows], hide_index=True, width="stretch")
+    columns += ["key frequencies", "phases", "final train acc", "final test acc"]
+    shown = [{c: row.get(c) for c in columns} for row in rows]
+    if wanted:
+        shown = [row for row in shown if wanted.lower() in " ".join(map(str, row.values())).lower()]
+    bar = st.column_config.NumberColumn(format="%.3f")
+    chosen = table.dataframe(
+        shown,
+        hide_index=True,
+        width="stretch",
+        column_config={"final train acc": bar, "final test acc": bar},
+        on_select="rerun",
+        selection_mode="single-row",
+        key="runs table",
+    )
+    picked = chosen.selection.rows
+    if picked and shown[picked[0]]["run"] in runs:
+        st.session_state.chosen_run = shown[picked[0]]["run"]
+        st.switch_page("pages/20_training.py")
 else:
     st.info(f"No runs in {common.runs_dir()}: train one with `grokscope train --preset demo`.")
