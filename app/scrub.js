@@ -107,6 +107,7 @@ async function chart(state, data, parent) {
   const ys = data.ys.map(([trace, encoded, n]) => [trace, float32(encoded), n]);
   const cursors = (figure.layout.shapes || []).flatMap((s, i) => (s.name === "cursor" ? [i] : []));
   await Plotly.react(state.div, figure.data, figure.layout, { displaylogo: false, responsive: true });
+  state.div.dataset.step = data.step;
   let busy = false;
   let next = null;
   state.draw = async (at) => {  // one update per chart at a time; the latest step wins
@@ -124,9 +125,10 @@ async function chart(state, data, parent) {
         const r = Math.min(row, values.length / n - 1);
         return values.subarray(r * n, (r + 1) * n);
       });
-      await Plotly.update(state.div, traces.length ? { y: traces } : {}, layout, ys.map(([t]) => t));
-      state.div.dataset.step = step;
-      state.div.dataset.drawnAt = performance.now();
+      if (traces.length || Object.keys(layout).length) {  // else drawn at the step by the server
+        await Plotly.update(state.div, traces.length ? { y: traces } : {}, layout, ys.map(([t]) => t));
+        state.div.dataset.step = step;
+      }
     }
     busy = false;
   };

@@ -73,13 +73,14 @@ def chart(run: grokscope.Run, name: str, step: int, build: Callable[[int], Plot]
     can be (Plot.scrub), else built and drawn at the step."""
     state = (run.n_checkpoints, run.n_metric_steps, analysed(run))
     kept = run.memo.get(("chart", name))
-    if kept is None or kept[0] != state:
+    if kept is not None and kept[0] == state:
+        data = kept[1]
+    else:
         plot = build(step)
-        if plot.scrub is None:
-            st.plotly_chart(plot.figure, width="stretch", theme=None, key=f"chart {name}")
-            return
-        kept = run.memo[("chart", name)] = (state, payload(run, plot))
-    data = {**kept[1], "plotly": plotly_url(), "step": step, "row": run.row(step)}
+        data = payload(run, plot)
+        if plot.scrub is not None:  # the same at every step: kept until the run or its analyses change
+            run.memo[("chart", name)] = (state, data)
+    data = {**data, "plotly": plotly_url(), "step": step, "row": run.row(step)}
     COMPONENT(key=f"chart {name}", data=data, height="content")
 
 
@@ -92,16 +93,20 @@ def analysed(run: grokscope.Run) -> tuple:
 def payload(run: grokscope.Run, plot: Plot) -> dict:
     """What scrub.js needs to draw and move a scrubbable figure: the same at every step (it stands at the
     run's last step), so a rerun after a move sends what the browser already has."""
-    last(plot, int(run.steps[-1]))
+    from grokscope.figures.builders import Scrub
+
+    scrub = plot.scrub or Scrub()  # a figure drawn at the step: sent again when the step changes
+    if plot.scrub is not None:
+        last(plot, int(run.steps[-1]))
     figure = plot.figure.to_json()
-    ys = [[trace, encode(values), int(values.shape[1])] for trace, values in plot.scrub.ys.items()]
+    ys = [[trace, encode(values), int(values.shape[1])] for trace, values in scrub.ys.items()]
     return {
         "kind": "chart",
         "run": run.name,
         "steps": [int(s) for s in run.steps],
         "figure": figure,
         "ys": ys,
-        "titles": plot.scrub.titles,
+        "titles": scrub.titles,
         "revision": hashlib.md5(figure.encode() + str(ys).encode()).hexdigest(),
     }
 
