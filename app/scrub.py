@@ -80,7 +80,9 @@ def chart(run: grokscope.Run, name: str, step: int, build: Callable[[int], Plot]
         data = payload(run, plot)
         if plot.scrub is not None:  # the same at every step: kept until the run or its analyses change
             run.memo[("chart", name)] = (state, data)
-    data = {**data, "plotly": plotly_url(), "step": step, "row": run.row(step)}
+    # the row of the step (for Compare, any step or none: its figure is drawn at it by the server)
+    row = None if step is None else min(int(np.searchsorted(run.steps, step)), run.n_checkpoints - 1)
+    data = {**data, "plotly": plotly_url(), "step": step, "row": row}
     COMPONENT(key=f"chart {name}", data=data, height="content")
 
 
