@@ -40,13 +40,18 @@ def runs_dir() -> Path:
     return Path(os.environ.get(RUNS_DIR_ENV, "checkpoints")).resolve()
 
 
-@st.cache_resource(show_spinner=False)
 def open_run(name: str) -> grokscope.Run:
     """A run inside the runs directory, by name only (no path from the user reaches the filesystem); a name
     that is not one of `run_names()` (a link leading outside, a path) is refused."""
+    return opened(str(runs_dir()), name)
+
+
+@st.cache_resource(show_spinner=False)
+def opened(root: str, name: str) -> grokscope.Run:
+    """open_run, kept for the server's life per runs directory and name."""
     if name not in run_names():
-        raise grokscope.GrokscopeError(f"no run '{name}' inside {runs_dir()}")
-    return grokscope.open_run(runs_dir() / name)
+        raise grokscope.GrokscopeError(f"no run '{name}' inside {root}")
+    return grokscope.open_run(Path(root) / name)
 
 
 def activity(run: grokscope.Run) -> str:
@@ -167,7 +172,9 @@ def top_ups() -> dict:
 
 def top_up(run: grokscope.Run) -> dict:
     """Computes the run's missing analyses in a background thread, through the CLI's `analysis.analyze`
-    (never inline in a rerun); started once per state of the run. Returns the job: {state, thread, error}."""
+    (never inline in a rerun); started once per state of the run. Returns the job: {state, thread, error,
+    analysed}; analysed: the run pinned where the last finished pass left it, its analyses read (None
+    before the first), for the pages to draw while the next pass runs."""
     from grokscope import analysis
 
     state = (run.n_checkpoints, run.n_metric_steps)
@@ -176,11 +183,16 @@ def top_up(run: grokscope.Run) -> dict:
         job = shared["jobs"].get(run.path)
         if job is not None and (job["thread"].is_alive() or (job["error"] and job["state"] == state)):
             return job
-        job = {"state": state, "error": None}
+        job = {"state": state, "error": None, "analysed": None if job is None else job["analysed"]}
 
         def work() -> None:
             try:
-                analysis.analyze(grokscope.open_run(run.path), progress=False)
+                worker = grokscope.open_run(run.path)
+                analysis.analyze(worker, progress=False)
+                analysed = worker.pinned()
+                for name in analysis.applicable(run.config):  # read now: the next pass rewrites the files
+                    analysis.load(analysed, name)
+                job["analysed"] = analysed
             except grokscope.GrokscopeError as e:
                 job["error"] = str(e)
 
@@ -190,25 +202,30 @@ def top_up(run: grokscope.Run) -> dict:
     return job
 
 
-def analyses_ready(run: grokscope.Run) -> bool:
-    """True when every analysis the figures read is cached and current; else they are computed in the
-    background (new rows only where some are cached) and the page says so in one line."""
+def analysed_run(run: grokscope.Run) -> grokscope.Run | None:
+    """The run to draw analysis figures for: the run itself when its analyses are cached and current; else
+    they are computed in the background (new rows only where some are cached), and it is the run as the
+    last finished pass left it, with a one-line note; None (with the note) before any pass finished."""
     from grokscope import analysis
 
     missing = analysis.missing(run)
     if not missing:
-        return True
+        return run
     job = top_up(run)
     if job["error"] is not None:
         st.error(f"The analyses of {run.name} failed: {job['error']}")
-        return False
+        return None
+    last, analysed = int(run.steps[-1]), job["analysed"]
+    if analysed is not None and analysed.n_checkpoints:
+        st.caption(f"Analysed up to step {int(analysed.steps[-1])}; analysing up to step {last} in the background.")
+        return analysed
     upto = analysed_upto(run)
     done = "none analysed yet" if upto is None else f"analysed up to step {upto}"
     st.info(
-        f"Analysing {run.name} up to step {int(run.steps[-1])} in the background ({done}; {', '.join(missing)} "
-        f"to do): the figures appear when it is done, the Training page shows the run now."
+        f"Analysing {run.name} up to step {last} in the background ({done}; {', '.join(missing)} to do): "
+        "the figures appear when it is done, the Training page shows the run now."
     )
-    return False
+    return None
 
 
 def analysed_upto(run: grokscope.Run) -> int | None:
@@ -285,9 +302,9 @@ def step_page(render: Callable[[grokscope.Run, int], None], needs: tuple[str, ..
     def body() -> None:
         run.refresh()
         header(run)  # in the fragment: a run still training updates its status
-        if analysed and not analyses_ready(run):
-            return
-        render(run, scrub.cursor(run, marks(run)))
+        shown = analysed_run(run) if analysed else run
+        if shown is not None:
+            render(shown, scrub.cursor(shown, marks(shown)))
 
     body()
 

@@ -71,7 +71,8 @@ def moved() -> None:
 def chart(run: grokscope.Run, name: str, step: int, build: Callable[[int], Plot]) -> None:
     """One figure (build: step → Plot): sent once per state of the run and moved in the browser where it
     can be (Plot.scrub), else built and drawn at the step."""
-    state = (run.n_checkpoints, run.n_metric_steps, analysed(run))
+    # a pinned run's analyses were read once (analysis.load): the files changing since do not matter
+    state = (run.n_checkpoints, run.n_metric_steps, analysed(run) if run.pin is None else ())
     kept = run.memo.get(("chart", name))
     if kept is not None and kept[0] == state:
         data = kept[1]

@@ -238,6 +238,29 @@ def test_cache_is_reused_topped_up_and_recomputed_when_stale_or_corrupt(small_ru
     assert "excluded_loss missing" in capsys.readouterr().err
 
 
+def test_a_pinned_run_keeps_its_state_and_analyses_while_the_run_goes_on(small_run, tmp_path):
+    """What the app draws while analyses top up in the background: the run pinned where the last pass
+    left it. Training going on and a new pass rewriting the cache must not move it."""
+    path = tmp_path / "run"
+    shutil.copytree(small_run.path, path)
+    progress = half_durable(path)
+    run = grokscope.open_run(path)
+    analysis.analyze(run, progress=False)
+    pinned = run.pinned()
+    half = {name: analysis.load(pinned, name) for name in ("spectra", "neurons", "phases")}
+    steps = pinned.steps.copy()
+    layout.write_json(path / layout.PROGRESS, progress)  # training went on (and finished)
+    analysis.analyze(grokscope.open_run(path), progress=False)  # the next pass rewrote the cache
+    pinned.refresh()
+    assert np.array_equal(pinned.steps, steps) and len(steps) == progress["n_checkpoints"] // 2
+    assert not pinned.complete and pinned.n_metric_steps == int(steps[-1])
+    for name, result in half.items():
+        again = analysis.load(pinned, name)
+        assert all(np.array_equal(again[k], v) for k, v in result.items()), name
+    assert len(analysis.load(pinned, "neurons")["steps"]) == len(steps)
+    assert len(analysis.load(grokscope.open_run(path), "neurons")["steps"]) == progress["n_checkpoints"]
+
+
 def test_a_top_up_uses_the_thread_count_of_the_cached_rows(small_run, tmp_path, capsys):
     # float reductions split across CPU threads round differently (on this run, 1 and 2 threads give other
     # neuron fractions and restricted losses in the last bits): rows topped up with another count than the

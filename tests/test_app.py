@@ -262,6 +262,44 @@ def test_a_run_still_training_extends_as_checkpoints_land(small_run, tmp_path, m
     assert cursor(at)["steps"][-1] == int(steps[-1])
 
 
+def test_a_live_run_draws_what_was_analysed_while_the_next_pass_runs(small_run, tmp_path, monkeypatch):
+    """While analyses top up in the background, a page draws the run as the last finished pass left it
+    (its cursor stops there) and says how far that is, instead of blanking; then it catches up."""
+    import threading
+
+    from grokscope.store import layout
+
+    path = tmp_path / "live"
+    shutil.copytree(small_run.path, path)
+    (path / layout.COMPLETE).unlink()
+    progress = layout.read_json(path / layout.PROGRESS)
+    steps = grokscope.open_run(path).steps
+    n = len(steps) // 2
+    step = int(steps[n - 1])
+    half = dict(progress, n_checkpoints=n, n_metric_steps=step, step=step, state=layout.state_name(step))
+    layout.write_json(path / layout.PROGRESS, dict(half, checksums=progress["checksums"][:n]))
+    at = app(tmp_path, monkeypatch, "live")
+    at.switch_page("pages/30_fourier.py").run()
+    deadline = time.monotonic() + 300
+    while not charts(at):  # the first pass, in the background; the page polls
+        assert time.monotonic() < deadline, "the first background pass did not finish"
+        time.sleep(1)
+        at.run()
+    assert cursor(at)["steps"][-1] == step
+    release, real = threading.Event(), analysis.analyze
+    monkeypatch.setattr(analysis, "analyze", lambda run, **kw: release.wait(60) and real(run, **kw))
+    layout.write_json(path / layout.PROGRESS, dict(progress, n_metric_steps=progress["n_metric_steps"]))
+    at.run()  # training went on: the next pass is held back
+    assert not at.exception and charts(at) and cursor(at)["steps"][-1] == step
+    assert any(f"Analysed up to step {step}; analysing up to step {int(steps[-1])}" in c.value for c in at.caption)
+    release.set()
+    while cursor(at)["steps"][-1] != int(steps[-1]):
+        assert time.monotonic() < deadline + 120, "the page did not catch up after the pass"
+        time.sleep(1)
+        at.run()
+    assert charts(at) and not at.exception
+
+
 def test_a_link_leading_outside_the_runs_directory_is_not_a_run(small_run, tmp_path, monkeypatch):
     root = tmp_path / "runs"
     shutil.copytree(small_run.path, root / "inside")

@@ -180,7 +180,8 @@ def cached_result(run: Run, name: str) -> dict[str, np.ndarray] | None:
 def load(run: Run, name: str) -> dict[str, np.ndarray]:
     """One analysis as arrays indexed by the run's saved steps (computed first if missing or stale).
     Kept in memory on the Run while neither the run's progress nor the file changes (the app asks for
-    the same results on every cursor move)."""
+    the same results on every cursor move); on a pinned run (`Run.pinned`) for good, as the file goes on
+    with the run."""
     run = as_run(run)
     check_names([name])
     run.refresh()
@@ -188,7 +189,7 @@ def load(run: Run, name: str) -> dict[str, np.ndarray]:
     path = path_of(run, spec)
     stamp = (run.n_checkpoints, run.n_metric_steps, path.stat().st_mtime_ns if path.is_file() else None)
     memo = run.memo.get(("analysis", name))
-    if memo is not None and memo[0] == stamp:
+    if memo is not None and (memo[0] == stamp or run.pin is not None):
         return memo[1]
     analyze(run, only=[name], progress=False)
     result = read_cached(run, spec)

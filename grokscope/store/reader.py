@@ -77,6 +77,7 @@ class Run:
             marker.get("grokscope_run") or "meta-" + hashlib.sha256((path / layout.META).read_bytes()).hexdigest()[:32]
         )
         self._checked = None  # (n_checkpoints, checksum) of the last row already checked
+        self.pin: tuple[int, int] | None = None  # (n_checkpoints, n_metric_steps) a pinned run stays at
         self.refresh()
 
     def refresh(self) -> None:
@@ -92,6 +93,18 @@ class Run:
         self.n_checkpoints, self.n_metric_steps = n, progress["n_metric_steps"]
         # complete: the marker and the final weights it promises
         self.complete = (self.path / layout.COMPLETE).is_file() and layout.safetensors_intact(self.path / layout.FINAL)
+        if self.pin is not None and self.pin != (n, progress["n_metric_steps"]):
+            self.n_checkpoints, self.n_metric_steps = min(n, self.pin[0]), min(progress["n_metric_steps"], self.pin[1])
+            self.complete = False  # held short of where the run is
+
+    def pinned(self) -> Run:
+        """This run as it stands now, held there: a new Run of the same directory that `refresh()` never
+        extends, so what was computed for this state can be read while training goes on (a pinned run's
+        analyses are read once, see `analysis.load`)."""
+        view = Run(self.path)
+        view.pin = (self.n_checkpoints, self.n_metric_steps)
+        view.refresh()
+        return view
 
     def check_row(self, row: int) -> None:
         """GrokscopeError if checkpoint row `row` no longer matches its recorded checksum (a CRC-32 of one
