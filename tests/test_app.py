@@ -329,3 +329,60 @@ def test_the_pages_shared_module_does_not_load_torch():
         [sys.executable, "-c", code], cwd=Path(APP).parent, capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_train_stop_resume_and_analyse_from_the_jobs_page(tmp_path, monkeypatch):
+    """A run trained from a preset with overrides, through `grokscope train` in its own process, then
+    analysed the same way; a bad override is refused in one line before anything starts."""
+    at = app(tmp_path, monkeypatch)
+    at.switch_page("pages/80_jobs.py").run()
+    at.selectbox(key="job preset").set_value("tiny")
+    at.text_input(key="job name").set_value("fromapp")
+    at.text_area(key="job overrides").set_value("train.nope=1")
+    at.button(key="job start").click().run()
+    assert at.error and "nope" in at.error[0].value and "\n" not in at.error[0].value
+    assert not (tmp_path / "fromapp").exists()
+    sizes = "task.p=7\ntask.train_frac=0.6\nmodel.d_mlp=16\ntrain.steps=30\ncheckpoints.dense_until=5"
+    at.text_area(key="job overrides").set_value(sizes)
+    at.button(key="job start").click().run()
+    assert not at.exception and not at.error
+
+    def wait_for(state: str) -> None:
+        """Until the newest job (listed first) is in that state."""
+        deadline = time.monotonic() + 240
+        while True:
+            states = [c.value for c in at.caption if c.value.split(" ")[0] in ("running", "done", "stopped", "failed")]
+            if states and states[0] == state:
+                return
+            assert time.monotonic() < deadline and not any(s.startswith("failed") for s in states[:1]), states
+            time.sleep(1)
+            at.run()
+
+    wait_for("done")
+    run = grokscope.open_run(tmp_path / "fromapp")
+    assert run.complete and run.config.train.steps == 30 and run.config.model.d_mlp == 16
+    # a long one, stopped once it has committed a checkpoint, then resumed to the end
+    at.text_input(key="job name").set_value("long")
+    at.text_area(key="job overrides").set_value(sizes.replace("train.steps=30", "train.steps=100000"))
+    at.button(key="job start").click().run()
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "long" / "progress.json").exists() or not grokscope.open_run(tmp_path / "long").n_checkpoints:
+        assert time.monotonic() < deadline, "the long run committed no checkpoint"
+        time.sleep(0.5)
+    at.run()
+    at.button(key="stop 0").click().run()
+    wait_for("stopped (resumable)")
+    stopped_at = grokscope.open_run(tmp_path / "long").n_checkpoints
+    at.button(key="resume long").click().run()
+    wait_for("running")
+    deadline = time.monotonic() + 120
+    while grokscope.open_run(tmp_path / "long").n_checkpoints <= stopped_at:
+        assert time.monotonic() < deadline, "the resumed run saved nothing new"
+        time.sleep(0.5)
+    at.run()
+    at.button(key="stop 0").click().run()
+    wait_for("stopped (resumable)")
+    assert analysis.missing(run)
+    at.button(key="analyse fromapp").click().run()
+    wait_for("done")  # the newest job is listed first
+    assert not analysis.missing(grokscope.open_run(tmp_path / "fromapp"))
