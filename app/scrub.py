@@ -78,6 +78,9 @@ def chart(run: grokscope.Run, name: str, step: int, build: Callable[[int], Plot]
         data = kept[1]
     else:
         plot = build(step)
+        if not any(len(np.asarray(column)) for column in plot.data.values()):
+            st.info(f"Nothing to draw yet for {name.replace('_', ' ')} (no rows recorded).")
+            return
         data = payload(run, plot)
         if plot.scrub is not None:  # the same at every step: kept until the run or its analyses change
             run.memo[("chart", name)] = (state, data)

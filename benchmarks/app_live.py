@@ -3,8 +3,9 @@ its pages are usable while it trains (headless Chromium through Playwright).
 
 Starts `grokscope train --preset demo` into a fresh runs directory and `grokscope app` on it, opens the
 Training and Fourier pages in two tabs, and samples both twice a second while the run trains. A page is
-usable when it shows at least one chart and nothing on it is greyed out as stale (Streamlit's
-`data-stale` during a rerun); the Fourier page waits for analyses, which top up in the background.
+usable when it shows at least one chart and none is greyed out (Streamlit fades what a rerun has not
+redrawn yet: every chart's effective opacity is at least 0.9); the Fourier page reads analyses, which top
+up in the background.
 
     python benchmarks/app_live.py [--port 8765]
 """
@@ -24,8 +25,12 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 WAITING = "() => document.body.innerText.includes('in the background')"  # a page that polls by itself
-USABLE = """() => document.querySelectorAll('.js-plotly-plot .main-svg').length > 0
-  && document.querySelectorAll('[data-stale="true"]').length === 0"""
+# a chart is usable when it is drawn and not greyed out: its opacity, times its containers', at least 0.9
+USABLE = """() => {
+  const charts = [...document.querySelectorAll('.js-plotly-plot')].filter((c) => c.querySelector('.main-svg'));
+  const opacity = (el) => el ? Number(getComputedStyle(el).opacity) * opacity(el.parentElement) : 1;
+  return charts.length > 0 && charts.every((c) => opacity(c) >= 0.9);
+}"""
 
 
 def main() -> None:

@@ -114,7 +114,8 @@ def decorate(fig: go.Figure, run: Run, step: int, title: str, time_axis: bool = 
     # each), below it the subtitle, then room for the phase labels of time axes
     lines = title.count("<br>")
     fig.update_layout(template=TEMPLATE, title={"text": title, "pad": {"t": 12 + 22 * lines}})
-    fig.update_layout(margin={"t": 50 + 22 * lines + 45 * (time_axis and bool(phase_spans(run)))})
+    above = 45 * (time_axis and bool(phase_spans(run))) + 20 * bool(fig.layout.annotations)  # labels, subplot titles
+    fig.update_layout(margin={"t": 50 + 22 * lines + above})
     if time_axis:
         for i, (name, start, end) in enumerate(phase_spans(run)):
             fig.add_vrect(x0=start, x1=end, fillcolor=PHASE_SHADES[i], line_width=0, layer="below")
@@ -415,11 +416,19 @@ def neuron_activation(run: Run, step: int | None = None, neuron: int | None = No
     F = fourier_basis(group.n)
     power = (F @ (A - A.mean()) @ F.T).square().numpy()
     names = component_names(group.n)
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("activation", "2D Fourier power"), horizontal_spacing=0.12)
-    fig.add_heatmap(z=A.numpy(), colorscale="Viridis", showscale=False, row=1, col=1)
-    fig.add_heatmap(z=power, x=names, y=names, colorscale="Viridis", row=1, col=2)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("activation", "2D Fourier power"), horizontal_spacing=0.2)
+    bar = {"len": 0.8, "thickness": 14}  # a colour bar beside each panel
+    fig.add_heatmap(
+        z=A.numpy(), colorscale="Viridis", colorbar={**bar, "x": 0.45, "title": {"text": "act."}}, row=1, col=1
+    )
+    fig.add_heatmap(
+        z=power, x=names, y=names, colorscale="Viridis", colorbar={**bar, "title": {"text": "power"}}, row=1, col=2
+    )
     fig.update_xaxes(title_text="y (b)", row=1, col=1)
     fig.update_yaxes(title_text="x (a)", row=1, col=1)
+    shown = names[:: max(1, len(names) // 10)]  # about ten component names per axis, not one per component
+    fig.update_xaxes(tickvals=shown, tickangle=-45, row=1, col=2)
+    fig.update_yaxes(tickvals=shown, row=1, col=2)
     fig.update_layout(height=480, width=1000)
     note = group.note
     decorate(fig, run, step, f"{run.name}: neuron {neuron} at step {step}<br><sup>{note}</sup>", False)
