@@ -31,7 +31,7 @@ def page(path: Path) -> st.Page:
     return st.Page(f"pages/{path.name}", title=title, url_path=path.stem.split("_", 1)[1])
 
 
-st.set_page_config(page_title="grokscope", layout="wide")
+st.set_page_config(page_title="grokscope")  # the layout: see common.sidebar
 if (host := refused_host()) is not None:
     st.error(f"grokscope serves this app only under its own address, not as '{host}'")
     st.stop()

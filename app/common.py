@@ -124,7 +124,9 @@ def run_names() -> list[str]:
 
 
 def sidebar() -> None:
-    """The run chooser (the cursor lives on each page, beside what it moves)."""
+    """The run chooser (the cursor lives on each page, beside what it moves). Every page calls it first, so
+    it also sets the wide layout: under st.navigation each page's run resets the layout app.py set."""
+    st.set_page_config(layout="wide")
     names = run_names()
     with st.sidebar:
         st.caption(f"runs in {runs_dir()}")

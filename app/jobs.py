@@ -15,6 +15,12 @@ from pathlib import Path
 import streamlit as st
 
 LOGS = ".grokscope-jobs"  # inside the runs directory: one log per job
+# `python -m grokscope ARGS`, hearing Ctrl-C (Stop) even where the server ignores it, as one started in the
+# background of a shell does (its children inherit that)
+HEAR_CTRL_C = (
+    "import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv = sys.argv[1:]; runpy.run_module('grokscope', run_name='__main__')"
+)
 
 
 @dataclass
@@ -62,7 +68,7 @@ def start(runs_dir: Path, run: str, what: str, arguments: list[str]) -> Job:
     logs = runs_dir / LOGS
     logs.mkdir(exist_ok=True)
     log = logs / f"{run}-{what}-{time.strftime('%Y%m%d-%H%M%S')}.log"
-    command = [sys.executable, "-m", "grokscope", *arguments]
+    command = [sys.executable, "-c", HEAR_CTRL_C, "grokscope", *arguments]
     shared = registry()
     with shared["lock"], log.open("w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

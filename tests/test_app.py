@@ -346,9 +346,34 @@ def test_the_pages_shared_module_does_not_load_torch():
     assert out.strip() == "[]"
 
 
-def test_train_stop_resume_and_analyse_from_the_jobs_page(tmp_path, monkeypatch):
+@pytest.fixture
+def jobs_module(monkeypatch):
+    """The app's jobs module (the one its pages use); every job still running is killed afterwards."""
+    monkeypatch.syspath_prepend(str(Path(APP).parent))
+    import jobs
+
+    yield jobs
+    for job in jobs.jobs():
+        if job.process.poll() is None:
+            job.process.kill()
+            job.process.wait()
+
+
+@pytest.fixture
+def ctrl_c_ignored():
+    """This process ignores Ctrl-C, as a server started in the background of a shell does (its children
+    inherit that)."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_train_stop_resume_and_analyse_from_the_jobs_page(tmp_path, monkeypatch, jobs_module, ctrl_c_ignored):
     """A run trained from a preset with overrides, through `grokscope train` in its own process, then
-    analysed the same way; a bad override is refused in one line before anything starts."""
+    analysed the same way; a bad override is refused in one line before anything starts. Stop works also
+    where the server ignores Ctrl-C."""
     at = app(tmp_path, monkeypatch)
     at.switch_page("pages/80_jobs.py").run()
     at.selectbox(key="job preset").set_value("tiny")
