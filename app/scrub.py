@@ -3,7 +3,7 @@
 A figure whose builder says how it follows the cursor (`Plot.scrub`) is sent once per state of the run and
 moved in the browser: a cursor move redraws it without a server round trip. The server hears of the step
 when the moves pause, and only then rebuilds the figures that need it (`Plot.scrub` None: a model forward
-per step), drawn with `st.plotly_chart`."""
+per step) and sends them again; scrub.js draws those too (Plotly.react on the chart it keeps)."""
 
 from __future__ import annotations
 
