@@ -289,9 +289,13 @@ def step_page(render: Callable[[grokscope.Run, int], None], needs: tuple[str, ..
     run = current_run()
     if run is None:
         return
+    live = not run.complete
+    if not live:  # drawn once: it reads cached analyses, work a cursor move need not repeat
+        header(run)
     note = not_applicable_note(run, needs)
     if note is not None:
-        header(run)
+        if live:
+            header(run)
         st.info(note)
         return
 
@@ -300,10 +304,11 @@ def step_page(render: Callable[[grokscope.Run, int], None], needs: tuple[str, ..
     # polled while the run trains or its analyses compute: the figures extend as checkpoints land
     waiting = analysed and bool(analysis.missing(run))
 
-    @st.fragment(run_every=None if run.complete and not waiting else POLL_S)
+    @st.fragment(run_every=POLL_S if live or waiting else None)
     def body() -> None:
         run.refresh()
-        header(run)  # in the fragment: a run still training updates its status
+        if live:  # in the fragment: a run still training updates its status
+            header(run)
         shown = analysed_run(run) if analysed else run
         if shown is not None:
             render(shown, scrub.cursor(shown, marks(shown)))

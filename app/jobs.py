@@ -29,7 +29,6 @@ class Job:
 
     run: str
     what: str  # train, resume, analyze
-    command: list[str]
     log: Path
     process: subprocess.Popen
     started: float = field(default_factory=time.time)
@@ -72,7 +71,7 @@ def start(runs_dir: Path, run: str, what: str, arguments: list[str]) -> Job:
     shared = registry()
     with shared["lock"], log.open("w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        job = Job(run, what, command, log, process)
+        job = Job(run, what, log, process)
         shared["jobs"].append(job)
     return job
 

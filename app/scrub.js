@@ -67,11 +67,10 @@ function cursor(state, data, parent, setStateValue) {
     state.bar.appendChild(state.label);
   }
 
-  let frame = null;
   state.move = (row) => {  // from this page: drawn at the next frame (rapid moves coalesce), sent when they pause
     state.row = row;
-    cancelAnimationFrame(frame);
-    frame = requestAnimationFrame(() => announce(state.run, state.steps[row], row));
+    cancelAnimationFrame(state.frame);
+    state.frame = requestAnimationFrame(() => announce(state.run, state.steps[row], row));
     clearTimeout(state.timer);
     state.timer = setTimeout(() => setStateValue("step", state.steps[state.row]), DEBOUNCE_MS);
     state.show();

@@ -24,14 +24,15 @@ overrides = st.text_area(
 )
 if st.button("Start training", key="job start"):
     try:
-        pairs = [parse_override(line.strip()) for line in overrides.splitlines() if line.strip()]
-        grokscope.load_preset(preset).with_overrides(dict(pairs))  # a bad key or value is said here, not in a log
+        lines = [line.strip() for line in overrides.splitlines() if line.strip()]
+        # a bad key or value is said here, not in a log
+        grokscope.load_preset(preset).with_overrides(dict(parse_override(line) for line in lines))
         if not name or name != name.strip() or "/" in name or name.startswith("."):
             raise grokscope.GrokscopeError(f"run name: a plain folder name, without '/' or a leading '.'; got '{name}'")
         if (root / name).exists():
             raise grokscope.GrokscopeError(f"{root / name} exists: choose another name, or resume it below")
         root.mkdir(parents=True, exist_ok=True)
-        sets = [arg for line in overrides.splitlines() if line.strip() for arg in ("--set", line.strip())]
+        sets = [arg for line in lines for arg in ("--set", line)]
         jobs.start(root, name, "train", ["train", "--preset", preset, "--out", str(root / name), *sets])
     except grokscope.GrokscopeError as e:
         st.error(str(e))
