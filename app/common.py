@@ -208,9 +208,7 @@ def analysed_run(run: grokscope.Run) -> grokscope.Run | None:
     """The run to draw analysis figures for: the run itself when its analyses are cached and current; else
     they are computed in the background (new rows only where some are cached), and it is the run as the
     last finished pass left it, with a one-line note; None (with the note) before any pass finished."""
-    from grokscope import analysis
-
-    missing = analysis.missing(run)
+    missing = missing_analyses(run)
     if not missing:
         return run
     job = top_up(run)
@@ -228,6 +226,18 @@ def analysed_run(run: grokscope.Run) -> grokscope.Run | None:
         "the figures appear when it is done, the Training page shows the run now."
     )
     return None
+
+
+def missing_analyses(run: grokscope.Run) -> list[str]:
+    """analysis.missing, asked again only when the run or its analysis files change: it reads every cached
+    analysis (~50 ms for the demo run), too slow for every cursor move."""
+    from grokscope import analysis
+
+    state = (run.n_checkpoints, run.n_metric_steps, scrub.analysed(run))
+    kept = run.memo.get("missing")
+    if kept is None or kept[0] != state:
+        run.memo["missing"] = kept = (state, analysis.missing(run))
+    return kept[1]
 
 
 def analysed_upto(run: grokscope.Run) -> int | None:
@@ -299,10 +309,8 @@ def step_page(render: Callable[[grokscope.Run, int], None], needs: tuple[str, ..
         st.info(note)
         return
 
-    from grokscope import analysis
-
     # polled while the run trains or its analyses compute: the figures extend as checkpoints land
-    waiting = analysed and bool(analysis.missing(run))
+    waiting = analysed and bool(missing_analyses(run))
 
     @st.fragment(run_every=POLL_S if live or waiting else None)
     def body() -> None:
@@ -317,14 +325,19 @@ def step_page(render: Callable[[grokscope.Run, int], None], needs: tuple[str, ..
 
 
 def show(
-    run: grokscope.Run, step: int | None, name: str, build: Callable[[int | None], Plot], stem: str | None = None
+    run: grokscope.Run,
+    step: int | None,
+    name: str,
+    build: Callable[[int | None], Plot],
+    stem: str | None = None,
+    params: tuple = (),
 ) -> None:
-    """A figure (build: step → Plot) that follows the cursor, with download buttons for its data (CSV)
-    and, where a browser can render it, a PDF, both made at the step when clicked and named
-    <run>_<figure>_step<S> (or <stem>_step<S>)."""
+    """A figure (build: step → Plot; params: what else it depends on) that follows the cursor, with
+    download buttons for its data (CSV) and, where a browser can render it, a PDF, both made at the step
+    when clicked and named <run>_<figure>_step<S> (or <stem>_step<S>)."""
     from grokscope.figures.export import csv_text
 
-    scrub.chart(run, name, step, build)
+    scrub.chart(run, name, step, build, params)
     left, right = st.columns(2)
     stem = (stem or f"{run.name}_{name}") + ("" if step is None else f"_step{step}")
     left.download_button(

@@ -1,7 +1,7 @@
 // The training-time cursor and the charts that follow it, in the browser (see scrub.py). A cursor move
 // is drawn here without a server round trip: the cursor announces the step on `window`, each chart moves
-// its dashed line and swaps in its per-step traces and title; the server hears of the step once the
-// moves pause (DEBOUNCE_MS), then redraws only what needs a model forward.
+// its dashed line and swaps in its per-step traces and title; the server hears of a lone move at once and
+// of a series of moves when it pauses (DEBOUNCE_MS), then sends the values of the figures that need a model forward per step.
 const EVENT = "grokscope-step";
 const DEBOUNCE_MS = 60;
 
@@ -19,6 +19,12 @@ function plotly(url) {
 function float32(encoded) {
   const bytes = Uint8Array.from(atob(encoded), (c) => c.charCodeAt(0));
   return new Float32Array(bytes.buffer);
+}
+
+function array(encoded, shape) {  // a (rows, columns) array as rows of views, as a heatmap's z
+  const flat = float32(encoded);
+  if (shape.length < 2) return flat;
+  return Array.from({ length: shape[0] }, (_, r) => flat.subarray(r * shape[1], (r + 1) * shape[1]));
 }
 
 function announce(run, step, row) {
@@ -67,12 +73,19 @@ function cursor(state, data, parent, setStateValue) {
     state.bar.appendChild(state.label);
   }
 
-  state.move = (row) => {  // from this page: drawn at the next frame (rapid moves coalesce), sent when they pause
+  state.move = (row) => {  // from this page: drawn at the next frame (rapid moves coalesce); a lone move is
+    // sent to the server once the charts here are drawn, a series of moves when it pauses
     state.row = row;
+    const now = performance.now();
+    const lone = now - (state.movedAt ?? -Infinity) > DEBOUNCE_MS;
+    state.movedAt = now;
     cancelAnimationFrame(state.frame);
-    state.frame = requestAnimationFrame(() => announce(state.run, state.steps[row], row));
     clearTimeout(state.timer);
-    state.timer = setTimeout(() => setStateValue("step", state.steps[state.row]), DEBOUNCE_MS);
+    const send = () => setStateValue("step", state.steps[state.row]);
+    state.frame = requestAnimationFrame(() => {
+      announce(state.run, state.steps[row], row);
+      state.timer = setTimeout(send, lone ? 0 : DEBOUNCE_MS);
+    });
     state.show();
   };
   state.follow = (detail) => {  // a click on a chart moved the cursor
@@ -91,14 +104,36 @@ function cursor(state, data, parent, setStateValue) {
   state.show();
 }
 
-async function chart(state, data, parent) {
+function chart(state, data, parent) {  // one render at a time, in order; a render overtaken is skipped
+  state.latest = data;
+  state.queue = (state.queue ?? Promise.resolve())
+    .then(() => (state.latest === data ? render(state, data, parent) : undefined))
+    .catch((error) => console.error(error));
+}
+
+async function render(state, data, parent) {
   if (!state.div) {
     state.div = document.createElement("div");
     state.div.className = "grokscope-chart";
     parent.appendChild(state.div);
-    window.addEventListener(EVENT, (e) => state.draw?.(e.detail));
+    window.addEventListener(EVENT, (e) => state.move?.(e.detail));
   }
-  if (state.revision === data.revision) return;  // the same figure: the cursor moves it
+  if (state.revision !== data.revision) await draw(state, data);  // else the same figure: the cursor moves it
+  if (data.at) await place(state, data.at);
+}
+
+async function place(state, at) {  // a figure's values at the server's step (Scrub.at), in one update
+  const traces = [...new Set(at.traces.map(([trace]) => trace))];
+  const update = {};
+  for (const [trace, attribute, encoded, shape] of at.traces) {
+    update[attribute] ??= traces.map(() => undefined);  // undefined: left as it is
+    update[attribute][traces.indexOf(trace)] = array(encoded, shape);
+  }
+  await window.Plotly.update(state.div, update, { "title.text": at.title }, traces);
+  state.div.dataset.step = at.step;
+}
+
+async function draw(state, data) {
   state.revision = data.revision;
   const Plotly = await plotly(data.plotly);
   const figure = JSON.parse(data.figure);
@@ -109,7 +144,7 @@ async function chart(state, data, parent) {
   state.div.dataset.step = data.step;
   let busy = false;
   let next = null;
-  state.draw = async (at) => {  // one update per chart at a time; the latest step wins
+  state.move = async (at) => {  // one update per chart at a time; the latest step wins
     if (at.run !== data.run) return;
     next = at;
     if (busy) return;
@@ -143,7 +178,7 @@ async function chart(state, data, parent) {
     });
   }
   const at = window.grokscopeCursor;
-  state.draw(at && at.run === data.run ? at : { run: data.run, step: data.step, row: data.row });
+  state.move(at && at.run === data.run ? at : { run: data.run, step: data.step, row: data.row });
 }
 
 export default function (component) {

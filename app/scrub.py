@@ -1,9 +1,10 @@
 """The training-time cursor and the charts that follow it in the browser (scrub.js).
 
-A figure whose builder says how it follows the cursor (`Plot.scrub`) is sent once per state of the run and
-moved in the browser: a cursor move redraws it without a server round trip. The server hears of the step
-when the moves pause, and only then rebuilds the figures that need it (`Plot.scrub` None: a model forward
-per step) and sends them again; scrub.js draws those too (Plotly.react on the chart it keeps)."""
+A figure is sent once per state of the run and moved in the browser as its builder says (`Plot.scrub`): a
+cursor move redraws it without a server round trip, from values sent with it for every step. The server
+hears of the step when the moves pause; only then does it compute the values of the figures that need a
+model forward (or a large array) per step (`Scrub.at`), and sends those values alone, which scrub.js puts
+in place (one Plotly.update per chart)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from grokscope.store import layout
 if TYPE_CHECKING:
     import grokscope
     from grokscope.figures import Plot
+    from grokscope.figures.builders import Scrub
 
 COMPONENT = st.components.v2.component(
     "grokscope.scrub",
@@ -68,26 +70,36 @@ def moved() -> None:
     st.session_state.step = int(st.session_state.cursor["step"])
 
 
-def chart(run: grokscope.Run, name: str, step: int, build: Callable[[int], Plot]) -> None:
-    """One figure (build: step → Plot): sent once per state of the run and moved in the browser where it
-    can be (Plot.scrub), else built and drawn at the step."""
+def chart(run: grokscope.Run, name: str, step: int, build: Callable[[int], Plot], params: tuple = ()) -> None:
+    """One figure (build: step → Plot; params: what else it depends on): sent once per state of the run and
+    moved in the browser (Plot.scrub), or without a cursor (Compare) built and drawn at the step."""
     # a pinned run's analyses were read once (analysis.load): the files changing since do not matter
     state = (run.n_checkpoints, run.n_metric_steps, analysed(run) if run.pin is None else ())
-    kept = run.memo.get(("chart", name))
+    kept = run.memo.get(("chart", name, *params))
     if kept is not None and kept[0] == state:
-        data = kept[1]
+        data, follow = kept[1], kept[2]
     else:
         plot = build(step)
         if not any(len(np.asarray(column)) for column in plot.data.values()):
             st.info(f"Nothing to draw yet for {name.replace('_', ' ')} (no rows recorded).")
             return
-        data = payload(run, plot)
-        if plot.scrub is not None:  # the same at every step: kept until the run or its analyses change
-            run.memo[("chart", name)] = (state, data)
+        data, follow = payload(run, plot), plot.scrub
+        if follow is not None:  # the same at every step: kept until the run or its analyses change
+            run.memo[("chart", name, *params)] = (state, data, follow)
     # the row of the step (for Compare, any step or none: its figure is drawn at it by the server)
     row = None if step is None else min(int(np.searchsorted(run.steps, step)), run.n_checkpoints - 1)
     data = {**data, "plotly": plotly_url(), "step": step, "row": row}
+    if follow is not None and follow.at is not None:
+        data["at"] = placed(follow, step)
     COMPONENT(key=f"chart {name}", data=data, height="content")
+
+
+def placed(scrub: Scrub, step: int) -> dict:
+    """A figure's step-dependent values at the step (Scrub.at), for scrub.js to put in place: [trace,
+    attribute, float32 values, shape] each, and the title."""
+    traces, title = scrub.at(step)
+    values = [[t, k, encode(v), list(np.shape(v))] for t, attrs in traces.items() for k, v in attrs.items()]
+    return {"step": step, "title": title, "traces": values}
 
 
 def analysed(run: grokscope.Run) -> tuple:
@@ -97,11 +109,12 @@ def analysed(run: grokscope.Run) -> tuple:
 
 
 def payload(run: grokscope.Run, plot: Plot) -> dict:
-    """What scrub.js needs to draw and move a scrubbable figure: the same at every step (it stands at the
-    run's last step), so a rerun after a move sends what the browser already has."""
+    """What scrub.js needs to draw and move a figure: the same at every step (it stands at the run's last
+    step, or with Scrub.at where it was built until its values at the step arrive), so a rerun after a move
+    sends what the browser already has."""
     from grokscope.figures.builders import Scrub
 
-    scrub = plot.scrub or Scrub()  # a figure drawn at the step: sent again when the step changes
+    scrub = plot.scrub or Scrub()  # a figure without a cursor: drawn at its step
     if plot.scrub is not None:
         last(plot, int(run.steps[-1]))
     figure = plot.figure.to_json()

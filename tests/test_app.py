@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -13,7 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import grokscope
-from grokscope import analysis
+from grokscope import analysis, figures
 
 APP = str(Path(__file__).resolve().parent.parent / "app" / "app.py")
 PAGES = sorted(f"pages/{path.name}" for path in (Path(APP).parent / "pages").glob("[0-9]*_*.py"))  # as app.py
@@ -137,7 +138,15 @@ def test_the_cursor_survives_page_switches_and_marks_the_phases(runs_dir, monkey
     before = charts(at)
     at.session_state["step"] = step  # what the cursor's state callback does when the moves pause
     at.run()
-    assert charts(at)[0] != before[0]  # the neuron map is drawn by the server, at the step
+    # the neuron map needs a forward per step: its figure is sent once, then its values at the step alone
+    assert charts(at)[0] == before[0]
+    drawn = [json.loads(c.proto.json) for c in at.get("bidi_component")]
+    (placed,) = [d["at"] for d in drawn if "at" in d and "share of variance" in d["at"]["title"]]
+    assert placed["step"] == step and f"at step {step}" in placed["title"]
+    (trace, attribute, encoded, shape) = placed["traces"][0]
+    z = np.frombuffer(base64.b64decode(encoded), "<f4").reshape(shape)
+    expected = figures.builders.neuron_frequency_map(run, step).figure.data[0].z  # built at the step
+    assert (trace, attribute) == (0, "z") and np.allclose(z, expected, atol=1e-6)
     at.switch_page("pages/20_training.py").run()
     assert at.session_state["step"] == step and cursor(at)["step"] == step
     marks = dict(cursor(at)["marks"])

@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.request
 
+import numpy as np
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"
@@ -114,5 +115,33 @@ def test_chart_renders_follows_the_cursor_and_downloads(served, analyzed_run):
         assert download.value.suggested_filename == f"tiny_embedding_spectrum_step{jumped}.pdf"
         with open(download.value.path(), "rb") as pdf:
             assert pdf.read(4) == b"%PDF"
+        assert not errors
+        browser.close()
+
+
+@pytest.mark.slow
+def test_figures_that_need_a_forward_per_step_follow_the_cursor(served, analyzed_run):
+    """On the Neurons page the neuron map and one neuron's activation are computed by the server at the
+    step (Scrub.at) and put in place in the browser: after a move their titles name the step and the map's
+    values are the builder's at that step."""
+    from playwright.sync_api import sync_playwright
+
+    from grokscope.figures.builders import neuron_frequency_map
+
+    steps = analyzed_run.steps.tolist()
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{served}/neurons")
+        titles = "[...document.querySelectorAll('.js-plotly-plot')].map((gd) => gd.layout.title.text)"
+        page.wait_for_function(f"{titles}.length === 3", timeout=60_000)
+        page.get_by_label("training step").press("ArrowLeft")
+        at_step = f"{titles}.filter((t) => t.includes('at step {steps[-2]}')).length === 2"  # the clusters: no step
+        page.wait_for_function(at_step, timeout=60_000)
+        shown = page.evaluate("Array.from(document.querySelector('.js-plotly-plot').data[0].z, (r) => Array.from(r))")
+        expected = neuron_frequency_map(analyzed_run, steps[-2]).figure.data[0].z
+        assert np.allclose(shown, expected, atol=1e-6)  # float32 on the way
         assert not errors
         browser.close()

@@ -16,7 +16,7 @@ def render(run, step):
     neuron = st.number_input(
         "neuron", 0, len(fractions) - 1, int(np.argmax(fractions)), key="neuron", help="default: the most clustered"
     )
-    common.show(run, step, "neuron_activation", lambda s: neuron_activation(run, s, int(neuron)))
+    common.show(run, step, "neuron_activation", lambda s: neuron_activation(run, s, int(neuron)), params=(int(neuron),))
 
 
 st.title("Neurons")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,18 +61,20 @@ pio.templates[TEMPLATE].layout.update(
 @dataclass
 class Scrub:
     """How a figure follows the cursor without being rebuilt (the app moves it in the browser): the shapes
-    named CURSOR move to the step; per checkpoint row, the y values of the step-dependent traces
-    (trace index → (n_checkpoints, n points)) and the title."""
+    named CURSOR move to the step; then, sent once, per checkpoint row the y values of the step-dependent
+    traces (trace index → (n_checkpoints, n points)) and the title; or, where that is too much to send at
+    once (a model forward per step, a large array per step), `at`: step → (trace index → {attribute:
+    values}, title), the figure's step-dependent values computed at one step and sent when it changes."""
 
     ys: dict[int, np.ndarray] = field(default_factory=dict)
     titles: list[str] | None = None
+    at: Callable[[int], tuple[dict[int, dict[str, np.ndarray]], str]] | None = None
 
 
 @dataclass
 class Plot:
     """A figure and the columns it plots (equal-length arrays, written as CSV beside the figure). scrub:
-    how it follows the cursor; None where each step needs the figure rebuilt (a model forward per step, or
-    per-step data too large to send once)."""
+    how it follows the cursor; None where it has no cursor (drawn at one step for every run it compares)."""
 
     figure: go.Figure
     data: dict[str, np.ndarray]
@@ -353,19 +356,36 @@ def attention(run: Run, step: int | None = None) -> Plot:
 
     step = cursor_step(run, step)
     p = run.config.task.p
-    to_a = attention_patterns(load_model(run, step))[:, :, 0].numpy()  # (p², H)
-    heads = to_a.shape[1]
+
+    def to_a(s: int) -> np.ndarray:  # (p², H)
+        return attention_patterns(load_model(run, s))[:, :, 0].numpy()
+
+    def title(s: int) -> str:
+        return f"{run.name}: attention of '=' to a at step {s}"
+
+    def at(s: int) -> tuple[dict[int, dict[str, np.ndarray]], str]:
+        values = to_a(s)
+        return {h: {"z": values[:, h].reshape(p, p)} for h in range(values.shape[1])}, title(s)
+
+    values = to_a(step)
+    heads = values.shape[1]
     fig = make_subplots(rows=1, cols=heads, subplot_titles=[f"head {h}" for h in range(heads)], horizontal_spacing=0.03)
     for h in range(heads):
         fig.add_heatmap(
-            z=to_a[:, h].reshape(p, p), zmin=0, zmax=1, colorscale="Viridis", showscale=h == heads - 1, row=1, col=h + 1
+            z=values[:, h].reshape(p, p),
+            zmin=0,
+            zmax=1,
+            colorscale="Viridis",
+            showscale=h == heads - 1,
+            row=1,
+            col=h + 1,
         )
         fig.update_xaxes(title_text="b", row=1, col=h + 1)
         fig.update_yaxes(title_text="a" if h == 0 else None, showticklabels=h == 0, row=1, col=h + 1)
     fig.update_layout(height=380, width=250 * heads + 120)
-    decorate(fig, run, step, f"{run.name}: attention of '=' to a at step {step}", False)
+    decorate(fig, run, step, title(step), False)
     a, b = np.divmod(np.arange(p * p), p)
-    return Plot(fig, {"a": a, "b": b, **{f"head_{h}": to_a[:, h] for h in range(heads)}})
+    return Plot(fig, {"a": a, "b": b, **{f"head_{h}": values[:, h] for h in range(heads)}}, Scrub(at=at))
 
 
 def step_activations(run: Run, step: int):
@@ -386,18 +406,29 @@ def neuron_frequency_map(run: Run, step: int | None = None) -> Plot:
     from grokscope.analysis.neurons import frequency_fractions
 
     step = cursor_step(run, step)
-    fractions = frequency_fractions(step_activations(run, step)).numpy()  # (d_mlp, n // 2)
-    dominant, share = fractions.argmax(1), fractions.max(1)
-    order = np.lexsort((-share, dominant))
-    frequency = np.arange(1, fractions.shape[1] + 1)
+
+    def fractions(s: int) -> np.ndarray:  # (d_mlp, n // 2)
+        return frequency_fractions(step_activations(run, s)).numpy()
+
+    def title(s: int) -> str:
+        return f"{run.name}: each neuron's share of variance per frequency at step {s}"
+
+    def by_frequency(shares: np.ndarray) -> np.ndarray:  # (frequencies, neurons) in the figure's order
+        return shares[np.lexsort((-shares.max(1), shares.argmax(1)))].T
+
+    def at(s: int) -> tuple[dict[int, dict[str, np.ndarray]], str]:
+        return {0: {"z": by_frequency(fractions(s))}}, title(s)
+
+    shares = fractions(step)
+    frequency = np.arange(1, shares.shape[1] + 1)
     fig = go.Figure(
-        go.Heatmap(z=fractions[order].T, x=np.arange(len(order)), y=frequency, zmin=0, zmax=1, colorscale="Viridis")
+        go.Heatmap(z=by_frequency(shares), x=np.arange(len(shares)), y=frequency, zmin=0, zmax=1, colorscale="Viridis")
     )
     fig.update_xaxes(title_text="neurons, by dominant frequency", showticklabels=False)
     fig.update_yaxes(title_text="frequency k")
-    decorate(fig, run, step, f"{run.name}: each neuron's share of variance per frequency at step {step}", False)
-    neuron, k = np.meshgrid(np.arange(fractions.shape[0]), frequency, indexing="ij")
-    return Plot(fig, {"neuron": neuron.ravel(), "frequency": k.ravel(), "share": fractions.ravel()})
+    decorate(fig, run, step, title(step), False)
+    neuron, k = np.meshgrid(np.arange(shares.shape[0]), frequency, indexing="ij")
+    return Plot(fig, {"neuron": neuron.ravel(), "frequency": k.ravel(), "share": shares.ravel()}, Scrub(at=at))
 
 
 def neuron_activation(run: Run, step: int | None = None, neuron: int | None = None) -> Plot:
@@ -412,15 +443,24 @@ def neuron_activation(run: Run, step: int | None = None, neuron: int | None = No
     d_mlp = run.config.model.d_mlp
     if not 0 <= neuron < d_mlp:
         raise GrokscopeError(f"no neuron {neuron} (the MLP has {d_mlp}: 0..{d_mlp - 1})")
-    A = step_activations(run, step)[:, :, neuron].double()
     F = fourier_basis(group.n)
-    power = (F @ (A - A.mean()) @ F.T).square().numpy()
+
+    def activation(s: int) -> tuple[np.ndarray, np.ndarray]:  # (n, n) each: activation, 2D Fourier power
+        A = step_activations(run, s)[:, :, neuron].double()
+        return A.numpy(), (F @ (A - A.mean()) @ F.T).square().numpy()
+
+    def title(s: int) -> str:
+        return f"{run.name}: neuron {neuron} at step {s}<br><sup>{group.note}</sup>"
+
+    def at(s: int) -> tuple[dict[int, dict[str, np.ndarray]], str]:
+        A, power = activation(s)
+        return {0: {"z": A}, 1: {"z": power}}, title(s)
+
+    A, power = activation(step)
     names = component_names(group.n)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("activation", "2D Fourier power"), horizontal_spacing=0.2)
     bar = {"len": 0.8, "thickness": 14}  # a colour bar beside each panel
-    fig.add_heatmap(
-        z=A.numpy(), colorscale="Viridis", colorbar={**bar, "x": 0.45, "title": {"text": "act."}}, row=1, col=1
-    )
+    fig.add_heatmap(z=A, colorscale="Viridis", colorbar={**bar, "x": 0.45, "title": {"text": "act."}}, row=1, col=1)
     fig.add_heatmap(
         z=power, x=names, y=names, colorscale="Viridis", colorbar={**bar, "title": {"text": "power"}}, row=1, col=2
     )
@@ -430,10 +470,10 @@ def neuron_activation(run: Run, step: int | None = None, neuron: int | None = No
     fig.update_xaxes(tickvals=shown, tickangle=-45, row=1, col=2)
     fig.update_yaxes(tickvals=shown, row=1, col=2)
     fig.update_layout(height=480, width=1000)
-    note = group.note
-    decorate(fig, run, step, f"{run.name}: neuron {neuron} at step {step}<br><sup>{note}</sup>", False)
+    decorate(fig, run, step, title(step), False)
     x, y = np.divmod(np.arange(group.n**2), group.n)
-    return Plot(fig, {"x": x, "y": y, "a": group.tokens[x], "b": group.tokens[y], "activation": A.numpy().ravel()})
+    data = {"x": x, "y": y, "a": group.tokens[x], "b": group.tokens[y], "activation": A.ravel()}
+    return Plot(fig, data, Scrub(at=at))
 
 
 LOSS_UNITS = {"ce": "cross-entropy", "ce32": "cross-entropy", "stablemax": "cross-entropy", "mse": "MSE"}
@@ -544,13 +584,21 @@ def ipr_counts(ipr: np.ndarray) -> np.ndarray:
 def neuron_scores(run: Run, step: int | None = None) -> Plot:
     """Each neuron's IPR against its activation score (runs with corrupted labels) or weight magnitude."""
     step = cursor_step(run, step)
-    memorization, row = analysis.load(run, "memorization"), run.row(step)
-    scores = {k: memorization[k][row] for k in SCORES}
-    other = "activation" if np.isfinite(scores["activation"]).all() else "magnitude"
+    memorization = analysis.load(run, "memorization")
+    other = "activation" if np.isfinite(memorization["activation"]).all() else "magnitude"
     label = {
         "activation": "activation score (clean − corrupted contribution to the label's logit)",
         "magnitude": "weight magnitude",
     }[other]
+
+    def title(s: int) -> str:
+        return f"{run.name}: neuron scores at step {s}"
+
+    def at(s: int) -> tuple[dict[int, dict[str, np.ndarray]], str]:
+        row = run.row(s)
+        return {0: {"x": memorization["ipr"][row], "y": memorization[other][row]}}, title(s)
+
+    scores = {k: memorization[k][run.row(step)] for k in SCORES}
     neuron = np.arange(len(scores["ipr"]))
     fig = go.Figure(
         go.Scatter(
@@ -564,8 +612,8 @@ def neuron_scores(run: Run, step: int | None = None) -> Plot:
     )
     fig.update_xaxes(title_text="IPR", range=[0, 1.02])
     fig.update_yaxes(title_text=label)
-    decorate(fig, run, step, f"{run.name}: neuron scores at step {step}", False)
-    return Plot(fig, {"neuron": neuron, **scores})
+    decorate(fig, run, step, title(step), False)
+    return Plot(fig, {"neuron": neuron, **scores}, Scrub(at=at))
 
 
 def ipr_over_time(run: Run, step: int | None = None) -> Plot:
