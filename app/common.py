@@ -192,7 +192,7 @@ def top_up(run: grokscope.Run) -> dict:
                 worker = grokscope.open_run(run.path)
                 analysis.analyze(worker, progress=False)
                 analysed = worker.pinned()
-                for name in analysis.applicable(run.config):  # read now: the next pass rewrites the files
+                for name in analysis.by_default(worker):  # read now: the next pass rewrites the files
                     analysis.load(analysed, name)
                 job["analysed"] = analysed
             except grokscope.GrokscopeError as e:
@@ -247,7 +247,7 @@ def analysed_upto(run: grokscope.Run) -> int | None:
 
     rows = [
         top_up_start(run, analysis.cached_result(run, name))
-        for name in analysis.applicable(run.config)
+        for name in analysis.by_default(run)
         if analysis.ANALYSES[name].kind != "run"
     ]
     reached = min(rows, default=0)

@@ -1,7 +1,7 @@
 // The training-time cursor and the charts that follow it, in the browser (see scrub.py). A cursor move
 // is drawn here without a server round trip: the cursor announces the step on `window`, each chart moves
-// its dashed line and swaps in its per-step traces and title; the server hears of a lone move at once and
-// of a series of moves when it pauses (DEBOUNCE_MS), then sends the values of the figures that need a model forward per step.
+// its dashed line and swaps in its per-step traces and title; the server hears of the step once the
+// moves pause (DEBOUNCE_MS), then sends the values of the figures that need a model forward per step.
 const EVENT = "grokscope-step";
 const DEBOUNCE_MS = 60;
 
@@ -73,19 +73,12 @@ function cursor(state, data, parent, setStateValue) {
     state.bar.appendChild(state.label);
   }
 
-  state.move = (row) => {  // from this page: drawn at the next frame (rapid moves coalesce); a lone move is
-    // sent to the server once the charts here are drawn, a series of moves when it pauses
+  state.move = (row) => {  // from this page: drawn at the next frame (rapid moves coalesce), sent when they pause
     state.row = row;
-    const now = performance.now();
-    const lone = now - (state.movedAt ?? -Infinity) > DEBOUNCE_MS;
-    state.movedAt = now;
     cancelAnimationFrame(state.frame);
+    state.frame = requestAnimationFrame(() => announce(state.run, state.steps[row], row));
     clearTimeout(state.timer);
-    const send = () => setStateValue("step", state.steps[state.row]);
-    state.frame = requestAnimationFrame(() => {
-      announce(state.run, state.steps[row], row);
-      state.timer = setTimeout(send, lone ? 0 : DEBOUNCE_MS);
-    });
+    state.timer = setTimeout(() => setStateValue("step", state.steps[state.row]), DEBOUNCE_MS);
     state.show();
   };
   state.follow = (detail) => {  // a click on a chart moved the cursor

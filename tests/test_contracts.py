@@ -49,7 +49,14 @@ def test_every_task_and_model_trains_opens_analyzes_and_draws(task, model, tmp_p
     assert test_acc == pytest.approx(run.metrics["test_acc"][-1], abs=1e-12)
     computed = analysis.analyze(run, progress=False)
     skipped = analysis.not_applicable(run.config)
-    assert set(computed) == set(analysis.ANALYSES) - set(skipped)
+    on_request = {name for name, spec in analysis.ANALYSES.items() if spec.on_request}
+    assert set(computed) == set(analysis.ANALYSES) - set(skipped) - on_request
+    small = {"local_complexity": {"radii": [1.0], "max_train": 8, "max_test": 8, "n_random": 8, "n_boundary": 4}}
+    small["robustness"] = {"max_points": 8, "iterations": 2}
+    assert analysis.analyze(run, only=list(small), options=small, progress=False) == list(small)
+    layers = len(MODELS[model].neuron_layers(run.config.model))
+    assert analysis.load(run, "local_complexity")["lc"].shape == (len(run.steps), 4, 1, layers)
+    assert np.isfinite(analysis.load(run, "robustness")["adv_acc"]).all()
     assert {"weight_norms", "phases"} <= set(computed)  # these apply to every run
     assert all(reason and "\n" not in reason for reason in skipped.values())
     norms = analysis.load(run, "weight_norms")

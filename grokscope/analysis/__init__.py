@@ -11,13 +11,14 @@ Fourier conventions (basis order, group coordinates for a·b and a/b): see `grok
 from grokscope.analysis.fourier import component_names, fourier_basis, group_of
 from grokscope.analysis.registry import ANALYSES, applicable, describe, not_applicable
 from grokscope.analysis.results import key_frequencies_at, phase_steps, summary
-from grokscope.analysis.scheduler import analyze, cached_result, load, missing
+from grokscope.analysis.scheduler import analyze, by_default, cached_result, load, missing
 from grokscope.analysis.single import measure_model
 
 __all__ = [
     "ANALYSES",
     "analyze",
     "applicable",
+    "by_default",
     "cached_result",
     "component_names",
     "describe",

@@ -25,6 +25,7 @@ from grokscope.store import Run, layout
 ANALYSIS_DIR = layout.ANALYSIS
 BINDING = ("run_id", "config_digest", "checkpoints_digest")
 THREADS = "threads"  # per-checkpoint results: the CPU thread count of their rows (see scheduler.pass_threads)
+OPTIONS = "options"  # results of analyses with options: those they were computed with (JSON, scheduler.options_of)
 
 
 def binding(run: Run, n_rows: int | None) -> dict[str, np.ndarray]:
@@ -75,7 +76,7 @@ def check_cached(spec: Analysis, result: dict[str, np.ndarray]) -> None:
     steps = result.get("steps")
     if steps is None or steps.ndim != 1 or steps.dtype.kind != "i":
         raise GrokscopeError(f"{name}: corrupt cache (no saved steps)")
-    for key in (*spec.rows, *(k for k in result if k not in spec.meta and k not in (*BINDING, THREADS))):
+    for key in (*spec.rows, *(k for k in result if k not in spec.meta and k not in (*BINDING, THREADS, OPTIONS))):
         if key not in result or result[key].ndim == 0 or len(result[key]) != len(steps):
             raise GrokscopeError(f"{name}: corrupt cache ({key} missing or not one row per step)")
 

@@ -7,16 +7,29 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from grokscope.analysis.local_complexity import LOCAL_COMPLEXITY
 from grokscope.analysis.memorization import MEMORIZATION
 from grokscope.analysis.neurons import NEURONS
 from grokscope.analysis.progress import KEY_FREQUENCIES, PHASES, PROGRESS
+from grokscope.analysis.robustness import ROBUSTNESS
 from grokscope.analysis.spec import Analysis
 from grokscope.analysis.weights import SPECTRA, WEIGHT_NORMS
 from grokscope.config import RunConfig
 from grokscope.errors import GrokscopeError
 
 ANALYSES: dict[str, Analysis] = {
-    a.name: a for a in (SPECTRA, WEIGHT_NORMS, KEY_FREQUENCIES, NEURONS, PROGRESS, MEMORIZATION, PHASES)
+    a.name: a
+    for a in (
+        SPECTRA,
+        WEIGHT_NORMS,
+        KEY_FREQUENCIES,
+        NEURONS,
+        PROGRESS,
+        MEMORIZATION,
+        PHASES,
+        LOCAL_COMPLEXITY,
+        ROBUSTNESS,
+    )
 }
 
 

@@ -9,7 +9,9 @@ checkpoints saved since are computed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
+import json
 import sys
 from collections.abc import Callable, Iterable
 
@@ -17,7 +19,17 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from grokscope.analysis.cache import ANALYSIS_DIR, THREADS, append, path_of, read_cached, top_up_start, writable, write
+from grokscope.analysis.cache import (
+    ANALYSIS_DIR,
+    OPTIONS,
+    THREADS,
+    append,
+    path_of,
+    read_cached,
+    top_up_start,
+    writable,
+    write,
+)
 from grokscope.analysis.neurons import grid_neurons
 from grokscope.analysis.registry import ANALYSES, applicable, check_names, not_applicable
 from grokscope.analysis.spec import Analysis, Forward, blocks, checkpoint_loader
@@ -32,23 +44,29 @@ def analyze(
     force: bool = False,
     progress: bool = True,
     report: Callable[[int, int], None] | None = None,
+    options: dict[str, dict] | None = None,
 ) -> list[str]:
-    """Compute what is missing of the named analyses (default: all that apply) up to the last saved
-    checkpoint and cache it in the run; returns the names of those (re)computed. An analysis named in
-    `only` that does not apply raises GrokscopeError saying why. progress: a progress bar on the terminal;
-    report(done, total): called after each checkpoint of the forward pass (for UIs)."""
+    """Compute what is missing of the named analyses (default: all that apply, those computed on request
+    only where cached) up to the last saved checkpoint and cache it in the run; returns the names of those
+    (re)computed. An analysis named in `only` that does not apply raises GrokscopeError saying why.
+    progress: a progress bar on the terminal; report(done, total): called after each checkpoint of the
+    forward pass (for UIs); options: analysis name → {option: value} (see Analysis.options)."""
     run.refresh()
     if not run.n_checkpoints:
         raise GrokscopeError(f"{run.path}: no checkpoint saved yet")
     check_shapes(run)
     if only is None:
-        wanted = applicable(run.config)
+        wanted = by_default(run)
     else:
         wanted = check_names(only)
         skipped = not_applicable(run.config)
         for name in wanted:
             if name in skipped:
                 raise GrokscopeError(f"{name} does not apply to this run: it {skipped[name]}")
+    options = options or {}
+    for name in check_names(options):
+        if name not in wanted:
+            raise GrokscopeError(f"options for {name}, which is not among the analyses to compute (--only {name})")
     todo, pending = set(wanted), list(wanted)
     while pending:  # and what they need, reused from the cache where current (--force redoes `wanted` only)
         for need in ANALYSES[pending.pop()].requires:
@@ -74,7 +92,8 @@ def analyze(
                     write(run, spec, cached[spec.name])
                     computed.append(spec.name)
             continue
-        starts = {spec.name: start_of(run, spec, cached) for spec in same}
+        chosen = {spec.name: options_of(spec, cached[spec.name], options.get(spec.name)) for spec in same}
+        starts = {spec.name: start_of(run, spec, cached, chosen[spec.name]) for spec in same}
         starts = {name: start for name, start in starts.items() if start < run.n_checkpoints}
         if not starts:
             continue
@@ -87,13 +106,50 @@ def analyze(
             elif kind == "forward":
                 rows = forward_pass(run, group, todo_specs, starts, cached, progress, report)
             else:
-                rows = {s.name: checkpoints_pass(run, group, s, starts[s.name], progress) for s in todo_specs}
+                rows = {
+                    s.name: checkpoints_pass(run, group, s, starts[s.name], progress, chosen[s.name])
+                    for s in todo_specs
+                }
         for spec in todo_specs:
             extra = spec.inputs(cached) if spec.inputs else {}
             extra[THREADS] = np.int64(threads)
+            if chosen[spec.name] is not None:
+                extra[OPTIONS] = options_json(chosen[spec.name])
             cached[spec.name] = append(run, spec, cached[spec.name], starts[spec.name], rows[spec.name], **extra)
             computed.append(spec.name)
     return computed
+
+
+def by_default(run: Run) -> list[str]:
+    """What `analyze(run)` computes: the analyses that apply, those computed on request where cached."""
+    return [
+        name
+        for name in applicable(run.config)
+        if not ANALYSES[name].on_request or path_of(run, ANALYSES[name]).is_file()
+    ]
+
+
+def options_of(spec: Analysis, result: dict | None, asked: dict | None):
+    """The options an analysis runs with: those asked for, over those it was cached with, over its
+    defaults (None where it takes none)."""
+    if spec.options is None:
+        if asked:
+            raise GrokscopeError(f"{spec.name} takes no options")
+        return None
+    known = [f.name for f in dataclasses.fields(spec.options)]
+    chosen = {**(json.loads(str(result[OPTIONS])) if result is not None and OPTIONS in result else {}), **(asked or {})}
+    unknown = [key for key in chosen if key not in known]
+    if unknown:
+        raise GrokscopeError(f"{spec.name} has no option '{unknown[0]}' (options: {', '.join(known)})")
+    try:
+        return spec.options(**chosen)
+    except (TypeError, ValueError) as e:
+        raise GrokscopeError(f"{spec.name}: bad options {json.dumps(asked)}: {e}") from None
+
+
+def options_json(options) -> np.ndarray:
+    """Options as stored with a result: a JSON string (sorted keys, so equal options compare equal)."""
+    return np.array(json.dumps(dataclasses.asdict(options), sort_keys=True))
 
 
 def recorded_threads(result: dict | None) -> int | None:
@@ -144,10 +200,13 @@ def run_current(run: Run, spec: Analysis, result: dict | None) -> bool:
     return all(str(result.get(k)) == str(v) for k, v in upstream(spec).items())
 
 
-def start_of(run: Run, spec: Analysis, cached: dict) -> int:
-    """The first checkpoint row a per-checkpoint analysis lacks: 0 where what it was computed from changed."""
+def start_of(run: Run, spec: Analysis, cached: dict, options=None) -> int:
+    """The first checkpoint row a per-checkpoint analysis lacks: 0 where what it was computed from changed
+    (options: those it is to run with, see options_of)."""
     result = cached[spec.name]
     if result is None or any(cached.get(need) is None for need in spec.requires):
+        return 0
+    if options is not None and str(result.get(OPTIONS)) != str(options_json(options)):
         return 0
     inputs = {} if spec.inputs is None else spec.inputs(cached)
     if any(not np.array_equal(result.get(k), v) for k, v in inputs.items()):
@@ -159,14 +218,14 @@ def missing(run: Run) -> list[str]:
     """The analyses that apply to the run and are not cached up to its last saved checkpoint (what
     `analyze(run)` would compute), without computing anything."""
     run.refresh()
-    cached = {name: read_cached(run, ANALYSES[name]) for name in applicable(run.config)}
+    cached = {name: read_cached(run, ANALYSES[name]) for name in by_default(run)}
     out = []
     for name, result in cached.items():
         spec = ANALYSES[name]
         if spec.kind == "run":
             current = run_current(run, spec, result)
         else:  # against what it needs as cached: recomputing that may leave it as it is
-            current = start_of(run, spec, cached) == run.n_checkpoints
+            current = start_of(run, spec, cached, options_of(spec, result, None)) == run.n_checkpoints
         if not current:
             out.append(name)
     return out
@@ -222,15 +281,18 @@ def weights_pass(
     return rows
 
 
-def checkpoints_pass(run: Run, group, spec: Analysis, start: int, show: bool) -> dict[str, list]:
-    """A checkpoints analysis from row `start`, with a progress bar it advances itself (done, total)."""
+def checkpoints_pass(run: Run, group, spec: Analysis, start: int, show: bool, options=None) -> dict[str, list]:
+    """A checkpoints analysis from row `start` (with its options where it takes some), with a progress bar
+    it advances itself (done, total)."""
     with tqdm(total=run.n_checkpoints - start, disable=not show, unit="ckpt", desc=spec.name) as bar:
 
         def advance(done: int, total: int) -> None:
             bar.total = total
             bar.update(done - bar.n)
 
-        return spec.compute(run, group, start, advance)
+        if options is None:
+            return spec.compute(run, group, start, advance)
+        return spec.compute(run, group, start, advance, options=options)
 
 
 @torch.no_grad()

@@ -5,8 +5,8 @@ Four kinds, by what the scheduler feeds them (it runs each kind's shared pass on
   name → (B, *shape) → arrays (B, ...);
 - `forward`: prepare(run, group, cached) → state once, then compute(state, forward) per checkpoint with the
   whole-grid activations in group coordinates (`Forward`), shared by every forward analysis;
-- `checkpoints`: compute(run, group, start, progress) → one list per array of the rows for checkpoints
-  start..n-1, calling progress(done, total) as it goes (for the progress bar);
+- `checkpoints`: compute(run, group, start, progress[, options]) → one list per array of the rows for
+  checkpoints start..n-1, calling progress(done, total) as it goes (for the progress bar);
 - `run`: compute(run, group, cached) → a whole-run result, recomputed when `current(run, result)` is False.
 Results are dicts of numpy arrays, cached in the run (see cache.py); per-checkpoint ones hold "steps".
 """
@@ -69,6 +69,11 @@ class Analysis:
     # where content can be out of range for the run (a neuron count, a frequency above n/2): (run, result) →
     # why it cannot be this run's (one line) or None; a cached file it rejects is recomputed
     valid: Callable[[Run, dict], str | None] | None = None
+    # checkpoints: the frozen dataclass of options it takes (compute gets `options=`); a result keeps the
+    # options it was computed with, a top-up uses them, other options asked for recompute it
+    options: type | None = None
+    # computed only where asked for by name (it is expensive); once cached, kept current like the others
+    on_request: bool = False
 
 
 @dataclass

@@ -44,6 +44,11 @@ class Model(HookedRootModule):
     # inputs (`grid_inputs`) and whole-grid activations (`grid_activations`): what the Fourier analyses and the
     # activation score read
     token_indexed: ClassVar[bool] = False
+    # where local complexity and adversarial attacks perturb the model: its inputs where they are vectors
+    # (None), else the output of this hook (the transformer: token + position embeddings)
+    perturbed: ClassVar[str | None] = None
+    # the norm of adversarial perturbations there: ℓ∞ on continuous inputs, ℓ2 in a token model's space
+    attack_norm: ClassVar[str] = "l2"
 
     def __init__(self, cfg: ModelConfig, task: Task):
         super().__init__()
@@ -60,6 +65,10 @@ class Model(HookedRootModule):
     def output_logits(self, out: torch.Tensor) -> torch.Tensor:
         """The plain forward's output → the logits the loss reads: (batch, n_classes)."""
         return out
+
+    def at_output(self, value: torch.Tensor) -> torch.Tensor:
+        """A hook's value in the plain forward → its value where the logits are read: (batch, ...)."""
+        return value
 
     def all_logits(self, inputs: torch.Tensor, grad_rows: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of every input (`inputs` from task_inputs): (n_inputs, n_classes). grad_rows: the rows the

@@ -55,6 +55,7 @@ class Unembed(nn.Module):
 class DeepMLP(Model):
     kind = "deep_mlp"
     reads = "vectors"
+    attack_norm = "linf"
 
     def __init__(self, cfg: ModelConfig, task: Task, generator: torch.Generator):
         super().__init__(cfg, task)

@@ -98,6 +98,7 @@ class Transformer(Model):
     reads = "tokens"
     has_attention = True
     token_indexed = True
+    perturbed = "blocks.0.hook_resid_pre"
 
     def __init__(self, cfg: ModelConfig, task: ModularTask, generator: torch.Generator):
         super().__init__(cfg, task)
@@ -153,6 +154,9 @@ class Transformer(Model):
 
     def output_logits(self, out: torch.Tensor) -> torch.Tensor:
         return out[:, -1]
+
+    def at_output(self, value: torch.Tensor) -> torch.Tensor:
+        return value[:, -1]
 
     def all_logits(self, inputs: torch.Tensor, grad_rows: torch.Tensor | None = None) -> torch.Tensor:
         return self.grid_logits(grad_rows)
