@@ -99,6 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", nargs="?", help="run directory")
     p.add_argument("--only", metavar="NAME,...", help="these analyses only (see --list)")
     p.add_argument("--force", action="store_true", help="recompute even what is cached")
+    p.add_argument(
+        "--option",
+        dest="options",
+        action="append",
+        default=[],
+        metavar="NAME.KEY=VALUE",
+        help="an analysis option, e.g. local_complexity.radii=[0.1,1] (repeatable; kept with the result, a "
+        "change recomputes it; see --list)",
+    )
     add_threads(p)
     p.add_argument("--summary", action="store_true", help="print the headline: key frequencies, phases, shares")
     p.add_argument("--json", action="store_true", help="with --summary: as JSON")
@@ -322,7 +331,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     use_threads(args)
 
     if args.list:
-        if args.run or args.only or args.force or args.summary or args.json:
+        if args.run or args.only or args.force or args.summary or args.json or args.options:
             raise GrokscopeError("--list only lists the analyses: drop the run and the other options")
         print(analysis.describe())
         return 0
@@ -334,7 +343,13 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     only = None if args.only is None else [n.strip() for n in args.only.split(",") if n.strip()]
     if only == []:
         raise GrokscopeError("--only needs analysis names (see grokscope analyze --list)")
-    computed = analysis.analyze(run, only=only, force=args.force, progress=not args.json)
+    options: dict[str, dict] = {}
+    for text in args.options:
+        name, dot, option = text.partition("=")[0].partition(".")
+        if "=" not in text or not dot or not name or not option:
+            raise GrokscopeError(f"--option expects NAME.KEY=VALUE (e.g. local_complexity.radii=[0.1,1]); got '{text}'")
+        options.setdefault(name, {})[option.strip()] = parse_override(text)[1]
+    computed = analysis.analyze(run, only=only, force=args.force, progress=not args.json, options=options)
     if args.summary:
         summary = analysis.summary(run)
         if args.json:
@@ -347,6 +362,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     print(f"  computed: {', '.join(computed) if computed else 'nothing (all cached and current)'}")
     for name, reason in skipped.items():
         print(f"  not applicable: {name} ({reason})")
+    asked = [name for name in analysis.applicable(run.config) if name not in analysis.by_default(run)]
+    if asked:
+        print(f"  on request (--only {','.join(asked)}): {', '.join(asked)}")
     print(f"  cached in {run.path / analysis.cache.ANALYSIS_DIR}")
     return 0
 

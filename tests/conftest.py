@@ -31,15 +31,31 @@ def grokked_run(tmp_path_factory):
     return grokscope.open_run(out)
 
 
+# the analyses computed on request, at sizes that take a second or two on the tiny run
+ON_REQUEST_OPTIONS = {
+    "local_complexity": {
+        "radii": [0.5, 2.0],
+        "directions": 4,
+        "max_train": 8,
+        "max_test": 8,
+        "n_random": 8,
+        "n_boundary": 4,
+    },
+    "robustness": {"max_points": 16, "iterations": 3},
+}
+
+
 @pytest.fixture(scope="session")
 def analyzed_run(grokked_run, tmp_path_factory):
-    """A copy of the grokked tiny run with every analysis computed (read it; copy it to change it)."""
+    """A copy of the grokked tiny run with every analysis computed, those on request at small sizes
+    (ON_REQUEST_OPTIONS) (read it; copy it to change it)."""
     from grokscope import analysis
 
     path = tmp_path_factory.mktemp("analyzed") / "tiny"
     shutil.copytree(grokked_run.path, path)
     run = grokscope.open_run(path)
     analysis.analyze(run, progress=False)
+    analysis.analyze(run, only=list(ON_REQUEST_OPTIONS), options=ON_REQUEST_OPTIONS, progress=False)
     return run
 
 

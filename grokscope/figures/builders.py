@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
+import torch
 from plotly.subplots import make_subplots
 
 from grokscope import analysis
@@ -42,6 +44,10 @@ COLOURS = {
     "neurons": PALETTE[0],
     "clustered share": PALETTE[2],
     "clean_train": PALETTE[0],
+    "training points": PALETTE[0],
+    "test points": PALETTE[1],
+    "random points": PALETTE[7],
+    "boundary points": PALETTE[4],
 }
 PHASE_NAMES = ("memorization", "circuit formation", "clean-up", "stable")
 PHASE_SHADES = ("rgba(0,0,0,0.07)", "rgba(0,0,0,0.0)", "rgba(0,0,0,0.07)", "rgba(0,0,0,0.0)")
@@ -110,9 +116,11 @@ def phase_spans(run: Run) -> list[tuple[str, int, int]]:
     return list(zip(names, bounds, [*bounds[1:], end]))
 
 
-def decorate(fig: go.Figure, run: Run, step: int, title: str, time_axis: bool = True) -> go.Figure:
+def decorate(
+    fig: go.Figure, run: Run, step: int, title: str, time_axis: bool = True, log_time: bool = False
+) -> go.Figure:
     """House style; on time axes the phases shaded and labelled, the grok step dotted and the cursor as a
-    dashed line."""
+    dashed line. log_time: the time axes are logarithmic (step 0 is not drawn there)."""
     # the title stands at the top (plotly anchors a title of several lines by its last: padded by a line
     # each), below it the subtitle, then room for the phase labels of time axes
     lines = title.count("<br>")
@@ -120,10 +128,14 @@ def decorate(fig: go.Figure, run: Run, step: int, title: str, time_axis: bool = 
     above = 45 * (time_axis and bool(phase_spans(run))) + 20 * bool(fig.layout.annotations)  # labels, subplot titles
     fig.update_layout(margin={"t": 50 + 22 * lines + above})
     if time_axis:
+        first = int(run.steps[run.steps > 0][0]) if (run.steps > 0).any() else 1
         for i, (name, start, end) in enumerate(phase_spans(run)):
+            if log_time:  # a log axis places annotations by the log of x (shapes by x itself)
+                start, end = max(start, first), max(end, first)
+            middle = np.log10(np.sqrt(start * end)) if log_time else (start + end) / 2
             fig.add_vrect(x0=start, x1=end, fillcolor=PHASE_SHADES[i], line_width=0, layer="below")
             fig.add_annotation(
-                x=(start + end) / 2,
+                x=middle,
                 y=1.0 + 0.045 * (i % 2),  # staggered, so short phases' labels do not overlap
                 yref="paper",
                 text=name,
@@ -134,6 +146,8 @@ def decorate(fig: go.Figure, run: Run, step: int, title: str, time_axis: bool = 
         if run.grok_step is not None:
             fig.add_vline(x=run.grok_step, line_dash="dot", line_color=COLOURS["test"], line_width=1.5)
         fig.add_vline(x=step, line_dash="dash", line_color="#444444", line_width=1, name=CURSOR)
+        if log_time:
+            fig.update_xaxes(type="log", exponentformat="power")
     return fig
 
 
@@ -654,6 +668,153 @@ def pruning_sweep(run: Run, step: int | None = None, by: str = "ipr", lowest: bo
     return pruning_curves(pruner, pruner.sweep())
 
 
+LC_SETS = {"train": "training points", "test": "test points", "random": "random points", "boundary": "boundary points"}
+
+
+def chosen_radius(radii: list[float], radius: float | None) -> int:
+    """The index of the radius asked for among those computed (default: the one nearest 1, in log terms)."""
+    if radius is None:
+        return int(np.argmin(np.abs(np.log(np.asarray(radii)))))
+    if radius not in radii:
+        raise GrokscopeError(f"local complexity was computed at radii {radii}; not at {radius}")
+    return radii.index(radius)
+
+
+def local_complexity(run: Run, step: int | None = None, radius: float | None = None) -> Plot:
+    """Local complexity over training at one radius (default: the computed one nearest 1): the mean number
+    of neurons whose sign changes around each set of points, summed over layers (top), and per neuron layer
+    at the training points (bottom); log time axis, the checkpoints analysed only."""
+    from grokscope.analysis.local_complexity import SETS
+
+    step = cursor_step(run, step)
+    result = analysis.load(run, "local_complexity")
+    radii = json.loads(str(result["options"]))["radii"]
+    r = chosen_radius(radii, radius)
+    lc = result["lc"][:, :, r]  # (checkpoints, sets, layers)
+    analysed = np.isfinite(lc[:, 0, 0])
+    steps = run.steps[: len(lc)][analysed]
+    n_layers = lc.shape[2]
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08, row_heights=[0.6, 0.4])
+    data: dict[str, np.ndarray] = {"step": steps}
+    for s, key in enumerate(SETS):
+        total = lc[analysed, s].sum(-1)
+        data[f"lc_{key}"] = total
+        name = LC_SETS[key]
+        fig.add_scatter(x=steps, y=total, name=name, line={"color": COLOURS[name]}, row=1, col=1)
+    for layer in range(n_layers):
+        values = lc[analysed, 0, layer]
+        data[f"lc_train_layer_{layer}"] = values
+        dash = ("solid", "dot", "dash", "dashdot")[layer % 4]
+        fig.add_scatter(
+            x=steps,
+            y=values,
+            name=f"layer {layer} (training points)",
+            line={"color": COLOURS["train"], "dash": dash},
+            row=2,
+            col=1,
+        )
+    fig.update_yaxes(title_text="LC (neurons)", rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(title_text="LC per layer", rangemode="tozero", row=2, col=1)
+    fig.update_xaxes(title_text="step", row=2, col=1)
+    fig.update_layout(height=620)
+    title = f"{run.name}: local complexity at radius {radii[r]:g}"
+    return Plot(decorate(fig, run, step, title, log_time=True), data, Scrub())
+
+
+def robustness(run: Run, step: int | None = None) -> Plot:
+    """Clean (solid) and adversarial (dotted) accuracy of the sampled training and test points over training,
+    log time axis: robustness that arrives late is the paper's delayed robustness."""
+    from grokscope.analysis.robustness import SPLITS, RobustnessOptions, attack_settings
+
+    step = cursor_step(run, step)
+    result = analysis.load(run, "robustness")
+    norm = MODELS[run.config.model.kind].attack_norm
+    eps, _ = attack_settings(RobustnessOptions(**json.loads(str(result["options"]))), norm)
+    analysed = np.isfinite(result["adv_acc"][:, 0])
+    steps = run.steps[: len(analysed)][analysed]
+    fig = go.Figure()
+    data: dict[str, np.ndarray] = {"step": steps}
+    for s, split in enumerate(SPLITS):
+        for kind, dash in (("clean", "solid"), ("adv", "dot")):
+            values = result[f"{kind}_acc"][analysed, s]
+            data[f"{kind}_{split}_acc"] = values
+            label = f"{split} accuracy" if kind == "clean" else f"{split} adversarial accuracy"
+            fig.add_scatter(x=steps, y=values, name=label, line={"color": COLOURS[split], "dash": dash})
+    fig.update_yaxes(title_text="accuracy", range=[0, 1.02])
+    fig.update_xaxes(title_text="step")
+    fig.update_layout(height=480)
+    space = "input" if MODELS[run.config.model.kind].perturbed is None else "embedding"
+    bound = {"linf": "ℓ∞", "l2": "ℓ2"}[norm]
+    title = f"{run.name}: clean and adversarial accuracy<br><sup>PGD, {bound} ≤ {eps:g} in {space} space</sup>"
+    return Plot(decorate(fig, run, step, title, log_time=True), data, Scrub())
+
+
+def region_slice(run: Run, step: int | None = None, resolution: int = 121) -> Plot:
+    """A 2-D slice through three training points of different classes, x_a + α(x_b − x_a) + β(x_c − x_a),
+    each pixel coloured by its neurons' sign pattern (its linear region for MLPs; colours arbitrary), the
+    three points marked: scrubbed, the regions move as training goes."""
+    from grokscope.analysis.local_complexity import forward_from, space_points
+
+    step = cursor_step(run, step)
+    model = load_model(run, step)
+    dataset = run.dataset
+    order = np.random.default_rng(0).permutation(dataset.train_rows)
+    labels = dataset.true_labels[order]
+    chosen: list[int] = []
+    for row, label in zip(order, labels):  # three points of different classes where there are three
+        if all(dataset.true_labels[c] != label for c in chosen):
+            chosen.append(int(row))
+        if len(chosen) == 3:
+            break
+    chosen += [int(r) for r in order if int(r) not in chosen][: 3 - len(chosen)]
+    inputs = model.task_inputs(run.task, dataset)
+    span = np.linspace(-0.5, 1.5, resolution)
+    alpha, beta = np.meshgrid(span, span)  # rows: β, columns: α
+    grid = torch.as_tensor(np.stack([alpha.ravel(), beta.ravel()], 1), dtype=torch.float32)
+
+    def regions(s: int) -> tuple[np.ndarray, int]:
+        net = model if s == step else load_model(run, s)
+        x_a, x_b, x_c = space_points(net, inputs[torch.as_tensor(chosen)])
+        points = x_a + grid[:, :1] * (x_b - x_a) + grid[:, 1:] * (x_c - x_a)
+        with torch.no_grad():
+            _, pre = forward_from(net, points, inputs)
+        pattern = torch.cat([(values > 0) for values in pre], 1)
+        _, ids = torch.unique(pattern, dim=0, return_inverse=True)
+        n = int(ids.max()) + 1
+        shuffled = np.random.default_rng(1).permutation(max(n, 1))[ids.numpy()]  # neighbours apart in colour
+        return shuffled.reshape(resolution, resolution).astype(np.float32) / max(n - 1, 1), n
+
+    def title(s: int, n: int) -> str:
+        kind = "linear regions" if MODELS[run.config.model.kind].perturbed is None else "neuron sign patterns"
+        return f"{run.name}: {n} {kind} in a slice through three training points at step {s}"
+
+    def at(s: int) -> tuple[dict[int, dict[str, np.ndarray]], str]:
+        z, n = regions(s)
+        return {0: {"z": z}}, title(s, n)
+
+    z, n = regions(step)
+    fig = go.Figure(go.Heatmap(x=span, y=span, z=z, colorscale="Turbo", showscale=False, zmin=0, zmax=1))
+    classes = [int(dataset.true_labels[c]) for c in chosen]
+    fig.add_scatter(
+        x=[0, 1, 0],
+        y=[0, 0, 1],
+        mode="markers+text",
+        text=[f"{name} (class {c})" for name, c in zip("abc", classes)],
+        textposition="top center",
+        marker={"color": "white", "size": 11, "line": {"color": "black", "width": 2}},
+        name="training points",
+    )
+    fig.update_xaxes(title_text="α (towards b)", range=[-0.5, 1.5])
+    fig.update_yaxes(title_text="β (towards c)", range=[-0.5, 1.5], scaleanchor="x")
+    fig.update_layout(height=560, width=640, showlegend=False)
+    decorate(fig, run, step, title(step, n), False)
+    data = {"alpha": alpha.ravel(), "beta": beta.ravel(), "region": z.ravel()}
+    return Plot(fig, data, Scrub(at=at))
+
+
+ON_REQUEST = ("local_complexity", "robustness")  # figures of the analyses computed on request, of the same names
+
+
 FIGURES = {
     "training_curves": (training_curves, "loss and accuracy (train, test), weight norm; phases shaded"),
     "embedding_spectrum": (embedding_spectrum, "W_E's Fourier power per frequency at the step"),
@@ -667,6 +828,9 @@ FIGURES = {
     "neuron_scores": (neuron_scores, "each neuron's IPR against its activation score or weight magnitude"),
     "ipr_over_time": (ipr_over_time, "neurons per IPR over training"),
     "pruning_sweep": (pruning_sweep, "the four accuracies as the lowest-IPR neurons are pruned, at the step"),
+    "local_complexity": (local_complexity, "local complexity over training per point set and per layer (on request)"),
+    "robustness": (robustness, "clean and adversarial accuracy over training (on request)"),
+    "region_slice": (region_slice, "linear regions in a 2-D slice through three training points, at the step"),
 }
 TIME_AXIS = (
     "training_curves",
@@ -674,8 +838,16 @@ TIME_AXIS = (
     "neuron_clusters",
     "progress_measures",
     "ipr_over_time",
+    "local_complexity",
+    "robustness",
 )  # with the cursor
-GROUP_FREE = ("training_curves", "attention")  # the others read Fourier analyses
+GROUP_FREE = (
+    "training_curves",
+    "attention",
+    "local_complexity",
+    "robustness",
+    "region_slice",
+)  # the others read Fourier analyses
 
 
 def not_applicable(run: Run) -> dict[str, str]:
@@ -693,6 +865,8 @@ def not_applicable(run: Run) -> dict[str, str]:
             out[name] = f"needs attention heads; model.kind '{run.config.model.kind}' has none"
         elif name == "pruning_sweep" and prune is not None:
             out[name] = prune
+        elif name in ON_REQUEST and analysis.cached_result(run, name) is None:
+            out[name] = f"computed on request: grokscope analyze {run.path} --only {name}"
     return out
 
 
