@@ -235,3 +235,20 @@ def test_the_robustness_analysis_reports_clean_and_adversarial_accuracy(digits_r
     analysed = np.isfinite(result["adv_acc"][:, 0])
     assert analysed[0] and not analysed[1] and analysed[last]
     assert (result["adv_acc"][analysed] <= result["clean_acc"][analysed]).all()
+
+
+def test_a_cache_of_another_run_is_not_recomputed_unasked(analyzed_run, small_run, tmp_path):
+    """An on-request result that does not load here (copied from another run) waits to be asked for again:
+    a plain analyze would otherwise recompute it with the default options (minutes, not seconds)."""
+    import shutil
+
+    from grokscope.analysis.cache import path_of
+
+    shutil.copytree(small_run.path, tmp_path / "run")
+    run = grokscope.open_run(tmp_path / "run")
+    spec = analysis.ANALYSES["local_complexity"]
+    (run.path / "analysis").mkdir(exist_ok=True)
+    shutil.copy(path_of(analyzed_run, spec), path_of(run, spec))
+    assert "local_complexity" not in analysis.by_default(run)
+    assert "local_complexity" not in analysis.analyze(run, progress=False)
+    assert "local_complexity" in analysis.by_default(analyzed_run)  # its own cache: kept current

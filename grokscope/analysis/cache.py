@@ -41,8 +41,9 @@ def path_of(run: Run, spec: Analysis) -> Path:
     return run.path / ANALYSIS_DIR / f"{spec.name}@v{spec.version}.npz"
 
 
-def read_cached(run: Run, spec: Analysis) -> dict[str, np.ndarray] | None:
-    """A cached result, or None if there is none or it does not load (then it is recomputed)."""
+def read_cached(run: Run, spec: Analysis, quiet: bool = False) -> dict[str, np.ndarray] | None:
+    """A cached result, or None if there is none or it does not load (then it is recomputed, which is
+    said on stderr unless quiet)."""
     path = path_of(run, spec)
     if not path.is_file():
         return None
@@ -60,7 +61,8 @@ def read_cached(run: Run, spec: Analysis) -> dict[str, np.ndarray] | None:
         if reason:
             raise GrokscopeError(f"{path.name}: {reason}")
     except GrokscopeError as e:
-        print(f"grokscope: {e}; recomputing {spec.name}", file=sys.stderr)
+        if not quiet:
+            print(f"grokscope: {e}; recomputing {spec.name}", file=sys.stderr)
         return None
     return {k: v for k, v in result.items() if k not in BINDING}
 

@@ -121,11 +121,13 @@ def analyze(
 
 
 def by_default(run: Run) -> list[str]:
-    """What `analyze(run)` computes: the analyses that apply, those computed on request where cached."""
+    """What `analyze(run)` computes: the analyses that apply, those computed on request where a cached
+    result of this run loads (one that does not, e.g. copied from another run, waits to be asked for
+    again rather than being recomputed with the default options)."""
     return [
         name
         for name in applicable(run.config)
-        if not ANALYSES[name].on_request or path_of(run, ANALYSES[name]).is_file()
+        if not ANALYSES[name].on_request or read_cached(run, ANALYSES[name], quiet=True) is not None
     ]
 
 
