@@ -435,3 +435,24 @@ def test_train_stop_resume_and_analyse_from_the_jobs_page(tmp_path, monkeypatch,
     at.button(key="analyse fromapp").click().run()
     wait_for("done")  # the newest job is listed first
     assert not analysis.missing(grokscope.open_run(tmp_path / "fromapp"))
+
+
+@pytest.mark.slow  # a real job with the default options: about 30 s on 2 idle cores
+def test_local_complexity_is_computed_on_request_from_its_page(tmp_path, monkeypatch, jobs_module):
+    """Not cached: the page says how to compute it and its button runs `grokscope analyze --only` as a job;
+    then the page draws both figures (the region slice needs no analysis: drawn throughout)."""
+    sizes = {"train.steps": 20, "checkpoints.dense_until": 2, "checkpoints.n_log": 2, "checkpoints.n_uniform": 2}
+    config = {**KIND_CONFIGS["digits"], **sizes}
+    trained = grokscope.train(grokscope.load_preset("tiny").with_overrides(config), tmp_path / "digits", progress=False)
+    analysis.analyze(grokscope.open_run(trained), progress=False)  # what it computes by default
+    at = app(tmp_path, monkeypatch, "digits")
+    at.switch_page("pages/55_local_complexity.py").run()
+    assert not at.exception and "computed on request" in at.info[0].value and len(charts(at)) == 1
+    at.button(key="compute on request").click().run()
+    deadline = time.monotonic() + 240
+    while len(charts(at)) < 3:
+        assert time.monotonic() < deadline and not at.exception, [i.value for i in at.info]
+        time.sleep(1)
+        at.run()
+    run = grokscope.open_run(tmp_path / "digits")
+    assert all(analysis.cached_result(run, name) is not None for name in ("local_complexity", "robustness"))

@@ -750,19 +750,19 @@ def robustness(run: Run, step: int | None = None) -> Plot:
 
 
 def region_slice(run: Run, step: int | None = None, resolution: int = 121) -> Plot:
-    """A 2-D slice through three training points of different classes, x_a + α(x_b − x_a) + β(x_c − x_a),
-    each pixel coloured by its neurons' sign pattern (its linear region for MLPs; colours arbitrary), the
-    three points marked: scrubbed, the regions move as training goes."""
+    """A 2-D slice through three training points of different classes, x_a + α(x_b − x_a) + β(x_c − x_a):
+    each pixel coloured by how many neurons change sign between it and its next pixels (right and up: the
+    slice's region boundaries, dense where many cross), white where the predicted class changes, the three
+    points marked. Scrubbed, the boundaries move as training goes."""
     from grokscope.analysis.local_complexity import forward_from, space_points
 
     step = cursor_step(run, step)
     model = load_model(run, step)
     dataset = run.dataset
     order = np.random.default_rng(0).permutation(dataset.train_rows)
-    labels = dataset.true_labels[order]
     chosen: list[int] = []
-    for row, label in zip(order, labels):  # three points of different classes where there are three
-        if all(dataset.true_labels[c] != label for c in chosen):
+    for row in order:  # three points of different classes where there are three
+        if all(dataset.true_labels[c] != dataset.true_labels[row] for c in chosen):
             chosen.append(int(row))
         if len(chosen) == 3:
             break
@@ -772,43 +772,55 @@ def region_slice(run: Run, step: int | None = None, resolution: int = 121) -> Pl
     alpha, beta = np.meshgrid(span, span)  # rows: β, columns: α
     grid = torch.as_tensor(np.stack([alpha.ravel(), beta.ravel()], 1), dtype=torch.float32)
 
-    def regions(s: int) -> tuple[np.ndarray, int]:
+    def crossings(s: int) -> tuple[np.ndarray, int]:
+        """(resolution, resolution) neurons changing sign to the next pixels, NaN where the class changes;
+        the number of distinct sign patterns in the slice."""
         net = model if s == step else load_model(run, s)
         x_a, x_b, x_c = space_points(net, inputs[torch.as_tensor(chosen)])
         points = x_a + grid[:, :1] * (x_b - x_a) + grid[:, 1:] * (x_c - x_a)
         with torch.no_grad():
-            _, pre = forward_from(net, points, inputs)
-        pattern = torch.cat([(values > 0) for values in pre], 1)
-        _, ids = torch.unique(pattern, dim=0, return_inverse=True)
-        n = int(ids.max()) + 1
-        shuffled = np.random.default_rng(1).permutation(max(n, 1))[ids.numpy()]  # neighbours apart in colour
-        return shuffled.reshape(resolution, resolution).astype(np.float32) / max(n - 1, 1), n
+            logits, pre = forward_from(net, points, inputs)
+        pattern = torch.cat([(values > 0) for values in pre], 1).view(resolution, resolution, -1)
+        count = torch.zeros(resolution, resolution)
+        count[:, :-1] += (pattern[:, 1:] != pattern[:, :-1]).sum(-1)
+        count[:-1, :] += (pattern[1:, :] != pattern[:-1, :]).sum(-1)
+        predicted = logits.argmax(-1).view(resolution, resolution)
+        changes = torch.zeros(resolution, resolution, dtype=torch.bool)
+        changes[:, :-1] |= predicted[:, 1:] != predicted[:, :-1]
+        changes[:-1, :] |= predicted[1:, :] != predicted[:-1, :]
+        z = count.masked_fill(changes, float("nan")).numpy()
+        return z, len(torch.unique(pattern.view(resolution * resolution, -1), dim=0))
 
     def title(s: int, n: int) -> str:
         kind = "linear regions" if MODELS[run.config.model.kind].perturbed is None else "neuron sign patterns"
-        return f"{run.name}: {n} {kind} in a slice through three training points at step {s}"
+        return (
+            f"{run.name}: region boundaries at step {s}<br>"
+            f"<sup>a slice through three training points: {n} {kind}; white: the predicted class changes</sup>"
+        )
 
     def at(s: int) -> tuple[dict[int, dict[str, np.ndarray]], str]:
-        z, n = regions(s)
+        z, n = crossings(s)
         return {0: {"z": z}}, title(s, n)
 
-    z, n = regions(step)
-    fig = go.Figure(go.Heatmap(x=span, y=span, z=z, colorscale="Turbo", showscale=False, zmin=0, zmax=1))
+    z, n = crossings(step)
+    bar = {"title": {"text": "neurons<br>changing<br>sign"}, "len": 0.8, "thickness": 14}
+    fig = go.Figure(go.Heatmap(x=span, y=span, z=z, colorscale="Viridis", colorbar=bar, zmin=0))
     classes = [int(dataset.true_labels[c]) for c in chosen]
     fig.add_scatter(
         x=[0, 1, 0],
         y=[0, 0, 1],
         mode="markers+text",
-        text=[f"{name} (class {c})" for name, c in zip("abc", classes)],
+        text=[f"{name}: class {c}" for name, c in zip("abc", classes)],
         textposition="top center",
+        textfont={"color": "white"},
         marker={"color": "white", "size": 11, "line": {"color": "black", "width": 2}},
         name="training points",
     )
     fig.update_xaxes(title_text="α (towards b)", range=[-0.5, 1.5])
     fig.update_yaxes(title_text="β (towards c)", range=[-0.5, 1.5], scaleanchor="x")
-    fig.update_layout(height=560, width=640, showlegend=False)
+    fig.update_layout(height=620, width=720, showlegend=False)
     decorate(fig, run, step, title(step, n), False)
-    data = {"alpha": alpha.ravel(), "beta": beta.ravel(), "region": z.ravel()}
+    data = {"alpha": alpha.ravel(), "beta": beta.ravel(), "neurons_changing_sign": z.ravel()}
     return Plot(fig, data, Scrub(at=at))
 
 
@@ -830,7 +842,7 @@ FIGURES = {
     "pruning_sweep": (pruning_sweep, "the four accuracies as the lowest-IPR neurons are pruned, at the step"),
     "local_complexity": (local_complexity, "local complexity over training per point set and per layer (on request)"),
     "robustness": (robustness, "clean and adversarial accuracy over training (on request)"),
-    "region_slice": (region_slice, "linear regions in a 2-D slice through three training points, at the step"),
+    "region_slice": (region_slice, "region boundaries in a 2-D slice through three training points, at the step"),
 }
 TIME_AXIS = (
     "training_curves",
