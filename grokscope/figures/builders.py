@@ -878,7 +878,7 @@ def not_applicable(run: Run) -> dict[str, str]:
         elif name == "pruning_sweep" and prune is not None:
             out[name] = prune
         elif name in ON_REQUEST and analysis.cached_result(run, name) is None:
-            out[name] = f"computed on request: grokscope analyze {run.path} --only {name}"
+            out[name] = f"is computed on request: grokscope analyze {run.path} --only {name}"
     return out
 
 
