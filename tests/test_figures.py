@@ -155,3 +155,9 @@ def test_export_without_a_browser_is_one_line_and_keeps_the_csv(analyzed_run, tm
     with pytest.raises(grokscope.GrokscopeError, match="renders through Chromium or Chrome"):
         export({"training": figures.builders.training_curves(analyzed_run)}, tmp_path / "out", "pdf")
     assert (tmp_path / "out" / "training.csv").is_file()
+
+
+def test_an_on_request_figure_says_how_to_compute_it(small_run, tmp_path, capsys):
+    code = main(["figures", str(small_run.path), "--out", str(tmp_path / "f"), "--only", "local_complexity"])
+    err = capsys.readouterr().err
+    assert code == 2 and "is computed on request: grokscope analyze" in err and len(err.strip().splitlines()) == 1
