@@ -4,6 +4,7 @@ PDF named for the step."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -71,19 +72,27 @@ def urllib_refused(url: str) -> bool:
     return False
 
 
+@contextlib.contextmanager
+def opened(url: str):
+    """A page at url in headless Chromium, and the list its script errors go to."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(url)
+        yield page, errors
+        browser.close()
+
+
 @pytest.mark.slow
 def test_chart_renders_follows_the_cursor_and_downloads(served, analyzed_run):
     """The cursor moves the charts in the browser (a jump button, the keyboard, a click on a time axis),
     the server hears of the step (the download is made and named at it), and the PDF is a PDF."""
-    from playwright.sync_api import sync_playwright
-
     steps = analyzed_run.steps.tolist()
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        errors = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(f"{served}/fourier")
+    with opened(f"{served}/fourier") as (page, errors):
         page.wait_for_function("document.querySelectorAll('.js-plotly-plot .bars path').length > 0", timeout=60_000)
         label = page.locator(".grokscope-step")
 
@@ -116,7 +125,6 @@ def test_chart_renders_follows_the_cursor_and_downloads(served, analyzed_run):
         with open(download.value.path(), "rb") as pdf:
             assert pdf.read(4) == b"%PDF"
         assert not errors
-        browser.close()
 
 
 @pytest.mark.slow
@@ -124,17 +132,10 @@ def test_figures_that_need_a_forward_per_step_follow_the_cursor(served, analyzed
     """On the Neurons page the neuron map and one neuron's activation are computed by the server at the
     step (Scrub.at) and put in place in the browser: after a move their titles name the step and the map's
     values are the builder's at that step."""
-    from playwright.sync_api import sync_playwright
-
     from grokscope.figures.builders import neuron_frequency_map
 
     steps = analyzed_run.steps.tolist()
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        errors = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.goto(f"{served}/neurons")
+    with opened(f"{served}/neurons") as (page, errors):
         titles = "[...document.querySelectorAll('.js-plotly-plot')].map((gd) => gd.layout.title.text)"
         page.wait_for_function(f"{titles}.length === 3", timeout=60_000)
         page.get_by_label("training step").press("ArrowLeft")
@@ -144,4 +145,3 @@ def test_figures_that_need_a_forward_per_step_follow_the_cursor(served, analyzed
         expected = neuron_frequency_map(analyzed_run, steps[-2]).figure.data[0].z
         assert np.allclose(shown, expected, atol=1e-6)  # float32 on the way
         assert not errors
-        browser.close()
