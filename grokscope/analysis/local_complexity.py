@@ -199,6 +199,15 @@ class PointSets:
         }
 
 
+def frozen_model(run):
+    """The run's model in eval mode with its parameters frozen (perturbations take gradients, the weights
+    none), and a function loading checkpoint row r into it."""
+    model = build_model(run.config).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model, checkpoint_loader(run, model)
+
+
 def analysed_rows(n_checkpoints: int, start: int, every: int) -> list[int]:
     """The checkpoint rows from `start` on that are analysed: every `every`-th, and the last saved one."""
     return [r for r in range(start, n_checkpoints) if r % every == 0 or r == n_checkpoints - 1]
@@ -219,10 +228,7 @@ def lc_rows(model, sets: PointSets, options: LocalComplexityOptions) -> dict[str
 
 def lc_pass(run, group, start: int, progress: Callable[[int, int], None], options: LocalComplexityOptions):
     """The local complexity rows of checkpoints start..n-1 (NaN rows where a checkpoint is skipped)."""
-    model = build_model(run.config).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    load_row = checkpoint_loader(run, model)
+    model, load_row = frozen_model(run)
     sets = PointSets.of(model, run, options)
     todo = set(analysed_rows(run.n_checkpoints, start, options.every))
     n_layers = len(model.neuron_layers(model.cfg))

@@ -19,10 +19,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from grokscope.analysis.local_complexity import analysed_rows, forward_from, sample, space_points
-from grokscope.analysis.spec import Analysis, always, checkpoint_loader
+from grokscope.analysis.local_complexity import analysed_rows, forward_from, frozen_model, sample, space_points
+from grokscope.analysis.spec import Analysis, always
 from grokscope.errors import GrokscopeError
-from grokscope.models import MODELS, build_model
 
 SPLITS = ("train", "test")
 DEFAULT_EPS = {"linf": 0.25, "l2": 0.3}  # where robustness moves over training: see benchmarks/README.md
@@ -96,10 +95,7 @@ def accuracy(model, points: torch.Tensor, labels: torch.Tensor, template: torch.
 
 def robustness_pass(run, group, start: int, progress: Callable[[int, int], None], options: RobustnessOptions):
     """Clean and adversarial accuracy (train, test samples) at checkpoints start..n-1 (NaN where skipped)."""
-    model = build_model(run.config).eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    load_row = checkpoint_loader(run, model)
+    model, load_row = frozen_model(run)
     dataset = run.dataset
     inputs = model.task_inputs(run.task, dataset)
     rows = {
@@ -125,11 +121,6 @@ def robustness_pass(run, group, start: int, progress: Callable[[int, int], None]
         out["adv_acc"].append(adversarial)
         progress(r + 1 - start, run.n_checkpoints - start)
     return out
-
-
-def norm_of(config) -> str:
-    """The norm a run's model is attacked in."""
-    return MODELS[config.model.kind].attack_norm
 
 
 ROBUSTNESS = Analysis(
