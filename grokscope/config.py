@@ -21,6 +21,7 @@ from grokscope.errors import GrokscopeError
 SCHEMA_VERSION = 2  # 1: runs written before task.kind existed (every key a later v1 release added is defaulted)
 TaskKind = Literal["modular", "digits"]
 Op = Literal["add", "sub", "mul", "div", "poly"]  # (a+b), (a−b), (a·b), (a/b, b ≠ 0), (a² + ab + b²) mod p
+Pixels = Literal["standard", "unit"]  # digits: per-pixel z-scores, or pixel / 16 in [0, 1] (MNIST's ToTensor)
 ModelKind = Literal["transformer", "mlp", "deep_mlp"]
 Activation = Literal["relu", "gelu", "square"]
 OptimizerName = Literal["adamw", "sgd"]
@@ -59,10 +60,11 @@ def check_choice(key: str, value: str, literal) -> None:
 @dataclass
 class TaskConfig:
     """kind `modular`: the binary operation `op` mod p on the tokens `a b =`. kind `digits`: the 8 × 8
-    handwritten digits scikit-learn ships (1,797 images, 10 classes), pixels standardised with the training
-    split's mean and standard deviation. Both: `train_frac` of the inputs for training (or exactly `n_train`
-    when it is set), a share `corrupt_frac` of the training labels replaced by random ones, all drawn from
-    `seed`. `op` and `p` apply to modular tasks only."""
+        handwritten digits scikit-learn ships (1,797 images, 10 classes), pixels standardised with the training
+        split's mean and standard deviation (`pixels` standard) or scaled to [0, 1] (`pixels` unit, as MNIST's
+    usual loading gives). Both: `train_frac` of the inputs for training (or exactly `n_train`
+        when it is set), a share `corrupt_frac` of the training labels replaced by random ones, all drawn from
+        `seed`. `op` and `p` apply to modular tasks only, `pixels` to digits only."""
 
     kind: TaskKind = "modular"
     op: Op = "add"
@@ -70,11 +72,13 @@ class TaskConfig:
     train_frac: float = 0.3
     n_train: int = 0  # > 0: exactly this many training inputs (train_frac is then not used)
     corrupt_frac: float = 0.0  # ξ: share of training labels replaced by uniformly random labels
+    pixels: Pixels = "standard"
     seed: int = 598
 
     def __post_init__(self):
         check_choice("task.kind", self.kind, TaskKind)
         check_choice("task.op", self.op, Op)
+        check_choice("task.pixels", self.pixels, Pixels)
         check(3 <= self.p <= MAX_P, f"task.p must be in [3, {MAX_P}]; got {self.p}")
         check(
             self.op not in PRIME_OPS or is_prime(self.p),
@@ -92,6 +96,10 @@ class TaskConfig:
                 f"{default.op} and {default.p} (--set task.op={default.op} --set task.p={default.p}), or start "
                 f"from --preset {self.kind}",
             )
+        check(
+            self.kind == "digits" or self.pixels == "standard",
+            f"task.pixels applies to task.kind 'digits' only, not '{self.kind}'",
+        )
 
 
 @dataclass
@@ -268,10 +276,14 @@ class RunConfig:
         return RunConfig.from_dict({**flatten(self.to_dict()), **overrides})
 
 
+V2_LATER = {"task.pixels": "standard"}  # keys added within schema 2, at what runs written before them did
+
+
 def upgrade(data: dict) -> dict:
     """A run's config.json as this release writes it: a schema-1 file (no schema_version) gets the keys added
     since, at the defaults that describe what those runs did (task.kind modular; the v1 releases' later keys:
-    model.dropout, model.init_std, optim.orthograd, ticket.*, grokfast.*)."""
+    model.dropout, model.init_std, optim.orthograd, ticket.*, grokfast.*); a schema-2 file written before a
+    later key existed gets it at the default that describes it (task.pixels standard)."""
     flat = flatten(data)
     version = flat.pop("schema_version", 1)
     check(
@@ -284,6 +296,7 @@ def upgrade(data: dict) -> dict:
         added = {"task.kind", "task.n_train", "model.init_scale", *v1_later}
         defaults = flatten(RunConfig().to_dict())
         flat = {**{k: defaults[k] for k in added}, **flat}
+    flat = {**V2_LATER, **flat}
     return {**flat, "schema_version": SCHEMA_VERSION}
 
 

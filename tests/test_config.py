@@ -83,6 +83,8 @@ def test_known_keys_are_dotted():
     [
         ("TaskConfig", {"kind": "images"}, "task.kind must be one of 'modular', 'digits'"),
         ("TaskConfig", {"kind": "digits", "p": 31}, "apply to task.kind 'modular' only"),
+        ("TaskConfig", {"pixels": "unit"}, "task.pixels applies to task.kind 'digits' only"),
+        ("TaskConfig", {"kind": "digits", "pixels": "raw"}, "task.pixels must be one of 'standard', 'unit'"),
         ("ModelConfig", {"kind": "cnn"}, "model.kind must be one of 'transformer', 'mlp', 'deep_mlp'"),
         ("ModelConfig", {"init_scale": 0.0}, "model.init_scale must be positive"),
         ("TrainConfig", {"loss": "hinge"}, "train.loss must be one of"),
@@ -106,3 +108,6 @@ def test_a_schema_1_config_is_upgraded_and_an_unknown_schema_refused():
         RunConfig.from_dict({**v1, "schema_version": SCHEMA_VERSION}, complete=True)  # a v2 file must be whole
     with pytest.raises(GrokscopeError, match="schema_version 7"):
         upgrade({**v1, "schema_version": 7})
+    v2 = load_preset("digits").to_dict()  # written before task.pixels existed: its pixels were standardised
+    del v2["task"]["pixels"]
+    assert RunConfig.from_dict(upgrade(v2), complete=True) == load_preset("digits")

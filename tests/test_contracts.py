@@ -98,6 +98,22 @@ def test_digits_are_standardised_with_training_statistics_only():
     assert (data.true_labels == load_digits().target).all()
 
 
+def test_digits_in_unit_pixels_are_the_images_over_16_and_attacked_at_mnists_radius():
+    from sklearn.datasets import load_digits
+
+    from grokscope.analysis.robustness import RobustnessOptions, attack_settings
+
+    standard = make_task(tiny_config("digits", "deep_mlp").task)
+    unit = make_task(tiny_config("digits", "deep_mlp", **{"task.pixels": "unit"}).task)
+    x = unit.vectors(unit.dataset()).double().numpy()
+    np.testing.assert_allclose(x, load_digits().data / 16, atol=1e-7)  # float32 of k/16 is exact
+    assert x.min() == 0 and x.max() == 1 and "pixels in [0, 1]" in unit.describe()
+    # the default ℓ∞ radius follows the units: 0.25 standard deviations, or 0.1 in [0, 1]; an explicit eps wins
+    assert attack_settings(RobustnessOptions(), "linf", standard) == (0.25, 0.0625)
+    assert attack_settings(RobustnessOptions(), "linf", unit) == (0.1, 0.025)
+    assert attack_settings(RobustnessOptions(eps=0.2), "linf", unit) == (0.2, 0.05)
+
+
 def test_digits_label_corruption_is_seeded_and_counted():
     a = make_task(tiny_config("digits", "deep_mlp", **{"task.corrupt_frac": 0.2}).task).dataset()
     b = make_task(tiny_config("digits", "deep_mlp", **{"task.corrupt_frac": 0.2}).task).dataset()

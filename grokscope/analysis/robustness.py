@@ -2,8 +2,8 @@
 same points.
 
 PGD with a random start (Madry et al. 2018) in the space the model is perturbed in (`Model.perturbed`, as
-for local complexity): ℓ∞ on continuous inputs (the digits MLP, in standardised pixel units, not clipped to
-a pixel range: standardised pixels have none), ℓ2 in a token model's space (the one-hot MLP's R^{2p}, the
+for local complexity): ℓ∞ on continuous inputs (the digits MLP, in the units of its pixels, standardised or
+in [0, 1], not clipped to a pixel range: standardised pixels have none), ℓ2 in a token model's space (the one-hot MLP's R^{2p}, the
 transformer's token + position embeddings). Each step moves by `step` along the gradient's sign (ℓ∞) or
 its unit direction (ℓ2) and projects back onto the eps-ball around the point. The attack raises the
 cross-entropy of the logits against the true label, whatever loss the run trained with; a point is robust
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,13 +24,16 @@ from grokscope.analysis.local_complexity import analysed_rows, forward_from, fro
 from grokscope.analysis.spec import Analysis, always
 from grokscope.errors import GrokscopeError
 
+if TYPE_CHECKING:
+    from grokscope.tasks import Task
+
 SPLITS = ("train", "test")
-DEFAULT_EPS = {"linf": 0.25, "l2": 0.3}  # where robustness moves over training: see benchmarks/README.md
+L2_EPS = 0.3  # where robustness of the token models moves over training: see benchmarks/README.md
 
 
 @dataclass(frozen=True)
 class RobustnessOptions:
-    """eps: the attack's radius (0: the model's default, DEFAULT_EPS by its norm); step: the step size (0:
+    """eps: the attack's radius (0: the default, the task's linf_eps for ℓ∞, L2_EPS for ℓ2); step: the step size (0:
     eps / 4); iterations; max_points: the points sampled from each split; every: attack every k-th saved
     checkpoint (and the last); seed: the samples and the random starts."""
 
@@ -45,9 +49,9 @@ class RobustnessOptions:
             raise GrokscopeError("robustness needs eps, step ≥ 0 and iterations, max_points, every ≥ 1")
 
 
-def attack_settings(options: RobustnessOptions, norm: str) -> tuple[float, float]:
-    """(eps, step) of the attack on a model whose perturbations are measured in `norm`."""
-    eps = options.eps or DEFAULT_EPS[norm]
+def attack_settings(options: RobustnessOptions, norm: str, task: Task) -> tuple[float, float]:
+    """(eps, step) of the attack on a model of `task` whose perturbations are measured in `norm`."""
+    eps = options.eps or (task.linf_eps if norm == "linf" else L2_EPS)
     return eps, options.step or eps / 4
 
 
@@ -103,7 +107,7 @@ def robustness_pass(run, group, start: int, progress: Callable[[int, int], None]
         "test": sample(dataset.test_rows, options.max_points, options.seed + 1),
     }
     labels = {split: torch.as_tensor(dataset.true_labels[r]) for split, r in rows.items()}
-    eps, step = attack_settings(options, model.attack_norm)
+    eps, step = attack_settings(options, model.attack_norm, run.task)
     todo = set(analysed_rows(run.n_checkpoints, start, options.every))
     out: dict[str, list] = {"clean_acc": [], "adv_acc": []}
     for r in range(start, run.n_checkpoints):

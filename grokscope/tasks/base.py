@@ -79,6 +79,7 @@ class Task:
     kind: ClassVar[str]
     offers: ClassVar[tuple[str, ...]]
     grok_accuracy: ClassVar[float]  # a run has grokked at the first step with test accuracy at least this
+    linf_eps: ClassVar[float]  # the default ℓ∞ radius of adversarial attacks on `vectors`, in their units
 
     def __init__(self, config: TaskConfig):
         self.config = config
