@@ -22,7 +22,7 @@ SCHEMA_VERSION = 2  # 1: runs written before task.kind existed (every key a late
 TaskKind = Literal["modular", "digits"]
 Op = Literal["add", "sub", "mul", "div", "poly"]  # (a+b), (a−b), (a·b), (a/b, b ≠ 0), (a² + ab + b²) mod p
 Pixels = Literal["standard", "unit"]  # digits: per-pixel z-scores, or pixel / 16 in [0, 1] (MNIST's ToTensor)
-ModelKind = Literal["transformer", "mlp", "deep_mlp"]
+ModelKind = Literal["transformer", "mlp", "deep_mlp", "moe"]
 Activation = Literal["relu", "gelu", "square"]
 OptimizerName = Literal["adamw", "sgd"]
 LossName = Literal["ce", "ce32", "mse", "stablemax"]
@@ -107,6 +107,7 @@ class ModelConfig:
     """`transformer`: the canonical grokking transformer (d_model, n_heads, d_head, d_mlp, n_layers).
     `mlp`: one-hot(a)‖one-hot(b) → d_mlp hidden → act → p (d_embed, dropout, init_std apply to it only).
     `deep_mlp`: a vector input → n_layers hidden layers of width d_mlp with act → the classes.
+    `moe`: the transformer with each MLP a mixture of n_experts experts of width d_mlp, top_k per token.
     bias: biases on every layer (mlp and deep_mlp; the transformer has none).
     init_scale: every initial parameter (weights and biases) multiplied by it (Omnigrok's α: large values make MNIST-like tasks grok)."""
 
@@ -122,6 +123,10 @@ class ModelConfig:
     dropout: float = 0.0  # mlp only: dropout on the hidden activations while training
     init_std: float = 0.0  # mlp only: N(0, init_std²) for every weight; 0: N(0, 1/fan_in)
     init_scale: float = 1.0
+    n_experts: int = 8  # moe only: experts per layer, each an MLP of width d_mlp
+    top_k: int = 2  # moe only: experts chosen per token
+    router_aux_coef: float = 0.01  # moe only: weight of the load-balancing loss (OLMoE's 0.01)
+    router_z_coef: float = 0.0  # moe only: weight of the router z-loss (OLMoE's 0.001; off by default)
     seed: int = 999
 
     def __post_init__(self):
@@ -134,7 +139,22 @@ class ModelConfig:
             self.kind == "mlp" or (self.d_embed == 0 and self.dropout == 0 and self.init_std == 0),
             "model.d_embed, model.dropout and model.init_std apply to model.kind 'mlp' only",
         )
-        check(self.kind != "transformer" or not self.bias, "model.bias applies to model.kind 'mlp' and 'deep_mlp' only")
+        check(
+            self.kind not in ("transformer", "moe") or not self.bias,
+            "model.bias applies to model.kind 'mlp' and 'deep_mlp' only",
+        )
+        moe = {k: getattr(self, k) for k in ("n_experts", "top_k", "router_aux_coef", "router_z_coef")}
+        check(
+            self.kind == "moe" or moe == {k: getattr(ModelConfig, k) for k in moe},
+            "model.n_experts, model.top_k, model.router_aux_coef and model.router_z_coef apply to model.kind 'moe' only",
+        )
+        check(
+            1 <= self.top_k <= self.n_experts,
+            f"model.top_k must be in [1, model.n_experts = {self.n_experts}]; got {self.top_k}",
+        )
+        for name in ("router_aux_coef", "router_z_coef"):
+            value = getattr(self, name)
+            check(math.isfinite(value) and value >= 0, f"model.{name} must be a finite number >= 0; got {value}")
         check(self.init_std >= 0, f"model.init_std must be >= 0; got {self.init_std}")
         check(self.init_scale > 0, f"model.init_scale must be positive; got {self.init_scale}")
         check_seed("model.seed", self.seed)
@@ -276,7 +296,13 @@ class RunConfig:
         return RunConfig.from_dict({**flatten(self.to_dict()), **overrides})
 
 
-V2_LATER = {"task.pixels": "standard"}  # keys added within schema 2, at what runs written before them did
+V2_LATER = {
+    "task.pixels": "standard",
+    "model.n_experts": 8,
+    "model.top_k": 2,
+    "model.router_aux_coef": 0.01,
+    "model.router_z_coef": 0.0,
+}  # keys added within schema 2, at what runs written before them did
 
 
 def upgrade(data: dict) -> dict:

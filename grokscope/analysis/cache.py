@@ -31,7 +31,7 @@ OPTIONS = "options"  # results of analyses with options: those they were compute
 def binding(run: Run, n_rows: int | None) -> dict[str, np.ndarray]:
     """What ties a cache file to the run, config and (n_rows: per-checkpoint results) checkpoints it was
     computed from."""
-    out = {"run_id": np.array(run.id), "config_digest": np.array(layout.config_digest(run.config.to_dict()))}
+    out = {"run_id": np.array(run.id), "config_digest": np.array(run.config_digest)}
     if n_rows is not None and run.checksums is not None and n_rows <= len(run.checksums):
         out["checkpoints_digest"] = np.array(hashlib.sha256(run.checksums[:n_rows].tobytes()).hexdigest()[:32])
     return out

@@ -29,9 +29,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from grokscope.analysis.spec import Analysis, always, checkpoint_loader
+from grokscope.analysis.spec import Analysis, checkpoint_loader
+from grokscope.config import RunConfig
 from grokscope.errors import GrokscopeError
-from grokscope.models import build_model
+from grokscope.models import MODELS, build_model
 
 SETS = ("train", "test", "random", "boundary")
 CHUNK_ROWS = 16_384  # vertices per forward: large matmuls, ~13 MB of pre-activations per 200-wide layer
@@ -249,6 +250,13 @@ def lc_pass(run, group, start: int, progress: Callable[[int, int], None], option
     return rows
 
 
+def has_neurons(config: RunConfig) -> str | None:
+    """Local complexity counts the neurons of layers every input passes through."""
+    if not MODELS[config.model.kind].neuron_layers(config.model):
+        return f"needs layers of neurons that every input passes through; model.kind '{config.model.kind}' routes tokens to experts"
+    return None
+
+
 LOCAL_COMPLEXITY = Analysis(
     "local_complexity",
     1,
@@ -257,7 +265,7 @@ LOCAL_COMPLEXITY = Analysis(
     "(Humayun et al. 2024)",
     "checkpoints",
     lc_pass,
-    always,
+    has_neurons,
     ("lc", "n_points"),
     {"options": 0},
     options=LocalComplexityOptions,

@@ -51,7 +51,8 @@ def needed_params(config: RunConfig) -> list[str]:
 def no_single_mlp(config: RunConfig) -> str | None:
     """Why neuron scores and pruning do not apply (one line), or None: they read one MLP layer's neurons
     through its own W_in and W_out."""
-    if MODELS[config.model.kind].neuron_layers(config.model)[0].W_out is None:
+    layers = MODELS[config.model.kind].neuron_layers(config.model)
+    if not layers or layers[0].W_out is None:
         return f"needs a single MLP layer with its own W_out; model.kind '{config.model.kind}' has none"
     return None
 

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from grokscope.analysis.local_complexity import LOCAL_COMPLEXITY
 from grokscope.analysis.memorization import MEMORIZATION
 from grokscope.analysis.neurons import NEURONS
+from grokscope.analysis.pathways import PATHWAYS
 from grokscope.analysis.progress import KEY_FREQUENCIES, PHASES, PROGRESS
 from grokscope.analysis.robustness import ROBUSTNESS
 from grokscope.analysis.spec import Analysis
@@ -27,6 +28,7 @@ ANALYSES: dict[str, Analysis] = {
         PROGRESS,
         MEMORIZATION,
         PHASES,
+        PATHWAYS,
         LOCAL_COMPLEXITY,
         ROBUSTNESS,
     )

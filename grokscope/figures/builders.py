@@ -865,14 +865,17 @@ GROUP_FREE = (
 def not_applicable(run: Run) -> dict[str, str]:
     """The figures that do not apply to the run → why not (one line each): the Fourier and neuron ones where
     the Fourier analyses do not apply, attention without attention heads, the pruning sweep where the model
-    cannot be pruned."""
-    fourier = analysis.not_applicable(run.config).get("spectra")
+    cannot be pruned, local complexity's where it does not apply."""
+    skipped = analysis.not_applicable(run.config)
+    fourier = skipped.get("spectra")
     model = MODELS[run.config.model.kind]
     prune = not_prunable(run.config)
     out = {}
     for name in FIGURES:
         if name not in GROUP_FREE and fourier is not None:
             out[name] = fourier
+        elif name in ("local_complexity", "region_slice") and "local_complexity" in skipped:
+            out[name] = skipped["local_complexity"]
         elif name == "attention" and not model.has_attention:
             out[name] = f"needs attention heads; model.kind '{run.config.model.kind}' has none"
         elif name == "pruning_sweep" and prune is not None:

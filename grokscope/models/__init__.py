@@ -12,11 +12,12 @@ from grokscope.errors import GrokscopeError
 from grokscope.models.base import Model, NeuronLayer
 from grokscope.models.deep_mlp import DeepMLP
 from grokscope.models.mlp import MLP
+from grokscope.models.moe import MoETransformer
 from grokscope.models.transformer import Transformer
 from grokscope.store import Run, as_run
 from grokscope.tasks import make_task
 
-MODELS: dict[str, type[Model]] = {"transformer": Transformer, "mlp": MLP, "deep_mlp": DeepMLP}
+MODELS: dict[str, type[Model]] = {"transformer": Transformer, "mlp": MLP, "deep_mlp": DeepMLP, "moe": MoETransformer}
 assert tuple(MODELS) == choices(ModelKind), "the model registry and config.ModelKind must list the same kinds"
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "MODELS",
     "DeepMLP",
     "Model",
+    "MoETransformer",
     "NeuronLayer",
     "Transformer",
     "build_model",

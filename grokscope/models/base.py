@@ -75,6 +75,30 @@ class Model(HookedRootModule):
         caller's loss reads (a fast form may differentiate only those)."""
         return self.output_logits(self(inputs))
 
+    def extra_loss(self, rows: torch.Tensor) -> torch.Tensor | None:
+        """The model's own training loss terms from its last forward, over the inputs `rows` the task loss
+        reads (the MoE transformer: its routers' load-balancing and z-losses), or None."""
+        return None
+
+    def units_values(self, inputs: torch.Tensor, reduce) -> list[torch.Tensor]:
+        """Per layer of units a pathway passes through, each input's weight on every unit: [(n, n_units)]
+        per layer, first to last. `reduce` maps a hook's value (batch, pos, units) or (batch, units) to
+        (batch, units) (the output position, or the mean over positions). Here each neuron layer's
+        post-activations (grokscope's dense analogue of pathways); the MoE transformer's: its routers'
+        expert weights."""
+        names = [layer.hook_post for layer in self.neuron_layers(self.cfg)]
+        _, cache = self.run_with_cache(inputs, names_filter=lambda name: name in names)
+        return [reduce(cache[name]) for name in names]
+
+    def units_chosen(self, neurons: int) -> int:
+        """How many units per layer a pathway holds: `neurons` (the k most active) for dense layers."""
+        return neurons
+
+    def unit_embeddings(self, embedding: str) -> torch.Tensor | None:
+        """Each layer's experts as vectors of one space, for pathway consistency: (L, n_experts, d_model), or
+        None for models without experts."""
+        return None
+
     @staticmethod
     def neuron_layers(cfg: ModelConfig) -> list[NeuronLayer]:
         """The layers with neurons, first to last (from the config alone: batched analyses have no model).

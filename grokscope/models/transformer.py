@@ -60,10 +60,10 @@ class MLPBlock(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: ModelConfig, g: torch.Generator):
+    def __init__(self, cfg: ModelConfig, g: torch.Generator, mlp: type[nn.Module]):
         super().__init__()
         self.attn = Attention(cfg, g)
-        self.mlp = MLPBlock(cfg, g)
+        self.mlp = mlp(cfg, g)
         self.hook_resid_pre, self.hook_attn_out = HookPoint(), HookPoint()
         self.hook_resid_mid, self.hook_mlp_out, self.hook_resid_post = HookPoint(), HookPoint(), HookPoint()
 
@@ -99,13 +99,14 @@ class Transformer(Model):
     has_attention = True
     token_indexed = True
     perturbed = "blocks.0.hook_resid_pre"
+    mlp_block: type[nn.Module] = MLPBlock  # what each block's `mlp` is (the MoE transformer swaps it)
 
     def __init__(self, cfg: ModelConfig, task: ModularTask, generator: torch.Generator):
         super().__init__(cfg, task)
         p = self.p = task.p
         self.embed = Embed(p + 1, cfg.d_model, generator)
         self.pos_embed = PosEmbed(cfg.d_model, generator)
-        self.blocks = nn.ModuleList(Block(cfg, generator) for _ in range(cfg.n_layers))
+        self.blocks = nn.ModuleList(Block(cfg, generator, self.mlp_block) for _ in range(cfg.n_layers))
         self.unembed = Unembed(cfg.d_model, p, generator)
         self.hook_embed, self.hook_pos_embed = HookPoint(), HookPoint()
         self.setup()

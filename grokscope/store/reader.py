@@ -46,7 +46,10 @@ class Run:
         written = layout.read_json(path / layout.CONFIG)
         marker = layout.read_marker(path)
         recorded = marker.get("config_digest")
-        if recorded is not None and recorded != layout.config_digest(written):
+        # what the run was made with, as written: keys a later release adds (at the defaults that describe the
+        # run) leave it alone, so analyses cached before them stay bound to the run
+        self.config_digest = layout.config_digest(written)
+        if recorded is not None and recorded != self.config_digest:
             raise GrokscopeError(
                 f"{path / layout.CONFIG}: changed since the run was made (it no longer matches the digest in "
                 f"{layout.MARKER}); restore it: the checkpoints were trained with the original"

@@ -254,6 +254,7 @@ class Trainer:
         with torch.set_grad_enabled(not dropout):
             logits = self.model.all_logits(self.inputs, grad_rows=rows)
         loss = self.dropout_loss(step, rows, labels) if dropout else self.loss_fn(logits[rows], labels)
+        extra = self.model.extra_loss(rows)  # e.g. an MoE router's balancing: trained on, not a metric
         with torch.no_grad():
             full_batch = rows is self.train_rows and not dropout
             values = self.step_metrics(logits, loss if full_batch else None)
@@ -263,7 +264,7 @@ class Trainer:
             self.metrics[:, step] = torch.stack([values[c] for c in layout.METRIC_COLUMNS])
         if step < self.config.train.steps:
             self.opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss if extra is None else loss + extra).backward()
             if self.mask is not None:  # masked weights get no update from any optimizer: they stay zero
                 for name, p in self.params.items():
                     p.grad.mul_(self.mask[name])
