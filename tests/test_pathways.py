@@ -44,7 +44,7 @@ def moe_model(**overrides):
 
 
 def test_the_router_chooses_the_top_k_experts_and_the_block_sums_them_by_weight():
-    model, inputs, config = moe_model()
+    model, inputs, _ = moe_model()
     mlp = model.blocks[0].mlp
     x = torch.randn(5, 3, 8, generator=torch.Generator().manual_seed(0))
     _, cache = model.run_with_cache(inputs[:5], names_filter=lambda n: n.startswith("blocks.0.mlp.hook"))
@@ -67,7 +67,7 @@ def test_the_router_chooses_the_top_k_experts_and_the_block_sums_them_by_weight(
 
 
 def test_the_load_balancing_and_z_losses_match_a_plain_computation():
-    model, inputs, config = moe_model()
+    model, inputs, _ = moe_model()
     rows = torch.tensor([0, 3, 5, 8, 13, 21])
     with torch.no_grad():
         model(inputs)
@@ -167,5 +167,5 @@ def test_pathways_over_training_are_cached_topped_up_and_correlated(tmp_path):
     np.testing.assert_allclose(result["distance"][row], edit_distances(paths.ids, sample_pairs(len(rows), 50, 0)))
     names = [name for name, *_ in correlations(run, result)]
     assert names == ["distance", "jaccard", "consistency", "stability"]
-    rho = dict((name, value) for name, value, *_ in correlations(run, result))
+    rho = {name: value for name, value, *_ in correlations(run, result)}
     assert all(np.isnan(v) or -1 <= v <= 1 for v in rho.values())

@@ -81,14 +81,15 @@ class Pathways:
         ]
 
 
+def mean_over_positions(value: torch.Tensor) -> torch.Tensor:
+    """A hook's value (batch, pos, units) → (batch, units); models without positions pass through."""
+    return value.mean(1) if value.ndim == 3 else value
+
+
 @torch.no_grad()
 def pathways_of(model, inputs: torch.Tensor, options: PathwayOptions) -> Pathways:
     """The pathways of `inputs` (model.task_inputs rows) at the model's current parameters."""
-    if options.position == "last":
-        reduce = model.at_output
-    else:
-        reduce = lambda value: value.mean(1) if value.ndim == 3 else value  # noqa: E731 (positions, if any)
-    values = model.units_values(inputs, reduce)
+    values = model.units_values(inputs, model.at_output if options.position == "last" else mean_over_positions)
     k = model.units_chosen(options.neurons)
     ids, weights = [], []
     for v in values:
