@@ -824,6 +824,109 @@ def region_slice(run: Run, step: int | None = None, resolution: int = 121) -> Pl
     return Plot(fig, data, Scrub(at=at))
 
 
+PATHWAY_METRICS = {
+    "distance": "pathway distance (edit, whole pathway)",
+    "jaccard": "Jaccard distance (mean over layers)",
+    "consistency": "consistency (consecutive layers)",
+    "stability": "stability (same units as the previous checkpoint)",
+}
+
+
+def pathways(run: Run, step: int | None = None) -> Plot:
+    """The pathway metrics of training samples over training (top; Spearman's ρ with test accuracy in the
+    legend), train and test accuracy (middle), and the pathway distance through layers 1..l as a heatmap
+    layer × step (bottom: shallow layers sharing their experts first shows as their rows darkening first)."""
+    from grokscope.analysis.pathways import correlations
+
+    step = cursor_step(run, step)
+    result = analysis.load(run, "pathways")
+    analysed = np.isfinite(result["distance"][:, -1])
+    steps = run.steps[: len(analysed)][analysed]
+    rho = {name: (value, p) for name, value, p, _ in correlations(run, result)}
+    series = {
+        "distance": result["distance"][analysed, -1],
+        "jaccard": result["jaccard"][analysed].mean(1),
+        "consistency": result["consistency"][analysed],
+        "stability": result["stability"][analysed].mean(1),
+    }
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.06, row_heights=[0.45, 0.25, 0.3])
+    data: dict[str, np.ndarray] = {"step": steps}
+    for i, (name, values) in enumerate(series.items()):
+        if not np.isfinite(values).any():
+            continue  # consistency on models without experts
+        data[name] = values
+        value, p = rho[name]
+        label = f"{PATHWAY_METRICS[name]}; ρ {value:+.2f} (p {p:.1g})" if np.isfinite(value) else PATHWAY_METRICS[name]
+        fig.add_scatter(x=steps, y=values, name=label, line={"color": PALETTE[i]}, row=1, col=1)
+    at = np.searchsorted(run.metrics["step"], steps)
+    for split in ("train", "test"):
+        data[f"{split}_acc"] = run.metrics[f"{split}_acc"][at]
+        fig.add_scatter(
+            x=steps, y=data[f"{split}_acc"], name=f"{split} accuracy", line={"color": COLOURS[split]}, row=2, col=1
+        )
+    layers = result["distance"].shape[1]
+    prefix = result["distance"][analysed].T  # (layers, steps)
+    for layer in range(layers):
+        data[f"distance_through_layer_{layer}"] = prefix[layer]
+    fig.add_heatmap(
+        x=steps,
+        y=[f"layers 0–{layer}" if layer else "layer 0" for layer in range(layers)],
+        z=prefix,
+        colorscale="Viridis",
+        colorbar={"title": "distance", "len": 0.3, "y": 0.15},
+        row=3,
+        col=1,
+    )
+    fig.update_yaxes(title_text="pathways", row=1, col=1)
+    fig.update_yaxes(title_text="accuracy", range=[0, 1.02], row=2, col=1)
+    fig.update_xaxes(title_text="step", row=3, col=1)
+    fig.update_layout(height=720)
+    title = (
+        f"{run.name}: pathways of training samples<br><sup>units: {MODELS[run.config.model.kind].pathway_units}</sup>"
+    )
+    return Plot(decorate(fig, run, step, title), data, Scrub())
+
+
+def pathway_grid(run: Run, step: int | None = None, n_samples: int = 8) -> Plot:
+    """At the step, the units each of a few training samples (fixed-seed) uses in each layer, with their
+    weights: one row per sample and layer, one column per unit (0 where unused). Scrubbed, shared pathways
+    show as the samples' rows lining up."""
+    from grokscope.analysis.local_complexity import sample
+    from grokscope.analysis.pathways import PathwayOptions, pathways_of
+
+    step = cursor_step(run, step)
+    rows = sample(run.dataset.train_rows, n_samples, 0)
+    model = load_model(run, step)
+    inputs = model.task_inputs(run.task, run.dataset)[torch.as_tensor(rows)]
+
+    def weights(s: int) -> np.ndarray:
+        """(samples · layers, units) the weight of each unit a sample uses in a layer (the widest layer's units)."""
+        paths = pathways_of(model if s == step else load_model(run, s), inputs, PathwayOptions())
+        n, layers, _ = paths.ids.shape
+        z = torch.zeros(n, layers, max(paths.n_units))
+        z.scatter_(2, paths.ids, paths.weights.float())
+        return z.reshape(n * layers, -1).numpy()
+
+    z = weights(step)
+    layers = z.shape[0] // len(rows)
+    labels = [f"input {r} · layer {layer}" for r in rows for layer in range(layers)]
+    fig = go.Figure(go.Heatmap(z=z, y=labels, colorscale="Blues", zmin=0, zmax=1, colorbar={"title": "weight"}))
+    fig.update_xaxes(title_text="unit (expert or neuron)")
+    fig.update_yaxes(autorange="reversed")
+    fig.update_layout(height=max(360, 24 * len(labels) + 160))
+
+    def title(s: int) -> str:
+        return f"{run.name}: pathways of {len(rows)} training inputs at step {s}<br><sup>{MODELS[run.config.model.kind].pathway_units}</sup>"
+
+    decorate(fig, run, step, title(step), False)
+    data = {
+        "row": np.repeat(np.arange(len(labels)), z.shape[1]),
+        "unit": np.tile(np.arange(z.shape[1]), len(labels)),
+        "weight": z.ravel(),
+    }
+    return Plot(fig, data, Scrub(at=lambda s: ({0: {"z": weights(s)}}, title(s))))
+
+
 ON_REQUEST = ("local_complexity", "robustness")  # figures of the analyses computed on request, of the same names
 
 
@@ -843,6 +946,8 @@ FIGURES = {
     "local_complexity": (local_complexity, "local complexity over training per point set and per layer (on request)"),
     "robustness": (robustness, "clean and adversarial accuracy over training (on request)"),
     "region_slice": (region_slice, "region boundaries in a 2-D slice through three training points, at the step"),
+    "pathways": (pathways, "pathway distance, Jaccard, consistency and stability of training samples over training"),
+    "pathway_grid": (pathway_grid, "the units a few training samples use in each layer, at the step"),
 }
 TIME_AXIS = (
     "training_curves",
@@ -852,6 +957,7 @@ TIME_AXIS = (
     "ipr_over_time",
     "local_complexity",
     "robustness",
+    "pathways",
 )  # with the cursor
 GROUP_FREE = (
     "training_curves",
@@ -859,6 +965,8 @@ GROUP_FREE = (
     "local_complexity",
     "robustness",
     "region_slice",
+    "pathways",
+    "pathway_grid",
 )  # the others read Fourier analyses
 
 

@@ -49,6 +49,8 @@ class Model(HookedRootModule):
     perturbed: ClassVar[str | None] = None
     # the norm of adversarial perturbations there: ℓ∞ on continuous inputs, ℓ2 in a token model's space
     attack_norm: ClassVar[str] = "l2"
+    # what a pathway runs through, in words (see units_values)
+    pathway_units: ClassVar[str] = "each layer's most active neurons (grokscope's dense analogue)"
 
     def __init__(self, cfg: ModelConfig, task: Task):
         super().__init__()

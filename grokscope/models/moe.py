@@ -73,6 +73,7 @@ class MoETransformer(Transformer):
     kind = "moe"
     token_indexed = False
     mlp_block = MoEBlock
+    pathway_units = "the experts each router chose"
 
     def grid_logits(self, grad_rows: torch.Tensor | None = None) -> torch.Tensor:
         """Logits at `=` for every input: the plain forward (the transformer's fast form reads one MLP)."""
