@@ -99,6 +99,27 @@ PRESETS: dict[str, tuple[str, dict]] = {
             "checkpoints.n_uniform": 400,
         },
     ),
+    "moe": (
+        (
+            "a mixture-of-experts transformer on (a + b) mod 31, 70% train: 2 layers, d_model 64, 4 heads of 16, "
+            "each MLP 8 experts of width 64 with top-2 routing (load-balancing loss 0.01), AdamW lr 5e-3, wd 1, "
+            "10 warm-up steps, full batch, 4,000 steps"
+        ),
+        {
+            "task.p": 31,
+            "task.train_frac": 0.7,
+            "model.kind": "moe",
+            "model.n_layers": 2,
+            "model.d_model": 64,
+            "model.n_heads": 4,
+            "model.d_head": 16,
+            "model.d_mlp": 64,
+            "model.n_experts": 8,
+            "model.top_k": 2,
+            "optim.lr": 5e-3,
+            "train.steps": 4_000,
+        },
+    ),
     "digits_robust": (
         (
             "Humayun et al.'s MNIST setting on the 8 × 8 digits, where local complexity rises, then falls while "

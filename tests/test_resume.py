@@ -68,12 +68,15 @@ MLP_DROPOUT = {"model.kind": "mlp", "model.act": "square", "model.dropout": 0.2,
 # Grokfast's filter state must resume exactly too: the MA window (20) has filled and wrapped by the kill
 GROKFAST_MA = {"grokfast.kind": "ma", "grokfast.ma_window": 20}
 GROKFAST_EMA_ORTHO = {"grokfast.kind": "ema", "optim.orthograd": True, "train.loss": "stablemax"}
+# the MoE transformer: its routing and router losses must resume exactly too
+MOE = {"model.kind": "moe", "model.n_layers": 2, "model.d_model": 32, "model.d_head": 8, "model.d_mlp": 16}
+MOE |= {"model.n_experts": 4, "model.router_z_coef": 0.001}
 
 
 @pytest.mark.parametrize(
     "extra",
-    [{"train.batch_size": 0}, {"train.batch_size": 64}, MLP_DROPOUT, GROKFAST_MA, GROKFAST_EMA_ORTHO],
-    ids=["full", "minibatch", "mlp", "grokfast-ma", "grokfast-ema-orthograd-stablemax"],
+    [{"train.batch_size": 0}, {"train.batch_size": 64}, MLP_DROPOUT, GROKFAST_MA, GROKFAST_EMA_ORTHO, MOE],
+    ids=["full", "minibatch", "mlp", "grokfast-ma", "grokfast-ema-orthograd-stablemax", "moe"],
 )
 @pytest.mark.slow
 def test_resume_after_kill_is_bit_exact(tmp_path, extra):

@@ -194,16 +194,23 @@ def pathways_pass(run, group, start: int, progress: Callable[[int, int], None], 
     return out
 
 
+def accuracy_at(run, steps: np.ndarray, split: str) -> np.ndarray:
+    """A split's accuracy at saved steps, NaN where not recorded yet (a live run's newest checkpoint)."""
+    metrics = run.metrics
+    recorded = steps < len(metrics["step"])
+    out = np.full(len(steps), np.nan)
+    out[recorded] = metrics[f"{split}_acc"][steps[recorded]]  # metrics hold one row per step from 0
+    return out
+
+
 def correlations(run, result: dict) -> list[tuple[str, float, float, int]]:
     """Spearman's ρ of each pathway metric (the whole pathway's distance, the mean over layers of the others)
     with test accuracy over the analysed checkpoints, its p-value and the number of checkpoints; NaN where
     fewer than three checkpoints or a constant series leave it undefined."""
     from scipy.stats import spearmanr
 
-    metrics = run.metrics
     analysed = np.isfinite(result["distance"][:, -1])
-    steps = result["steps"][analysed]
-    accuracy = metrics["test_acc"][np.searchsorted(metrics["step"], steps)]
+    accuracy = accuracy_at(run, result["steps"][analysed], "test")
     series = {
         "distance": result["distance"][analysed, -1],
         "jaccard": result["jaccard"][analysed].mean(1),

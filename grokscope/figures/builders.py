@@ -836,7 +836,7 @@ def pathways(run: Run, step: int | None = None) -> Plot:
     """The pathway metrics of training samples over training (top; Spearman's ρ with test accuracy in the
     legend), train and test accuracy (middle), and the pathway distance through layers 1..l as a heatmap
     layer × step (bottom: shallow layers sharing their experts first shows as their rows darkening first)."""
-    from grokscope.analysis.pathways import correlations
+    from grokscope.analysis.pathways import accuracy_at, correlations
 
     step = cursor_step(run, step)
     result = analysis.load(run, "pathways")
@@ -858,9 +858,8 @@ def pathways(run: Run, step: int | None = None) -> Plot:
         value, p = rho[name]
         label = f"{PATHWAY_METRICS[name]}; ρ {value:+.2f} (p {p:.1g})" if np.isfinite(value) else PATHWAY_METRICS[name]
         fig.add_scatter(x=steps, y=values, name=label, line={"color": PALETTE[i]}, row=1, col=1)
-    at = np.searchsorted(run.metrics["step"], steps)
     for split in ("train", "test"):
-        data[f"{split}_acc"] = run.metrics[f"{split}_acc"][at]
+        data[f"{split}_acc"] = accuracy_at(run, steps, split)
         fig.add_scatter(
             x=steps, y=data[f"{split}_acc"], name=f"{split} accuracy", line={"color": COLOURS[split]}, row=2, col=1
         )

@@ -113,7 +113,12 @@ class Transformer(Model):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens: int (batch, 3) → logits (batch, 3, p) at every position."""
-        resid = self.hook_embed(self.embed.W_E[tokens]) + self.hook_pos_embed(self.pos_embed.W_pos)
+        # the lookup as a one-hot product: the same values, and a gradient summed in a fixed order (the
+        # backward of W_E[tokens] adds repeated rows in whatever order threads reach them, so runs that
+        # train through this forward would not repeat bit for bit), and fast on GPUs (ARCHITECTURE §5)
+        W_E = self.embed.W_E
+        resid = self.hook_embed(torch.nn.functional.one_hot(tokens, W_E.shape[0]).to(W_E.dtype) @ W_E)
+        resid = resid + self.hook_pos_embed(self.pos_embed.W_pos)
         for block in self.blocks:
             resid = block(resid)
         return resid @ self.unembed.W_U
