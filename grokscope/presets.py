@@ -103,7 +103,7 @@ PRESETS: dict[str, tuple[str, dict]] = {
         (
             "a mixture-of-experts transformer on (a + b) mod 31, 70% train: 2 layers, d_model 64, 4 heads of 16, "
             "each MLP 8 experts of width 64 with top-2 routing (load-balancing loss 0.01), AdamW lr 5e-3, wd 1, "
-            "10 warm-up steps, full batch, 4,000 steps"
+            "10 warm-up steps, full batch, 6,000 steps"
         ),
         {
             "task.p": 31,
@@ -117,7 +117,7 @@ PRESETS: dict[str, tuple[str, dict]] = {
             "model.n_experts": 8,
             "model.top_k": 2,
             "optim.lr": 5e-3,
-            "train.steps": 4_000,
+            "train.steps": 6_000,
         },
     ),
     "digits_robust": (

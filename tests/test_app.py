@@ -45,12 +45,13 @@ KIND_CONFIGS = {  # one tiny run of every kind the app must show: what applies, 
         "model.n_layers": 2,
     },
     "onehot": {"model.kind": "mlp"},
+    "moe": {"model.kind": "moe", "model.n_layers": 2, "model.d_model": 16, "model.d_head": 8, "model.n_experts": 4},
 }
 
 
 @pytest.fixture(scope="module")
 def kinds_dir(runs_dir):
-    """runs_dir plus analysed tiny runs of poly, mul, digits (deep MLP) and one-hot MLP (p = 7, 30 steps)."""
+    """runs_dir plus analysed tiny runs of poly, mul, digits (deep MLP), one-hot MLP and MoE (p = 7, 30 steps)."""
     base = {"train.steps": 30, "checkpoints.dense_until": 5, "checkpoints.n_log": 5, "checkpoints.n_uniform": 5}
     for name, overrides in KIND_CONFIGS.items():
         sizes = {} if "task.kind" in overrides else {"task.p": 7, "task.train_frac": 0.6}
