@@ -125,6 +125,7 @@ def jaccard(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.where(union > 0, (a & b).sum(-1) / union.clamp_min(1), 1.0)
 
 
+@torch.no_grad()
 def consistency(paths: Pathways, embeddings: torch.Tensor | None) -> float:
     """Mean over samples of the mean cosine between consecutive layers' weighted expert embeddings."""
     if embeddings is None or paths.ids.shape[1] < 2:
