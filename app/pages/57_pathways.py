@@ -19,7 +19,14 @@ def render(run, step):
     st.caption(
         "Rank correlation of each metric with test accuracy over the analysed checkpoints (training samples only):"
     )
-    st.dataframe(rows, hide_index=True)
+    st.dataframe(
+        rows,
+        hide_index=True,
+        column_config={
+            "Spearman ρ with test accuracy": st.column_config.NumberColumn(format="%+.3f"),
+            "p-value": st.column_config.NumberColumn(format="%.1e"),
+        },
+    )
     common.show(run, step, "pathway_grid", lambda s: pathway_grid(run, s))
 
 

@@ -48,6 +48,10 @@ COLOURS = {
     "test points": PALETTE[1],
     "random points": PALETTE[7],
     "boundary points": PALETTE[4],
+    "distance": PALETTE[2],
+    "jaccard": PALETTE[4],
+    "consistency": PALETTE[3],
+    "stability": PALETTE[5],
 }
 PHASE_NAMES = ("memorization", "circuit formation", "clean-up", "stable")
 PHASE_SHADES = ("rgba(0,0,0,0.07)", "rgba(0,0,0,0.0)", "rgba(0,0,0,0.07)", "rgba(0,0,0,0.0)")
@@ -851,13 +855,13 @@ def pathways(run: Run, step: int | None = None) -> Plot:
     }
     fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.06, row_heights=[0.45, 0.25, 0.3])
     data: dict[str, np.ndarray] = {"step": steps}
-    for i, (name, values) in enumerate(series.items()):
+    for name, values in series.items():
         if not np.isfinite(values).any():
             continue  # consistency on models without experts
         data[name] = values
         value, p = rho[name]
         label = f"{PATHWAY_METRICS[name]}; ρ {value:+.2f} (p {p:.1g})" if np.isfinite(value) else PATHWAY_METRICS[name]
-        fig.add_scatter(x=steps, y=values, name=label, line={"color": PALETTE[i]}, row=1, col=1)
+        fig.add_scatter(x=steps, y=values, name=label, line={"color": COLOURS[name]}, row=1, col=1)
     for split in ("train", "test"):
         data[f"{split}_acc"] = accuracy_at(run, steps, split)
         fig.add_scatter(
