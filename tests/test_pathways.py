@@ -66,30 +66,42 @@ def test_the_router_chooses_the_top_k_experts_and_the_block_sums_them_by_weight(
     assert (weights.gather(-1, indices) > 0).all()
 
 
-def test_the_load_balancing_and_z_losses_match_a_plain_computation():
-    model, inputs, _ = moe_model()
+def test_the_router_losses_match_transformers_olmoe_and_reach_the_gradients(tmp_path):
+    from transformers.models.olmoe.modeling_olmoe import load_balancing_loss_func  # the independent reference
+
+    model, inputs, _ = moe_model(**{"model.n_layers": 3})
     rows = torch.tensor([0, 3, 5, 8, 13, 21])
     with torch.no_grad():
         model(inputs)
         got = float(model.extra_loss(rows))
-    expected = 0.0
-    for block in model.blocks:
-        logits = block.mlp.routing[0][rows].reshape(-1, 4).double()
-        tokens = len(logits)
-        probs = torch.softmax(logits, -1)
-        chosen = [set(torch.topk(probs[i], 2).indices.tolist()) for i in range(tokens)]
-        share = [sum(e in c for c in chosen) / tokens for e in range(4)]  # f_e: tokens whose top-2 holds e
-        mean_prob = probs.mean(0)
-        expected += 0.01 * 4 * sum(share[e] * float(mean_prob[e]) for e in range(4))
-        expected += 0.001 * float((torch.logsumexp(logits, -1) ** 2).mean())
-    assert got == pytest.approx(expected, rel=1e-9)
-    # perfect balance gives the loss's minimum, top_k × coefficient: uniform router probabilities
+    gate_logits = tuple(block.mlp.routing[0][rows].reshape(-1, 4) for block in model.blocks)
+    balance = float(load_balancing_loss_func(gate_logits, num_experts=4, top_k=2))
+    z = float(torch.cat(gate_logits).double().logsumexp(-1).square().mean())  # pooled over layers and tokens
+    assert got == pytest.approx(0.01 * balance + 0.001 * z, rel=1e-5)  # theirs sums in float32
+    # uniform routing gives top_k (Σ_e f_e = top_k whichever experts the ties pick; logsumexp of four zeros is log 4)
     with torch.no_grad():
         for block in model.blocks:
             block.mlp.W_gate.zero_()
         model(inputs)
-    # (Σ_e f_e = top_k whichever experts the ties pick; logsumexp of four zeros is log 4), in both layers
-    assert float(model.extra_loss(rows)) == pytest.approx(2 * (0.01 * 2 + 0.001 * np.log(4) ** 2), rel=1e-9)
+    assert float(model.extra_loss(rows)) == pytest.approx(0.01 * 2 + 0.001 * np.log(4) ** 2, rel=1e-9)
+    # the trainer adds them: one step with a larger coefficient moves the routers differently, same metrics at 0
+    runs = {}
+    for coef in (0.0, 1.0):
+        config = grokscope.RunConfig(name="moe").with_overrides(
+            {**MOE, "model.router_aux_coef": coef, "train.steps": 1, "optim.warmup_steps": 0}
+        )
+        runs[coef] = grokscope.open_run(grokscope.train(config, tmp_path / str(coef), progress=False))
+    a, b = runs[0.0], runs[1.0]
+    assert a.metrics["train_loss"][0] == b.metrics["train_loss"][0]  # the recorded loss is the task's alone
+    assert not np.array_equal(a.trajectory("blocks.0.mlp.W_gate")[-1], b.trajectory("blocks.0.mlp.W_gate")[-1])
+
+
+def test_neuron_ablation_on_an_moe_run_says_why_not():
+    from grokscope.analysis.probes import ablate
+
+    model, _, config = moe_model()
+    with pytest.raises(grokscope.GrokscopeError, match="neuron ablation needs an MLP"):
+        ablate(model, config, make_task(config.task).dataset(), neurons=[0])
 
 
 def test_edit_distance_of_hand_worked_pathways():
@@ -138,6 +150,16 @@ def test_the_dense_analogue_takes_each_layers_most_active_neurons():
     assert paths.ids.tolist() == [[[4, 3], [0, 1]]]  # activations 5 > 4 in layer 0; copied in reverse in layer 1
     torch.testing.assert_close(paths.weights[0, 0], torch.tensor([5 / 9, 4 / 9]))
     assert pathways_of(model, x, PathwayOptions(neurons=2, order="id")).ids.tolist() == [[[3, 4], [0, 1]]]
+    # one active neuron where two are asked for: the other place is "none" (id 5), weight 0, in no set
+    x = torch.zeros(1, 64)
+    x[0, 2] = 1.0
+    paths = pathways_of(model, x, PathwayOptions(neurons=2))
+    assert paths.ids.tolist() == [[[2, 5], [2, 5]]] and paths.weights.tolist() == [[[1.0, 0.0], [1.0, 0.0]]]
+    assert [u.nonzero()[:, 1].tolist() for u in paths.used()] == [[2], [2]]
+    # GELU's negative outputs never make weights negative or above 1
+    gelu = build_model(config.with_overrides({"model.act": "gelu"}))
+    weights = pathways_of(gelu, torch.randn(50, 64), PathwayOptions(neurons=4)).weights
+    assert (weights >= 0).all() and (weights <= 1 + 1e-6).all()
 
 
 def test_pathways_over_training_are_cached_topped_up_and_correlated(tmp_path):
@@ -154,18 +176,32 @@ def test_pathways_over_training_are_cached_topped_up_and_correlated(tmp_path):
     assert result["consistency"].shape == (n,) and np.isnan(result["stability"][0]).all()
     assert np.isfinite(result["stability"][1:]).all() and np.isfinite(result["consistency"]).all()
     assert ((result["distance"] >= 0) & (result["distance"] <= 1)).all()
-    # one checkpoint by hand: the same samples and pairs, the model at that step
+    # one checkpoint by hand: the routers' choices at `=` read through the hooks, a textbook edit distance
+    from scipy.stats import rankdata
+
     from grokscope.analysis.local_complexity import sample
     from grokscope.analysis.pathways import sample_pairs
     from grokscope.models import load_model
 
+    def levenshtein(a, b):
+        row = list(range(len(b) + 1))
+        for i, x in enumerate(a, 1):
+            previous, row[0] = row[0], i
+            for j, y in enumerate(b, 1):
+                previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (x != y))
+        return row[-1]
+
     row = 4
     model = load_model(run, int(run.steps[row]))
-    rows = sample(run.dataset.train_rows, 20, 0)
-    inputs = model.task_inputs(run.task, run.dataset)[torch.as_tensor(rows)]
-    paths = pathways_of(model, inputs, PathwayOptions())
-    np.testing.assert_allclose(result["distance"][row], edit_distances(paths.ids, sample_pairs(len(rows), 50, 0)))
-    names = [name for name, *_ in correlations(run, result)]
-    assert names == ["distance", "jaccard", "consistency", "stability"]
-    rho = {name: value for name, value, *_ in correlations(run, result)}
-    assert all(np.isnan(v) or -1 <= v <= 1 for v in rho.values())
+    samples = sample(run.dataset.train_rows, 20, 0)
+    _, cache = model.run_with_cache(model.task_inputs(run.task, run.dataset)[torch.as_tensor(samples)])
+    hooks = [cache[f"blocks.{layer}.mlp.hook_expert_indices"][:, -1].tolist() for layer in range(2)]
+    paths = [hooks[0][s] + hooks[1][s] for s in range(20)]  # layer 0's two experts, then layer 1's
+    pairs = sample_pairs(20, 50, 0)
+    expected = np.mean([levenshtein(paths[i], paths[j]) / 4 for i, j in pairs])
+    assert result["distance"][row, -1] == pytest.approx(expected, rel=1e-6)
+    # Spearman's ρ is Pearson's on the ranks
+    (name, rho, _, n), *_ = correlations(run, result)
+    accuracy = run.metrics["test_acc"][run.steps]
+    assert name == "distance" and n == len(run.steps)
+    assert rho == pytest.approx(np.corrcoef(rankdata(result["distance"][:, -1]), rankdata(accuracy))[0, 1], rel=1e-9)

@@ -5,7 +5,7 @@ model goes from instance-specific to shared, measured on training samples only.
 A sample's pathway: per layer of units, the units it uses at one position (option `position`: the output
 position, or the mean of the weights over positions): for an MoE layer the experts its router chose (its
 top_k), for a dense layer grokscope's analogue, the layer's `neurons` most active neurons (not the paper's
-metric). Within a layer the units are ordered by weight, highest first (option `order`: or by id, which
+metric; only neurons with a positive activation count, fewer leave "none" in the remaining places). Within a layer the units are ordered by weight, highest first (option `order`: or by id, which
 makes a layer's choice a set). Over a fixed-seed sample of training inputs and fixed-seed pairs of them:
 - distance (checkpoints, L): the mean over pairs of the Levenshtein edit distance between their pathways
   through layers 1..l (unit ids as symbols), divided by the pathways' length l·k (rapidfuzz computes it);
@@ -66,17 +66,18 @@ class PathwayOptions:
 
 @dataclass
 class Pathways:
-    """The units each sample uses: ids (n, L, k) in the pathway's order, weights (n, L, k) renormalised to
-    sum to 1 per layer, and the number of units per layer."""
+    """The units each sample uses: ids (n, L, k) in the pathway's order, n_units[l] standing for "none" (a
+    dense layer with fewer than k active neurons), weights (n, L, k) ≥ 0 renormalised to sum to 1 per layer
+    (all 0 where no unit is active), and the number of units per layer."""
 
     ids: torch.Tensor
     weights: torch.Tensor
     n_units: list[int]
 
     def used(self) -> list[torch.Tensor]:
-        """Per layer, which units each sample uses: [(n, n_units) bool]."""
+        """Per layer, which units each sample uses: [(n, n_units) bool] ("none" slots left out)."""
         return [
-            torch.zeros(len(self.ids), n, dtype=torch.bool).scatter_(1, self.ids[:, l], True)
+            torch.zeros(len(self.ids), n + 1, dtype=torch.bool).scatter_(1, self.ids[:, l], True)[:, :n]
             for l, n in enumerate(self.n_units)
         ]
 
@@ -94,6 +95,8 @@ def pathways_of(model, inputs: torch.Tensor, options: PathwayOptions) -> Pathway
     ids, weights = [], []
     for v in values:
         w, i = v.topk(min(k, v.shape[-1]), dim=-1)  # highest first
+        w = w.clamp_min(0)
+        i = torch.where(w > 0, i, v.shape[-1])  # a slot whose unit is inactive holds "none" (id n_units)
         if options.order == "id":
             i, order = i.sort(-1)
             w = w.gather(-1, order)
@@ -131,9 +134,8 @@ def consistency(paths: Pathways, embeddings: torch.Tensor | None) -> float:
     if embeddings is None or paths.ids.shape[1] < 2:
         return float("nan")
     L = paths.ids.shape[1]
-    vectors = torch.stack(
-        [(paths.weights[:, l, :, None] * embeddings[l][paths.ids[:, l]]).sum(1) for l in range(L)], 1
-    )  # (n, L, d)
+    ids = paths.ids.clamp_max(embeddings.shape[1] - 1)  # a "none" slot has weight 0: any row will do
+    vectors = torch.stack([(paths.weights[:, l, :, None] * embeddings[l][ids[:, l]]).sum(1) for l in range(L)], 1)
     cos = torch.nn.functional.cosine_similarity(vectors[:, :-1], vectors[:, 1:], dim=-1)  # (n, L - 1)
     return float(cos.mean())
 

@@ -901,14 +901,16 @@ def pathway_grid(run: Run, step: int | None = None, n_samples: int = 8) -> Plot:
     rows = sample(run.dataset.train_rows, n_samples, 0)
     model = load_model(run, step)
     inputs = model.task_inputs(run.task, run.dataset)[torch.as_tensor(rows)]
+    cached = analysis.cached_result(run, "pathways")  # the options the metrics beside it were computed with
+    options = PathwayOptions() if cached is None else PathwayOptions(**json.loads(str(cached["options"])))
 
     def weights(s: int) -> np.ndarray:
         """(samples · layers, units) the weight of each unit a sample uses in a layer (the widest layer's units)."""
-        paths = pathways_of(model if s == step else load_model(run, s), inputs, PathwayOptions())
+        paths = pathways_of(model if s == step else load_model(run, s), inputs, options)
         n, layers, _ = paths.ids.shape
-        z = torch.zeros(n, layers, max(paths.n_units))
+        z = torch.zeros(n, layers, max(paths.n_units) + 1)  # the last column: "none", dropped
         z.scatter_(2, paths.ids, paths.weights.float())
-        return z.reshape(n * layers, -1).numpy()
+        return z[..., :-1].reshape(n * layers, -1).numpy()
 
     z = weights(step)
     layers = z.shape[0] // len(rows)

@@ -11,11 +11,11 @@ experts not chosen (the layout of TransformerLens 4's MoE bridge); each expert's
 (n_routed, d_mlp) over the tokens routed to it. Editing the indices re-routes a token; editing the weights
 re-weights it (an expert at weight 0 is skipped).
 
-Training adds the router's own losses (`extra_loss`), per MoE layer and summed over layers, over every
-position of the rows the loss reads: load balancing as transformers computes it for OLMoE, n_experts ·
-Σ_e f_e · P_e with f_e the share of tokens whose top-k includes e and P_e their mean router probability
-for e (perfect balance gives its minimum, top_k), × `router_aux_coef`; and the z-loss
-mean(logsumexp(router logits)²) × `router_z_coef`.
+Training adds the router's own losses (`extra_loss`) over every position of the rows the loss reads, the
+tokens of all MoE layers pooled: load balancing as transformers computes it for OLMoE
+(`load_balancing_loss_func`), n_experts · Σ_e f_e · P_e with f_e the number of top-k choices of expert e
+per token and P_e the mean router probability for e (uniform routing gives top_k), × `router_aux_coef`;
+and the z-loss mean(logsumexp(router logits)²) × `router_z_coef`.
 """
 
 from __future__ import annotations
@@ -79,18 +79,19 @@ class MoETransformer(Transformer):
         """Logits at `=` for every input: the plain forward (the transformer's fast form reads one MLP)."""
         return self.plain_logits(torch.arange(self.p**2, device=self.embed.W_E.device))
 
-    def extra_loss(self, rows: torch.Tensor) -> torch.Tensor:
-        cfg, total = self.cfg, 0.0
-        for block in self.blocks:
-            logits, indices = block.mlp.routing
-            logits, indices = logits[rows].flatten(0, -2), indices[rows].flatten(0, -2)  # (tokens, E), (tokens, k)
-            if cfg.router_aux_coef:
-                share = F.one_hot(indices, cfg.n_experts).sum(-2).double().mean(0)  # f_e
-                probability = logits.double().softmax(-1).mean(0)  # P_e
-                total = total + cfg.router_aux_coef * cfg.n_experts * (share * probability).sum()
-            if cfg.router_z_coef:
-                total = total + cfg.router_z_coef * logits.double().logsumexp(-1).square().mean()
-        return total if torch.is_tensor(total) else None
+    def extra_loss(self, rows: torch.Tensor) -> torch.Tensor | None:
+        cfg, total = self.cfg, None
+        routing = [block.mlp.routing for block in self.blocks]
+        logits = torch.cat([lg[rows].flatten(0, -2) for lg, _ in routing]).double()  # (layers · tokens, E)
+        indices = torch.cat([i[rows].flatten(0, -2) for _, i in routing])  # (layers · tokens, k)
+        if cfg.router_aux_coef:
+            share = F.one_hot(indices, cfg.n_experts).sum(-2).double().mean(0)  # f_e
+            probability = logits.softmax(-1).mean(0)  # P_e
+            total = cfg.router_aux_coef * cfg.n_experts * (share * probability).sum()
+        if cfg.router_z_coef:
+            z = cfg.router_z_coef * logits.logsumexp(-1).square().mean()
+            total = z if total is None else total + z
+        return total
 
     def units_values(self, inputs: torch.Tensor, reduce) -> list[torch.Tensor]:
         names = [f"blocks.{i}.mlp.hook_expert_weights" for i in range(self.cfg.n_layers)]
