@@ -104,6 +104,17 @@ def test_neuron_ablation_on_an_moe_run_says_why_not():
         ablate(model, config, make_task(config.task).dataset(), neurons=[0])
 
 
+def test_a_pathway_over_every_position_holds_each_positions_choices_in_turn():
+    model, inputs, _ = moe_model()
+    last = pathways_of(model, inputs[:6], PathwayOptions())
+    every = pathways_of(model, inputs[:6], PathwayOptions(position="all"))
+    assert every.ids.shape == (6, 2, 3 * 2)  # layers × (positions a, b, = × top-2)
+    assert torch.equal(every.ids[:, :, -2:], last.ids)  # the `=` position last
+    _, cache = model.run_with_cache(inputs[:6], names_filter=lambda n: n.endswith("hook_expert_indices"))
+    assert every.ids[:, 0].tolist() == cache["blocks.0.mlp.hook_expert_indices"].flatten(1).tolist()
+    torch.testing.assert_close(every.weights.sum(-1), torch.ones(6, 2))
+
+
 def test_edit_distance_of_hand_worked_pathways():
     # pathways (2 layers × top-2): A = 1 2 | 3 4, B = 2 1 | 3 4, C = 1 2 | 4 3, D = 5 6 | 7 8
     ids = torch.tensor([[[1, 2], [3, 4]], [[2, 1], [3, 4]], [[1, 2], [4, 3]], [[5, 6], [7, 8]]])

@@ -3,7 +3,7 @@ Memorization-to-Generalization without Test"): how a training sample's route thr
 model goes from instance-specific to shared, measured on training samples only.
 
 A sample's pathway: per layer of units, the units it uses at one position (option `position`: the output
-position, or the mean of the weights over positions): for an MoE layer the experts its router chose (its
+position, the mean of the weights over positions, or every position, one after another): for an MoE layer the experts its router chose (its
 top_k), for a dense layer grokscope's analogue, the layer's `neurons` most active neurons (not the paper's
 metric; only neurons with a positive activation count, fewer leave "none" in the remaining places). Within a layer the units are ordered by weight, highest first (option `order`: or by id, which
 makes a layer's choice a set). Over a fixed-seed sample of training inputs and fixed-seed pairs of them:
@@ -38,7 +38,8 @@ METRICS = ("distance", "jaccard", "consistency", "stability")
 
 @dataclass(frozen=True)
 class PathwayOptions:
-    """position: `last` (the output position) or `mean` (weights averaged over positions); order: `weight`
+    """position: `last` (the output position), `mean` (weights averaged over positions) or `all` (each
+    layer's choices at every position, one after another); order: `weight`
     or `id`; embedding: `router` or `output`; neurons: k for dense layers (MoE layers use their top_k);
     max_samples: training samples; n_pairs: sample pairs; every: analyse every k-th saved checkpoint (and
     the last); seed: the samples and the pairs."""
@@ -54,7 +55,7 @@ class PathwayOptions:
 
     def __post_init__(self):
         for key, allowed in (
-            ("position", ("last", "mean")),
+            ("position", ("last", "mean", "all")),
             ("order", ("weight", "id")),
             ("embedding", ("router", "output")),
         ):
@@ -87,19 +88,27 @@ def mean_over_positions(value: torch.Tensor) -> torch.Tensor:
     return value.mean(1) if value.ndim == 3 else value
 
 
+def every_position(value: torch.Tensor) -> torch.Tensor:
+    """A hook's value as it is: (batch, pos, units), or (batch, units) for models without positions."""
+    return value
+
+
 @torch.no_grad()
 def pathways_of(model, inputs: torch.Tensor, options: PathwayOptions) -> Pathways:
     """The pathways of `inputs` (model.task_inputs rows) at the model's current parameters."""
-    values = model.units_values(inputs, model.at_output if options.position == "last" else mean_over_positions)
+    reduce = {"last": model.at_output, "mean": mean_over_positions, "all": every_position}[options.position]
+    values = model.units_values(inputs, reduce)
     k = model.units_chosen(options.neurons)
     ids, weights = [], []
     for v in values:
-        w, i = v.topk(min(k, v.shape[-1]), dim=-1)  # highest first
+        positions = v if v.ndim == 3 else v[:, None]  # (n, positions, units): one position unless `all`
+        w, i = positions.topk(min(k, v.shape[-1]), dim=-1)  # highest first
         w = w.clamp_min(0)
         i = torch.where(w > 0, i, v.shape[-1])  # a slot whose unit is inactive holds "none" (id n_units)
         if options.order == "id":
             i, order = i.sort(-1)
             w = w.gather(-1, order)
+        i, w = i.flatten(1), w.flatten(1)  # a layer's choices at each position in turn
         ids.append(i)
         weights.append(w / w.sum(-1, keepdim=True).clamp_min(1e-30))
     return Pathways(torch.stack(ids, 1), torch.stack(weights, 1), [v.shape[-1] for v in values])

@@ -87,7 +87,9 @@ def ablation_hooks(model, config: RunConfig, heads, neurons, frequencies) -> lis
         hooks.append(("blocks.0.attn.hook_z", zero_heads))
     if len(neurons):
         if not model.neuron_layers(model.cfg):
-            raise GrokscopeError(f"neuron ablation needs an MLP every input passes through; this run's model is a {model.describe(model.cfg)}")
+            raise GrokscopeError(
+                f"neuron ablation needs an MLP every input passes through; this run's model is a {model.describe(model.cfg)}"
+            )
         d_mlp = model.cfg.d_mlp
         bad = [n for n in neurons if not 0 <= n < d_mlp]
         if bad:

@@ -909,7 +909,7 @@ def pathway_grid(run: Run, step: int | None = None, n_samples: int = 8) -> Plot:
         paths = pathways_of(model if s == step else load_model(run, s), inputs, options)
         n, layers, _ = paths.ids.shape
         z = torch.zeros(n, layers, max(paths.n_units) + 1)  # the last column: "none", dropped
-        z.scatter_(2, paths.ids, paths.weights.float())
+        z.scatter_add_(2, paths.ids, paths.weights.float())  # a unit chosen at several positions: their sum
         return z[..., :-1].reshape(n * layers, -1).numpy()
 
     z = weights(step)

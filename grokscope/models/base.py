@@ -84,8 +84,8 @@ class Model(HookedRootModule):
 
     def units_values(self, inputs: torch.Tensor, reduce) -> list[torch.Tensor]:
         """Per layer of units a pathway passes through, each input's weight on every unit: [(n, n_units)]
-        per layer, first to last. `reduce` maps a hook's value (batch, pos, units) or (batch, units) to
-        (batch, units) (the output position, or the mean over positions). Here each neuron layer's
+        or [(n, pos, n_units)] per layer, first to last, as `reduce` maps a hook's value (batch, pos, units)
+        or (batch, units) (the output position, the mean over positions, or every position). Here each neuron layer's
         post-activations (grokscope's dense analogue of pathways); the MoE transformer's: its routers'
         expert weights."""
         names = [layer.hook_post for layer in self.neuron_layers(self.cfg)]
