@@ -179,7 +179,7 @@ def pathways_pass(run, group, start: int, progress: Callable[[int, int], None], 
     rows = sample(run.dataset.train_rows, options.max_samples, options.seed)
     inputs = model.task_inputs(run.task, run.dataset)[torch.as_tensor(rows)]
     pairs = sample_pairs(len(rows), options.n_pairs, options.seed)
-    n_layers = len(model.units_values(inputs[:1], model.at_output))
+    n_layers = len(model.pathway_hooks())
     skipped = {
         "distance": np.full(n_layers, np.nan, dtype=np.float32),
         "jaccard": np.full(n_layers, np.nan, dtype=np.float32),
@@ -215,22 +215,28 @@ def accuracy_at(run, steps: np.ndarray, split: str) -> np.ndarray:
     return out
 
 
-def correlations(run, result: dict) -> list[tuple[str, float, float, int]]:
-    """Spearman's ρ of each pathway metric (the whole pathway's distance, the mean over layers of the others)
-    with test accuracy over the analysed checkpoints, its p-value and the number of checkpoints; NaN where
-    fewer than three checkpoints or a constant series leave it undefined."""
-    from scipy.stats import spearmanr
-
+def series(result: dict) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The analysed checkpoints (a bool mask over the rows) and, at them, one value per metric: the whole
+    pathway's distance, the mean over layers of the others (stability NaN at the first checkpoint)."""
     analysed = np.isfinite(result["distance"][:, -1])
-    accuracy = accuracy_at(run, result["steps"][analysed], "test")
-    series = {
+    return analysed, {
         "distance": result["distance"][analysed, -1],
         "jaccard": result["jaccard"][analysed].mean(1),
         "consistency": result["consistency"][analysed],
-        "stability": result["stability"][analysed].mean(1),  # NaN at the first checkpoint
+        "stability": result["stability"][analysed].mean(1),
     }
+
+
+def correlations(run, result: dict) -> list[tuple[str, float, float, int]]:
+    """Spearman's ρ of each metric of `series` with test accuracy over the analysed checkpoints, its p-value
+    and the number of checkpoints; NaN where fewer than three checkpoints or a constant series leave it
+    undefined."""
+    from scipy.stats import spearmanr
+
+    analysed, values_of = series(result)
+    accuracy = accuracy_at(run, result["steps"][analysed], "test")
     out = []
-    for name, values in series.items():
+    for name, values in values_of.items():
         ok = np.isfinite(values) & np.isfinite(accuracy)
         rho = p = float("nan")
         if ok.sum() >= 3 and np.ptp(values[ok]) > 0 and np.ptp(accuracy[ok]) > 0:

@@ -840,22 +840,16 @@ def pathways(run: Run, step: int | None = None) -> Plot:
     """The pathway metrics of training samples over training (top; Spearman's ρ with test accuracy in the
     legend), train and test accuracy (middle), and the pathway distance through layers 1..l as a heatmap
     layer × step (bottom: shallow layers sharing their experts first shows as their rows darkening first)."""
-    from grokscope.analysis.pathways import accuracy_at, correlations
+    from grokscope.analysis.pathways import accuracy_at, correlations, series
 
     step = cursor_step(run, step)
     result = analysis.load(run, "pathways")
-    analysed = np.isfinite(result["distance"][:, -1])
+    analysed, values_of = series(result)
     steps = run.steps[: len(analysed)][analysed]
     rho = {name: (value, p) for name, value, p, _ in correlations(run, result)}
-    series = {
-        "distance": result["distance"][analysed, -1],
-        "jaccard": result["jaccard"][analysed].mean(1),
-        "consistency": result["consistency"][analysed],
-        "stability": result["stability"][analysed].mean(1),
-    }
     fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.06, row_heights=[0.45, 0.25, 0.3])
     data: dict[str, np.ndarray] = {"step": steps}
-    for name, values in series.items():
+    for name, values in values_of.items():
         if not np.isfinite(values).any():
             continue  # consistency on models without experts
         data[name] = values

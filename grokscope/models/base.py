@@ -49,7 +49,7 @@ class Model(HookedRootModule):
     perturbed: ClassVar[str | None] = None
     # the norm of adversarial perturbations there: ℓ∞ on continuous inputs, ℓ2 in a token model's space
     attack_norm: ClassVar[str] = "l2"
-    # what a pathway runs through, in words (see units_values)
+    # what a pathway runs through, in words (see pathway_hooks)
     pathway_units: ClassVar[str] = "each layer's most active neurons (grokscope's dense analogue)"
 
     def __init__(self, cfg: ModelConfig, task: Task):
@@ -82,13 +82,17 @@ class Model(HookedRootModule):
         reads (the MoE transformer: its routers' load-balancing and z-losses), or None."""
         return None
 
+    def pathway_hooks(self) -> list[str]:
+        """The hooks whose values are each input's weight on every unit a pathway passes through, one per
+        layer, first to last: here each neuron layer's post-activations (grokscope's dense analogue of
+        pathways); the MoE transformer's: its routers' expert weights."""
+        return [layer.hook_post for layer in self.neuron_layers(self.cfg)]
+
     def units_values(self, inputs: torch.Tensor, reduce) -> list[torch.Tensor]:
-        """Per layer of units a pathway passes through, each input's weight on every unit: [(n, n_units)]
-        or [(n, pos, n_units)] per layer, first to last, as `reduce` maps a hook's value (batch, pos, units)
-        or (batch, units) (the output position, the mean over positions, or every position). Here each neuron layer's
-        post-activations (grokscope's dense analogue of pathways); the MoE transformer's: its routers'
-        expert weights."""
-        names = [layer.hook_post for layer in self.neuron_layers(self.cfg)]
+        """The pathway hooks' values: [(n, n_units)] or [(n, pos, n_units)] per layer, as `reduce` maps a
+        hook's value (batch, pos, units) or (batch, units) (the output position, the mean over positions, or
+        every position)."""
+        names = self.pathway_hooks()
         _, cache = self.run_with_cache(inputs, names_filter=lambda name: name in names)
         return [reduce(cache[name]) for name in names]
 

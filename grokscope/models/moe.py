@@ -93,10 +93,8 @@ class MoETransformer(Transformer):
             total = z if total is None else total + z
         return total
 
-    def units_values(self, inputs: torch.Tensor, reduce) -> list[torch.Tensor]:
-        names = [f"blocks.{i}.mlp.hook_expert_weights" for i in range(self.cfg.n_layers)]
-        _, cache = self.run_with_cache(inputs, names_filter=lambda name: name in names)
-        return [reduce(cache[name]) for name in names]
+    def pathway_hooks(self) -> list[str]:
+        return [f"blocks.{i}.mlp.hook_expert_weights" for i in range(self.cfg.n_layers)]
 
     def units_chosen(self, neurons: int) -> int:
         return self.cfg.top_k  # the experts each router chose
