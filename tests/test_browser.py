@@ -17,6 +17,8 @@ import numpy as np
 import pytest
 
 CHROMIUM = "/usr/bin/chromium"
+# Streamlit marks its root with the state of the page's script run
+IDLE = "document.querySelector('[data-testid=stApp]')?.dataset.testScriptState === 'notRunning'"
 
 
 def ensure_chromium() -> None:
@@ -138,7 +140,9 @@ def test_figures_that_need_a_forward_per_step_follow_the_cursor(served, analyzed
     with opened(f"{served}/neurons") as (page, errors):
         titles = "[...document.querySelectorAll('.js-plotly-plot')].map((gd) => gd.layout.title.text)"
         page.wait_for_function(f"{titles}.length === 3", timeout=60_000)
+        page.wait_for_function(IDLE, timeout=60_000)  # the page's first run has ended: its cursor stays put
         page.get_by_label("training step").press("ArrowLeft")
+        assert page.locator(".grokscope-step").text_content().startswith(f"step {steps[-2]} ")
         at_step = f"{titles}.filter((t) => t.includes('at step {steps[-2]}')).length === 2"  # the clusters: no step
         page.wait_for_function(at_step, timeout=60_000)
         shown = page.evaluate("Array.from(document.querySelector('.js-plotly-plot').data[0].z, (r) => Array.from(r))")
