@@ -156,6 +156,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.set_defaults(handler=cmd_ticket)
 
+    p = sub.add_parser(
+        "import-hf", help="a series of Hugging Face MoE checkpoints (OLMoE, Mixtral) as a run, with its pathways"
+    )
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="checkpoint directories (save_pretrained), one per step")
+    p.add_argument("--out", required=True, help="the run directory to write")
+    p.add_argument(
+        "--data", required=True, help='training samples: jsonl, {"input_ids": [...]} or {"text": ...} a line'
+    )
+    p.add_argument("--test", help="held-out samples, the same format (test loss and accuracy; default none)")
+    p.add_argument("--steps", metavar="S,...", help="each DIR's training step (default: from the names, e.g. step1000)")
+    p.add_argument("--seq-len", type=int, help="tokens per sample (default: the shortest sample's length)")
+    p.add_argument(
+        "--dtype", default="float32", help="read the weights as float32 (default) or bfloat16 (half the memory)"
+    )
+    p.add_argument("--force", action="store_true", help="replace an existing run in --out")
+    p.set_defaults(handler=cmd_import_hf)
+
     p = sub.add_parser("verify", help="check every checkpoint of a run against its checksum, and its other files")
     p.add_argument("run", help="run directory")
     p.set_defaults(handler=cmd_verify)
@@ -491,6 +508,31 @@ def sweep_table(table: dict, splits: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
+def cmd_import_hf(args: argparse.Namespace) -> int:
+    from grokscope.importers.hf import import_hf
+
+    steps = None
+    if args.steps is not None:
+        try:
+            steps = [int(s) for s in args.steps.split(",")]
+        except ValueError:
+            raise GrokscopeError(f"--steps expects integers separated by commas; got '{args.steps}'") from None
+    if args.seq_len is not None and args.seq_len < 2:
+        raise GrokscopeError(f"--seq-len must be at least 2 (a next token to predict); got {args.seq_len}")
+    out = import_hf(
+        args.dirs,
+        args.out,
+        args.data,
+        test=args.test,
+        steps=steps,
+        seq_len=args.seq_len,
+        dtype=args.dtype,
+        force=args.force,
+    )
+    print(f"wrote {out}: open it with `grokscope app {out.parent} --run {out.name}`")
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from grokscope.models import check_shapes
     from grokscope.store import open_run
@@ -508,6 +550,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     status = "complete" if run.complete else f"{run.n_checkpoints} checkpoints so far"
     if corrupt:
         verdict = "problems found"
+    elif run.config.model.kind == "hf":
+        verdict = f"sound ({run.n_checkpoints} checkpoint directories in place, the first one read)"
     elif run.checksums is None:
         verdict = "no problem found in its other files; checkpoints not checked (no checksums)"
     else:

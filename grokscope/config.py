@@ -19,10 +19,10 @@ from typing import Literal
 from grokscope.errors import GrokscopeError
 
 SCHEMA_VERSION = 2  # 1: runs written before task.kind existed (every key a later v1 release added is defaulted)
-TaskKind = Literal["modular", "digits"]
+TaskKind = Literal["modular", "digits", "text"]
 Op = Literal["add", "sub", "mul", "div", "poly"]  # (a+b), (a−b), (a·b), (a/b, b ≠ 0), (a² + ab + b²) mod p
 Pixels = Literal["standard", "unit"]  # digits: per-pixel z-scores, or pixel / 16 in [0, 1] (MNIST's ToTensor)
-ModelKind = Literal["transformer", "mlp", "deep_mlp", "moe"]
+ModelKind = Literal["transformer", "mlp", "deep_mlp", "moe", "hf"]
 Activation = Literal["relu", "gelu", "square"]
 OptimizerName = Literal["adamw", "sgd"]
 LossName = Literal["ce", "ce32", "mse", "stablemax"]
@@ -64,7 +64,9 @@ class TaskConfig:
         split's mean and standard deviation (`pixels` standard) or scaled to [0, 1] (`pixels` unit, as MNIST's
     usual loading gives). Both: `train_frac` of the inputs for training (or exactly `n_train`
         when it is set), a share `corrupt_frac` of the training labels replaced by random ones, all drawn from
-        `seed`. `op` and `p` apply to modular tasks only, `pixels` to digits only."""
+        `seed`. `op` and `p` apply to modular tasks only, `pixels` to digits only. kind `text`: token sequences
+    read from files by `grokscope import-hf` (the run stores them): `n_train` training and `n_test` held-out
+    samples of `seq_len` tokens each over a vocabulary of `vocab` tokens; these three keys apply to it only."""
 
     kind: TaskKind = "modular"
     op: Op = "add"
@@ -73,6 +75,9 @@ class TaskConfig:
     n_train: int = 0  # > 0: exactly this many training inputs (train_frac is then not used)
     corrupt_frac: float = 0.0  # ξ: share of training labels replaced by uniformly random labels
     pixels: Pixels = "standard"
+    seq_len: int = 0  # text only: tokens per sample
+    n_test: int = 0  # text only: held-out samples
+    vocab: int = 0  # text only: the tokenizer's vocabulary size
     seed: int = 598
 
     def __post_init__(self):
@@ -100,6 +105,16 @@ class TaskConfig:
             self.kind == "digits" or self.pixels == "standard",
             f"task.pixels applies to task.kind 'digits' only, not '{self.kind}'",
         )
+        text = (self.seq_len, self.n_test, self.vocab)
+        if self.kind == "text":
+            check(
+                self.n_train >= 2 and self.seq_len >= 2 and self.n_test >= 0 and self.vocab >= 1,
+                "task.kind 'text' needs n_train ≥ 2, seq_len ≥ 2, n_test ≥ 0 and vocab ≥ 1",
+            )
+        else:
+            check(
+                text == (0, 0, 0), f"task.seq_len, n_test and vocab apply to task.kind 'text' only, not '{self.kind}'"
+            )
 
 
 @dataclass
@@ -108,6 +123,8 @@ class ModelConfig:
     `mlp`: one-hot(a)‖one-hot(b) → d_mlp hidden → act → p (d_embed, dropout, init_std apply to it only).
     `deep_mlp`: a vector input → n_layers hidden layers of width d_mlp with act → the classes.
     `moe`: the transformer with each MLP a mixture of n_experts experts of width d_mlp, top_k per token.
+    `hf`: a series of Hugging Face MoE checkpoints (`grokscope import-hf`): the architecture and the weights
+    stay in the checkpoint directories the run's meta.json names; the other keys stay at their defaults.
     bias: biases on every layer (mlp and deep_mlp; the transformer has none).
     init_scale: every initial parameter (weights and biases) multiplied by it (Omnigrok's α: large values make MNIST-like tasks grok)."""
 
@@ -267,6 +284,11 @@ class RunConfig:
             self.schema_version == SCHEMA_VERSION,
             f"schema_version {self.schema_version} is not this release's ({SCHEMA_VERSION})",
         )
+        check(
+            (self.task.kind == "text") == (self.model.kind == "hf"),
+            "task.kind 'text' and model.kind 'hf' go together: they describe a Hugging Face series that "
+            "`grokscope import-hf` reads (grokscope does not train them)",
+        )
         g = self.grokfast
         check(
             g.kind != "ma" or g.ma_window <= self.train.steps,
@@ -298,6 +320,9 @@ class RunConfig:
 
 V2_LATER = {
     "task.pixels": "standard",
+    "task.seq_len": 0,
+    "task.n_test": 0,
+    "task.vocab": 0,
     "model.n_experts": 8,
     "model.top_k": 2,
     "model.router_aux_coef": 0.01,

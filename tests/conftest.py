@@ -89,3 +89,52 @@ def coexistence_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("memorization") / "coexist"
     grokscope.train(coexistence_config(), out, progress=False)
     return grokscope.open_run(out)
+
+
+def tiny_moe_lm(architecture: str = "olmoe", seed: int = 0):
+    """A randomly initialised causal LM of a Hugging Face MoE architecture, 2 layers of 4 experts, top-2,
+    over 32 tokens (built from a config: nothing is downloaded)."""
+    import torch
+    from transformers import AutoModelForCausalLM, MixtralConfig, OlmoeConfig
+
+    torch.manual_seed(seed)
+    sizes = {
+        "vocab_size": 32,
+        "hidden_size": 16,
+        "intermediate_size": 8,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+    }
+    sizes |= {"num_key_value_heads": 2, "num_experts_per_tok": 2, "max_position_embeddings": 64}
+    sizes |= {"eos_token_id": None, "pad_token_id": None, "bos_token_id": None}
+    if architecture == "olmoe":
+        config = OlmoeConfig(num_experts=4, **sizes)
+    else:
+        config = MixtralConfig(num_local_experts=4, **sizes)
+    return AutoModelForCausalLM.from_config(config).eval()
+
+
+@pytest.fixture(scope="session")
+def hf_series(tmp_path_factory):
+    """A tiny OLMoE trained 20 steps on a synthetic language (every odd token is the one before it, plus 1),
+    saved at steps 0, 10 and 20 as `save_pretrained` directories, with 16 training and 8 held-out samples
+    of 12 tokens as jsonl files. Returns the folder: series/step{0,10,20}, train.jsonl, test.jsonl."""
+    import json
+
+    import torch
+
+    root = tmp_path_factory.mktemp("hf")
+    model = tiny_moe_lm().train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    data = torch.randint(0, 32, (24, 12), generator=torch.Generator().manual_seed(0))
+    data[:, 1::2] = (data[:, 0::2] + 1) % 32
+    for step in range(21):
+        if step % 10 == 0:
+            model.save_pretrained(root / "series" / f"step{step}")
+        loss = model(input_ids=data, labels=data).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    for name, rows in (("train", data[:16]), ("test", data[16:])):
+        (root / f"{name}.jsonl").write_text("".join(json.dumps({"input_ids": r}) + "\n" for r in rows.tolist()))
+    return root

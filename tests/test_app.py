@@ -50,8 +50,13 @@ KIND_CONFIGS = {  # one tiny run of every kind the app must show: what applies, 
 
 
 @pytest.fixture(scope="module")
-def kinds_dir(runs_dir):
-    """runs_dir plus analysed tiny runs of poly, mul, digits (deep MLP), one-hot MLP and MoE (p = 7, 30 steps)."""
+def kinds_dir(runs_dir, hf_series):
+    """runs_dir plus analysed tiny runs of poly, mul, digits (deep MLP), one-hot MLP and MoE (p = 7, 30 steps),
+    and hf: a tiny OLMoE series imported with its pathways."""
+    from grokscope.importers.hf import import_hf
+
+    dirs = sorted((hf_series / "series").iterdir())
+    import_hf(dirs, runs_dir / "hf", hf_series / "train.jsonl", test=hf_series / "test.jsonl", progress=False)
     base = {"train.steps": 30, "checkpoints.dense_until": 5, "checkpoints.n_log": 5, "checkpoints.n_uniform": 5}
     for name, overrides in KIND_CONFIGS.items():
         sizes = {} if "task.kind" in overrides else {"task.p": 7, "task.train_frac": 0.6}
@@ -61,7 +66,7 @@ def kinds_dir(runs_dir):
 
 
 @pytest.mark.parametrize("page", PAGES)
-@pytest.mark.parametrize("run", ["coexist", *KIND_CONFIGS])
+@pytest.mark.parametrize("run", ["coexist", *KIND_CONFIGS, "hf"])
 def test_every_page_renders_every_kind_of_run(kinds_dir, monkeypatch, page, run):
     at = app(kinds_dir, monkeypatch, run)
     at.switch_page(page).run()

@@ -24,7 +24,13 @@ MODEL_SIZES = {
     "moe": {"model.n_layers": 2, "model.d_model": 8, "model.n_heads": 2, "model.d_head": 4, "model.d_mlp": 8}
     | {"model.n_experts": 4, "model.top_k": 2, "model.router_z_coef": 0.001},
 }
-PAIRS = [(t, m) for t, task in TASKS.items() for m, model in MODELS.items() if model.reads in task.offers]
+IMPORTED = {"text": "hf"}  # the kinds only `grokscope import-hf` makes (tests/test_hf_import.py), never trained
+PAIRS = [
+    (t, m)
+    for t, task in TASKS.items()
+    for m, model in MODELS.items()
+    if model.reads in task.offers and t not in IMPORTED
+]
 
 
 def tiny_config(task: str, model: str, **overrides) -> grokscope.RunConfig:
@@ -37,7 +43,17 @@ def tiny_config(task: str, model: str, **overrides) -> grokscope.RunConfig:
 
 def test_the_registries_list_the_config_vocabularies():
     assert tuple(TASKS) == choices(TaskKind) and tuple(MODELS) == choices(ModelKind)
-    assert set(TASK_SIZES) == set(TASKS) and set(MODEL_SIZES) == set(MODELS)  # this file covers every kind
+    # this file covers every kind grokscope trains
+    assert set(TASK_SIZES) | set(IMPORTED) == set(TASKS) and set(MODEL_SIZES) | set(IMPORTED.values()) == set(MODELS)
+
+
+def test_an_imported_kind_is_refused_for_training_in_one_line(tmp_path):
+    config = {"task.kind": "text", "task.n_train": 4, "task.seq_len": 8, "task.vocab": 32, "model.kind": "hf"}
+    with pytest.raises(grokscope.GrokscopeError, match="read from its checkpoint directories"):
+        grokscope.train(grokscope.RunConfig().with_overrides(config), tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+    with pytest.raises(grokscope.GrokscopeError, match="'text' and model.kind 'hf' go together"):
+        grokscope.RunConfig().with_overrides({**config, "model.kind": "transformer"})
 
 
 @pytest.mark.parametrize("task, model", PAIRS)

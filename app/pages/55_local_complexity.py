@@ -31,13 +31,14 @@ def offer(run, missing: list[str]) -> None:
 def render(run, step):
     skipped = analysis.not_applicable(run.config)
     missing = [name for name in ON_REQUEST if name not in skipped and analysis.cached_result(run, name) is None]
-    if "local_complexity" in skipped:
-        st.info(f"Local complexity is not available for {run.name}: it {skipped['local_complexity']}")
+    for name in ON_REQUEST:
+        if name in skipped:
+            st.info(f"{name.replace('_', ' ').capitalize()} is not available for {run.name}: it {skipped[name]}")
     if "local_complexity" not in missing and "local_complexity" not in skipped:
         radii = json.loads(str(analysis.load(run, "local_complexity")["options"]))["radii"]
         radius = st.selectbox("radius", radii, index=None, placeholder="the one nearest 1", key="lc radius")
         common.show(run, step, "local_complexity", lambda s: local_complexity(run, s, radius), params=(radius,))
-    if "robustness" not in missing:
+    if "robustness" not in missing and "robustness" not in skipped:
         common.show(run, step, "robustness", lambda s: robustness(run, s))
     if missing:
         offer(run, missing)

@@ -22,7 +22,7 @@ import torch
 
 from grokscope.analysis.cache import top_up_start
 from grokscope.analysis.neurons import CLUSTER_THRESHOLD, cluster, frequency_fractions, grid_neurons
-from grokscope.analysis.spec import Analysis, Forward, always, frequencies_in_range, needs_fourier
+from grokscope.analysis.spec import Analysis, Forward, frequencies_in_range, needs_fourier, trained_here
 from grokscope.errors import GrokscopeError
 from grokscope.models import load_model
 from grokscope.models.common import Readout
@@ -251,7 +251,7 @@ PHASES = Analysis(
     "memorization / circuit-formation / clean-up / stable boundaries, as steps",
     "run",
     phase_boundaries,
-    always,
+    trained_here,
     meta={"n_metric_steps": 0, "names": 1, "boundary_steps": 1},
     current=lambda run, result: int(result["n_metric_steps"]) == run.n_metric_steps,
 )

@@ -54,7 +54,8 @@ def analyze(
     run.refresh()
     if not run.n_checkpoints:
         raise GrokscopeError(f"{run.path}: no checkpoint saved yet")
-    check_shapes(run)
+    if run.config.model.kind != "hf":  # a Hugging Face series stores no parameters of its own
+        check_shapes(run)
     if only is None:
         wanted = by_default(run)
     else:

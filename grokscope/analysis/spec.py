@@ -90,6 +90,15 @@ def always(config: RunConfig) -> str | None:
     return None
 
 
+def trained_here(config: RunConfig) -> str | None:
+    """Analyses of the stored parameters, the inputs' space or per-step accuracies: not for a Hugging Face
+    series, whose weights stay in its checkpoint directories and whose metrics are a language model's at its
+    checkpoints."""
+    if config.model.kind == "hf":
+        return "needs a run grokscope trained; model.kind 'hf' (an imported Hugging Face series) has its routing and losses only"
+    return None
+
+
 def needs_fourier(config: RunConfig) -> str | None:
     """The Fourier analyses: a task with a group operation and a model with token-indexed maps and a
     whole-grid forward (the transformer, the one-hot MLP)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from grokscope.analysis.fourier import fourier_basis, gini, per_frequency
-from grokscope.analysis.spec import Analysis, always, needs_fourier
+from grokscope.analysis.spec import Analysis, needs_fourier, trained_here
 from grokscope.config import RunConfig
 from grokscope.models import MODELS
 from grokscope.tasks import Group
@@ -63,6 +63,6 @@ WEIGHT_NORMS = Analysis(
     "sum of squared weights, total and per parameter",
     "weights",
     lambda params, config, group: weight_norms(params),
-    always,
+    trained_here,
     ("sq_norm",),
 )

@@ -158,10 +158,11 @@ def decorate(
 def training_curves(run: Run, step: int | None = None) -> Plot:
     """Train/test loss (log scale) and accuracy, the weight norm, and where the run has them, the numerical
     stability columns (mean logit norm; Softmax Collapse and zero-loss fractions of the training examples),
-    every step."""
+    every step (an imported series: at its checkpoints)."""
     step = cursor_step(run, step)
-    m = run.metrics
-    stability = all(c in m for c in STABILITY_COLUMNS)  # runs made before these columns have none
+    m = {column: values[run.measured_steps] for column, values in run.metrics.items()}
+    # runs made before the stability columns have none; an imported series does not measure them
+    stability = all(c in m and np.isfinite(m[c]).any() for c in STABILITY_COLUMNS)
     heights = [0.38, 0.24, 0.19, 0.19] if stability else [0.45, 0.3, 0.25]
     fig = make_subplots(rows=len(heights), cols=1, shared_xaxes=True, vertical_spacing=0.04, row_heights=heights)
     for i, split in enumerate(("train", "test")):
@@ -206,6 +207,8 @@ def training_curves(run: Run, step: int | None = None) -> Plot:
         fig.update_yaxes(title_text="share of train", range=[0, 1.02], row=4, col=1)
     fig.update_xaxes(title_text="step", row=len(heights), col=1)
     fig.update_layout(height=820 if stability else 650)
+    if len(m["step"]) < 100:  # a few measured steps (an imported series): each one marked
+        fig.update_traces(mode="lines+markers")
     grokked = "not grokked" if run.grok_step is None else f"grok step {run.grok_step}"
     title = f"{run.name}: training ({grokked})<br><sup>{training_label(run.config)}</sup>"
     return Plot(decorate(fig, run, step, title), dict(m), Scrub())
@@ -227,6 +230,8 @@ LOSS_NAMES = {
 
 def training_label(config: RunConfig) -> str:
     """How a run was trained, in one line: optimizer (⊥Grad-wrapped or not), loss, Grokfast filter."""
+    if config.model.kind == "hf":
+        return "trained elsewhere (imported); causal LM loss on the run's samples"
     o, g = config.optim, config.grokfast
     optimizer = {"adamw": "AdamW", "sgd": "SGD"}[o.name]
     parts = [f"{'⊥' if o.orthograd else ''}{optimizer} lr {o.lr:g}, wd {o.weight_decay:g}"]

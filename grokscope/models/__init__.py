@@ -11,19 +11,27 @@ from grokscope.config import ModelKind, RunConfig, choices
 from grokscope.errors import GrokscopeError
 from grokscope.models.base import Model, NeuronLayer
 from grokscope.models.deep_mlp import DeepMLP
+from grokscope.models.hf_moe import HFMoE
 from grokscope.models.mlp import MLP
 from grokscope.models.moe import MoETransformer
 from grokscope.models.transformer import Transformer
 from grokscope.store import Run, as_run
 from grokscope.tasks import make_task
 
-MODELS: dict[str, type[Model]] = {"transformer": Transformer, "mlp": MLP, "deep_mlp": DeepMLP, "moe": MoETransformer}
+MODELS: dict[str, type[Model]] = {
+    "transformer": Transformer,
+    "mlp": MLP,
+    "deep_mlp": DeepMLP,
+    "moe": MoETransformer,
+    "hf": HFMoE,
+}
 assert tuple(MODELS) == choices(ModelKind), "the model registry and config.ModelKind must list the same kinds"
 
 __all__ = [
     "MLP",
     "MODELS",
     "DeepMLP",
+    "HFMoE",
     "MoETransformer",
     "Model",
     "NeuronLayer",
@@ -36,7 +44,10 @@ __all__ = [
 
 def build_model(config: RunConfig) -> Model:
     """A freshly initialised model for the run's config, seeded with `model.seed`, every initial parameter
-    multiplied by `model.init_scale`. GrokscopeError where the model cannot read the task's inputs."""
+    multiplied by `model.init_scale`. GrokscopeError where the model cannot read the task's inputs, or is
+    not built but read (a Hugging Face series: `load_model`)."""
+    if config.model.kind == "hf":
+        raise GrokscopeError("model.kind 'hf' is read from its checkpoint directories (grokscope import-hf), not built")
     generator = torch.Generator().manual_seed(config.model.seed)
     model = MODELS[config.model.kind](config.model, make_task(config.task), generator)
     if config.model.init_scale != 1:
@@ -48,7 +59,10 @@ def build_model(config: RunConfig) -> Model:
 
 def check_shapes(run: Run) -> Model:
     """A fresh model for the run's config, after checking that config.json still describes the stored
-    parameters (an edited config, e.g. p changed, would otherwise give wrong numbers or shape errors)."""
+    parameters (an edited config, e.g. p changed, would otherwise give wrong numbers or shape errors). A
+    Hugging Face series: its first checkpoint, read from the directories its meta.json names."""
+    if run.config.model.kind == "hf":
+        return HFMoE.of_run(run)
     model = build_model(run.config)
     expected = {n: list(p.shape) for n, p in model.named_parameters()}
     if expected != run.meta["param_shapes"]:
@@ -66,5 +80,8 @@ def load_model(run: Run, step: int, device: str = "cpu") -> Model:
     """A ready model (eval mode) with the parameters of a run's saved step (run: a Run or its path)."""
     run = as_run(run)
     model = check_shapes(run)
-    model.load_state_dict(run.params(step))
+    if run.config.model.kind == "hf":  # the weights stay in the series' checkpoint directories
+        model.load_row(run.row(step))
+    else:
+        model.load_state_dict(run.params(step))
     return model.to(device).eval()

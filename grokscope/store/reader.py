@@ -60,7 +60,8 @@ class Run:
             raise GrokscopeError(f"{path / layout.CONFIG}: {e}") from None
         self.meta = layout.read_json(path / layout.META)
         shapes = self.meta.get("param_shapes")
-        if not isinstance(shapes, dict) or not shapes:
+        # a Hugging Face series (model.kind hf) keeps its weights in the checkpoint directories meta.json names
+        if not isinstance(shapes, dict) or not (shapes or self.config.model.kind == "hf"):
             raise GrokscopeError(f"{path / layout.META}: corrupt (no parameter shapes)")
         self.name = path.name
         self.memo: dict = {}  # results derived from this run, for those who keep them (see analysis.load)
@@ -196,10 +197,19 @@ class Run:
         return int(hits[0]) if len(hits) else None
 
     @property
+    def measured_steps(self) -> np.ndarray:
+        """The steps whose metrics were recorded: every step of a run grokscope trained, the checkpoints' steps
+        of an imported Hugging Face series (its metrics are NaN between them)."""
+        if self.config.model.kind == "hf":
+            return self.steps[self.steps < self.n_metric_steps]
+        return np.arange(self.n_metric_steps)
+
+    @property
     def diverged_step(self) -> int | None:
         """First step whose training loss is not finite (the optimizer blew the weights up), or None."""
-        hits = np.flatnonzero(~np.isfinite(self.metrics["train_loss"]))
-        return int(hits[0]) if len(hits) else None
+        steps = self.measured_steps
+        hits = np.flatnonzero(~np.isfinite(self.metrics["train_loss"][steps]))
+        return int(steps[hits[0]]) if len(hits) else None
 
     def summary(self) -> dict:
         """What `grokscope info --json` prints."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from grokscope.errors import GrokscopeError
@@ -25,20 +27,27 @@ def verify(run: Run) -> list[str]:
             problems.append(
                 f"{len(bad)} of {run.n_checkpoints} checkpoints do not match their checksums (steps {steps})"
             )
-    if (run.path / layout.COMPLETE).is_file():
+    if run.config.model.kind == "hf":  # an imported series: its weights are in the directories it names
+        gone = [d for d in run.meta["hf"]["checkpoints"] if not (Path(d) / "config.json").is_file()]
+        if gone:
+            problems.append(f"{len(gone)} checkpoint directories are gone or moved (first: {gone[0]})")
+    elif (run.path / layout.COMPLETE).is_file():
         problems += final_problems(run)
     metrics = run.metrics
     for column in ACCURACIES:
         values = metrics.get(column)
         if values is not None and ((values < 0) | (values > 1)).any():
             problems.append(f"metrics/{column}.npy: values outside [0, 1]")
-    for column in LOSSES:
-        if (metrics[column] < 0).any() or (run.n_metric_steps and np.isnan(metrics[column]).all()):
-            problems.append(f"metrics/{column}.npy: negative or no values")
     try:
-        _ = run.dataset  # loading checks data.npz against the task
+        dataset = run.dataset  # loading checks data.npz against the task
     except GrokscopeError as e:
         problems.append(str(e))
+        dataset = None
+    # a Hugging Face series imported without held-out samples has no test loss
+    held_out = dataset is None or len(dataset.test_rows) > 0
+    for column in LOSSES if held_out else LOSSES[:1]:
+        if (metrics[column] < 0).any() or (run.n_metric_steps and np.isnan(metrics[column]).all()):
+            problems.append(f"metrics/{column}.npy: negative or no values")
     return problems
 
 

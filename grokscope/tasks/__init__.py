@@ -9,8 +9,9 @@ from grokscope.config import TaskConfig, TaskKind, choices
 from grokscope.tasks.base import Dataset, Task
 from grokscope.tasks.digits import DigitsTask
 from grokscope.tasks.modular import Group, ModularTask, one_hots, tokens
+from grokscope.tasks.text import TextTask
 
-TASKS: dict[str, type[Task]] = {"modular": ModularTask, "digits": DigitsTask}
+TASKS: dict[str, type[Task]] = {"modular": ModularTask, "digits": DigitsTask, "text": TextTask}
 assert tuple(TASKS) == choices(TaskKind), "the task registry and config.TaskKind must list the same kinds"
 
 
@@ -30,6 +31,7 @@ __all__ = [
     "Group",
     "ModularTask",
     "Task",
+    "TextTask",
     "make_dataset",
     "make_task",
     "one_hots",

@@ -27,6 +27,8 @@ class Dataset:
     train_labels: int64 (n_train,) the labels trained on (corrupted where `corrupted`)
     true_labels: int64 (n_inputs,) the correct label of every input (-1 where a number is not an input)
     corrupted: bool (n_train,) which training labels were replaced by a random one
+    inputs: the inputs themselves where they are data read from files, not generated from the config (text:
+        int64 (n_inputs, seq_len) token ids), else None
     """
 
     n_classes: int
@@ -35,6 +37,7 @@ class Dataset:
     train_labels: np.ndarray
     true_labels: np.ndarray
     corrupted: np.ndarray
+    inputs: np.ndarray | None = None
 
     @property
     def test_labels(self) -> np.ndarray:
@@ -48,6 +51,7 @@ class Dataset:
             "train_labels": self.train_labels,
             "true_labels": self.true_labels,
             "corrupted": self.corrupted,
+            **({} if self.inputs is None else {"inputs": self.inputs}),
         }
 
     def check(self, n_inputs: int) -> None:
@@ -66,6 +70,14 @@ class Dataset:
             and (self.true_labels < self.n_classes).all()
             and (len(rows) == 0 or (self.true_labels[rows] >= 0).all())
             and ((self.train_labels >= 0) & (self.train_labels < self.n_classes)).all()
+            and (
+                self.inputs is None
+                or (
+                    self.inputs.dtype.kind == "i"
+                    and len(self.inputs) == n_inputs
+                    and ((self.inputs >= 0) & (self.inputs < self.n_classes)).all()
+                )
+            )
         )
         if not ok:
             raise GrokscopeError("the split does not match the task (rows or labels out of range)")

@@ -1,0 +1,146 @@
+"""A series of Hugging Face MoE causal LMs (OLMoE, Mixtral) behind the Model interface, for the analyses that
+read routing (pathways): the weights stay in the checkpoint directories the run's meta.json names
+(`grokscope import-hf` writes it) and are read with `transformers`, one checkpoint at a time.
+
+Routing is recomputed from the router logits that `transformers` returns (`output_router_logits`), as its
+routers compute it: softmax over the experts in float32, the top `num_experts_per_tok`, renormalised where
+the architecture does (Mixtral always; OLMoE where `norm_topk_prob`, which the published OLMoE leaves off).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from grokscope.config import ModelConfig
+from grokscope.errors import GrokscopeError
+from grokscope.models.base import Model, NeuronLayer
+
+if TYPE_CHECKING:
+    from grokscope.store import Run
+    from grokscope.tasks import Dataset, Task
+
+ARCHITECTURES = ("olmoe", "mixtral")  # transformers' model_type of the MoE causal LMs read
+DTYPES = ("float32", "bfloat16")  # what the weights are read as (bfloat16 halves the memory of a large model)
+BATCH = 16  # samples per forward: bounds the router logits and activations held at once
+
+
+def load_checkpoint(directory: str | Path, dtype: str = "float32"):
+    """The causal LM saved in `directory` (`save_pretrained`), its weights as `dtype`, in eval mode;
+    GrokscopeError where it cannot be read or is not an architecture grokscope reads."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.utils import logging
+
+    if dtype not in DTYPES:
+        raise GrokscopeError(f"the weights are read as {' or '.join(DTYPES)}; got {dtype!r}")
+    logging.disable_progress_bar()  # one bar per checkpoint read would bury grokscope's own
+    directory = Path(directory)
+    try:
+        config = AutoConfig.from_pretrained(directory, local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise GrokscopeError(f"{directory}: not a Hugging Face checkpoint ({str(e).splitlines()[0]})") from None
+    if config.model_type not in ARCHITECTURES:
+        raise GrokscopeError(
+            f"{directory}: model_type '{config.model_type}' is not an MoE architecture grokscope reads "
+            f"({', '.join(ARCHITECTURES)})"
+        )
+    try:
+        model = AutoModelForCausalLM.from_pretrained(directory, local_files_only=True, dtype=getattr(torch, dtype))
+    except (OSError, ValueError) as e:
+        raise GrokscopeError(f"{directory}: its weights cannot be read ({str(e).splitlines()[0]})") from None
+    return model.eval()
+
+
+class HFMoE(Model):
+    """One checkpoint of the series (`hf`, a transformers causal LM), loaded by `load_row`. Inputs: int64
+    token ids (n, seq_len); `forward` gives the logits (n, seq_len, vocab)."""
+
+    kind = "hf"
+    reads = "token_ids"
+    pathway_units = "the experts each router chose (a Hugging Face checkpoint)"
+
+    def __init__(self, cfg: ModelConfig, task: Task, checkpoints: list[str], dtype: str = "float32"):
+        super().__init__(cfg, task)
+        self.checkpoints, self.dtype = checkpoints, dtype
+        self.hf, self.row = load_checkpoint(checkpoints[0], dtype), 0
+        self.setup()
+
+    @classmethod
+    def of_run(cls, run: Run) -> HFMoE:
+        """The run's series at its first checkpoint (meta.json "hf": "checkpoints", one directory per saved
+        step, and the "dtype" they are read as)."""
+        series = run.meta.get("hf", {})
+        checkpoints = series.get("checkpoints")
+        if not isinstance(checkpoints, list) or len(checkpoints) != len(run._scheduled):
+            raise GrokscopeError(f"{run.path}: meta.json does not name one checkpoint directory per saved step")
+        return cls(run.config.model, run.task, checkpoints, series.get("dtype", "float32"))
+
+    def load_row(self, row: int) -> None:
+        """Read checkpoint row `row`'s weights (a new transformers model: shapes and layouts are its own)."""
+        if row != self.row:
+            self.hf, self.row = load_checkpoint(self.checkpoints[row], self.dtype), row
+
+    def task_inputs(self, task: Task, dataset: Dataset) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(dataset.inputs))
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.hf(input_ids=inputs).logits
+
+    def at_output(self, value: torch.Tensor) -> torch.Tensor:
+        return value[:, -1]  # the last token's position
+
+    def pathway_hooks(self) -> list[str]:
+        """Named as the TransformerLens 4 bridge names them (the values come from transformers' router logits)."""
+        return [f"blocks.{i}.mlp.hook_expert_weights" for i in range(self.hf.config.num_hidden_layers)]
+
+    @torch.no_grad()
+    def units_values(self, inputs: torch.Tensor, reduce) -> list[torch.Tensor]:
+        """Per layer, each token's routing weight on every expert, zero outside its top-k: reduce of (n, seq_len,
+        n_experts)."""
+        config = self.hf.config
+        k, normalise = config.num_experts_per_tok, getattr(config, "norm_topk_prob", True)
+        layers: list[list[torch.Tensor]] = [[] for _ in range(config.num_hidden_layers)]
+        for batch in inputs.split(BATCH):
+            logits = self.hf(input_ids=batch, output_router_logits=True).router_logits
+            for l, lg in enumerate(logits):
+                probs = lg.float().softmax(-1)
+                top, ids = probs.topk(k, -1)
+                if normalise:
+                    top = top / top.sum(-1, keepdim=True)
+                weights = torch.zeros_like(probs).scatter_(-1, ids, top)
+                layers[l].append(reduce(weights.view(*batch.shape, -1)))
+        return [torch.cat(values) for values in layers]
+
+    def units_chosen(self, neurons: int) -> int:
+        return self.hf.config.num_experts_per_tok
+
+    def unit_embeddings(self, embedding: str) -> torch.Tensor:
+        """router: each expert's router weight vector; output: the mean of its output map (down_proj) over its
+        neurons. Both in the residual stream: (L, n_experts, hidden)."""
+        mlps = [layer.mlp for layer in self.hf.model.layers]
+        if embedding == "router":
+            return torch.stack([mlp.gate.weight.detach() for mlp in mlps])
+        return torch.stack([mlp.experts.down_proj.detach().mean(-1) for mlp in mlps])
+
+    @torch.no_grad()
+    def language_metrics(self, inputs: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Each sample's causal LM loss (mean cross-entropy of every next token) and top-1 accuracy over the
+        same positions: float64 (n,), (n,)."""
+        losses, hits = [], []
+        for batch in inputs.split(BATCH):
+            logits = self.hf(input_ids=batch).logits[:, :-1].double()
+            target = batch[:, 1:]
+            losses.append(torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, reduction="none").mean(1))
+            hits.append((logits.argmax(-1) == target).double().mean(1))
+        return torch.cat(losses).numpy(), torch.cat(hits).numpy()
+
+    @staticmethod
+    def neuron_layers(cfg: ModelConfig) -> list[NeuronLayer]:
+        return []  # each expert sees only the tokens routed to it
+
+    @staticmethod
+    def describe(cfg: ModelConfig) -> str:
+        return "Hugging Face MoE checkpoints"
