@@ -166,21 +166,27 @@ def import_hf(
     old = move_aside(out, force)
     try:
         writer = RunWriter.create(building, config, dataset, {}, meta, np.array(steps, dtype=np.int64))
-        model = HFMoE(config.model, open_run(building).task, meta["hf"]["checkpoints"], dtype)
-        inputs = torch.from_numpy(dataset.inputs)
-        for row, step in enumerate(steps):
-            if row:
-                model.load_row(row)
-            losses, hits = model.language_metrics(inputs)
-            norm = torch.sqrt(sum(p.detach().double().square().sum() for p in model.hf.parameters()))
+        writer.commit(steps[-1], len(steps), steps[-1] + 1, {})  # the steps and samples, for the analysis
+        run = open_run(building)
+        model = HFMoE.of_run(run)  # the model the pathways analysis reads: each checkpoint is read once
+
+        def measure(row: int) -> None:  # the losses at each checkpoint as the analysis reads it
+            losses, hits = model.language_metrics(torch.from_numpy(dataset.inputs))
+            norm = torch.sqrt(sum(p.detach().double().square().sum() for p in model.hf.parameters())).item()
             values = {"train_loss": losses[: len(train)].mean(), "train_acc": hits[: len(train)].mean()}
             if len(held_out):
                 values |= {"test_loss": losses[len(train) :].mean(), "test_acc": hits[len(train) :].mean()}
-            writer.save_metrics(step, {k: np.array([v]) for k, v in {**values, "weight_norm": norm.item()}.items()})
-            say(f"step {step}: train loss {values['train_loss']:.4f}, accuracy {values['train_acc']:.3f}")
+            writer.save_metrics(steps[row], {k: np.array([v]) for k, v in {**values, "weight_norm": norm}.items()})
+            say(
+                f"step {steps[row]}: train loss {values['train_loss']:.4f}, next-token accuracy {values['train_acc']:.3f}"
+            )
+
+        measure(0)
+        model.on_load = measure
+        analyze(run, only=["pathways"], progress=progress)
+        model.on_load = None
         writer.commit(steps[-1], len(steps), steps[-1] + 1, {})
         writer.finish({})
-        analyze(open_run(building), only=["pathways"], progress=progress)
         building.rename(out)
         layout.fsync_dir(out.parent)
     except BaseException:

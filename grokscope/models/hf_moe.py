@@ -9,6 +9,7 @@ the architecture does (Mixtral always; OLMoE where `norm_topk_prob`, which the p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 
 ARCHITECTURES = ("olmoe", "mixtral")  # transformers' model_type of the MoE causal LMs read
 DTYPES = ("float32", "bfloat16")  # what the weights are read as (bfloat16 halves the memory of a large model)
-BATCH = 16  # samples per forward: bounds the router logits and activations held at once
+TOKENS = 16_384  # tokens per forward: bounds the logits, router logits and activations held at once
 
 
 def load_checkpoint(directory: str | Path, dtype: str = "float32"):
@@ -66,22 +67,28 @@ class HFMoE(Model):
         super().__init__(cfg, task)
         self.checkpoints, self.dtype = checkpoints, dtype
         self.hf, self.row = load_checkpoint(checkpoints[0], dtype), 0
+        self.on_load: Callable[[int], None] | None = None  # called with each row read after the first
         self.setup()
 
     @classmethod
     def of_run(cls, run: Run) -> HFMoE:
-        """The run's series at its first checkpoint (meta.json "hf": "checkpoints", one directory per saved
-        step, and the "dtype" they are read as)."""
-        series = run.meta.get("hf", {})
-        checkpoints = series.get("checkpoints")
-        if not isinstance(checkpoints, list) or len(checkpoints) != len(run._scheduled):
-            raise GrokscopeError(f"{run.path}: meta.json does not name one checkpoint directory per saved step")
-        return cls(run.config.model, run.task, checkpoints, series.get("dtype", "float32"))
+        """The run's series (meta.json "hf": "checkpoints", one directory per saved step, and the "dtype" they
+        are read as), at its first checkpoint or the last one read: one per Run (its memo), so that a
+        checkpoint is read once however many readers take turns with it."""
+        if "hf model" not in run.memo:
+            series = run.meta.get("hf", {})
+            checkpoints = series.get("checkpoints")
+            if not isinstance(checkpoints, list) or len(checkpoints) != len(run._scheduled):
+                raise GrokscopeError(f"{run.path}: meta.json does not name one checkpoint directory per saved step")
+            run.memo["hf model"] = cls(run.config.model, run.task, checkpoints, series.get("dtype", "float32"))
+        return run.memo["hf model"]
 
     def load_row(self, row: int) -> None:
         """Read checkpoint row `row`'s weights (a new transformers model: shapes and layouts are its own)."""
         if row != self.row:
             self.hf, self.row = load_checkpoint(self.checkpoints[row], self.dtype), row
+            if self.on_load is not None:
+                self.on_load(row)
 
     def task_inputs(self, task: Task, dataset: Dataset) -> torch.Tensor:
         return torch.from_numpy(np.asarray(dataset.inputs))
@@ -103,7 +110,7 @@ class HFMoE(Model):
         config = self.hf.config
         k, normalise = config.num_experts_per_tok, getattr(config, "norm_topk_prob", True)
         layers: list[list[torch.Tensor]] = [[] for _ in range(config.num_hidden_layers)]
-        for batch in inputs.split(BATCH):
+        for batch in inputs.split(max(1, TOKENS // inputs.shape[1])):
             logits = self.hf(input_ids=batch, output_router_logits=True).router_logits
             for l, lg in enumerate(logits):
                 probs = lg.float().softmax(-1)
@@ -130,7 +137,7 @@ class HFMoE(Model):
         """Each sample's causal LM loss (mean cross-entropy of every next token) and top-1 accuracy over the
         same positions: float64 (n,), (n,)."""
         losses, hits = [], []
-        for batch in inputs.split(BATCH):
+        for batch in inputs.split(max(1, TOKENS // inputs.shape[1])):
             logits = self.hf(input_ids=batch).logits[:, :-1].double()
             target = batch[:, 1:]
             losses.append(torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, reduction="none").mean(1))
