@@ -3,6 +3,7 @@
 run_dir = grokscope.train(grokscope.load_preset("demo"))
 run = grokscope.open_run(run_dir)
 run.steps, run.params(step), load_model(run, step), run.trajectory("embed.W_E"), run.metrics
+grokscope.import_hf(checkpoint_dirs, "checkpoints/olmoe", "samples.jsonl")  # a Hugging Face MoE series as a run
 
 Light to import: torch and the other heavy packages load when a name that needs them is first used.
 """
@@ -16,6 +17,7 @@ LAZY = {
     "Run": "grokscope.store",
     "open_run": "grokscope.store",
     "build_model": "grokscope.models",
+    "import_hf": "grokscope.importers.hf",
     "load_model": "grokscope.models",
     "make_dataset": "grokscope.tasks",
     "make_task": "grokscope.tasks",
@@ -27,6 +29,7 @@ __all__ = [
     "Run",
     "RunConfig",
     "build_model",
+    "import_hf",
     "load_model",
     "load_preset",
     "make_dataset",
@@ -36,7 +39,7 @@ __all__ = [
 ]
 
 
-SUBPACKAGES = ("analysis", "cli", "config", "errors", "figures", "models", "presets", "store", "tasks")
+SUBPACKAGES = ("analysis", "cli", "config", "errors", "figures", "importers", "models", "presets", "store", "tasks")
 
 
 def __getattr__(name: str):
