@@ -319,7 +319,10 @@ def step_page(render: Callable[[grokscope.Run, int], None], needs: tuple[str, ..
             header(run)
         shown = analysed_run(run) if analysed else run
         if shown is not None:
-            render(shown, scrub.cursor(shown, marks(shown)))
+            try:
+                render(shown, scrub.cursor(shown, marks(shown)))
+            except grokscope.GrokscopeError as e:  # e.g. an imported series whose checkpoints have moved
+                st.error(str(e))
 
     body()
 

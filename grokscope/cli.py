@@ -398,6 +398,9 @@ def print_summary(summary: dict) -> None:
             f"  share of W_E's non-constant Fourier power in them: {'n/a' if share is None else format(share, '.1%')}"
         )
         print(f"  share of neurons clustered to one frequency: {summary['clustered_neuron_share']:.1%}")
+    if summary["phases"] is None:
+        print("  phases: not applicable (they read a trained run's per-step accuracies)")
+        return
     bounds = ", ".join(f"{k} {'not reached' if v is None else v}" for k, v in summary["phases"].items())
     print(f"  phase boundaries (steps): {bounds}")
 

@@ -123,8 +123,9 @@ class ModelConfig:
     `mlp`: one-hot(a)‖one-hot(b) → d_mlp hidden → act → p (d_embed, dropout, init_std apply to it only).
     `deep_mlp`: a vector input → n_layers hidden layers of width d_mlp with act → the classes.
     `moe`: the transformer with each MLP a mixture of n_experts experts of width d_mlp, top_k per token.
-    `hf`: a series of Hugging Face MoE checkpoints (`grokscope import-hf`): the architecture and the weights
-    stay in the checkpoint directories the run's meta.json names; the other keys stay at their defaults.
+    `hf`: a series of Hugging Face MoE checkpoints (`grokscope import-hf`): the weights stay in the checkpoint
+    directories the run's meta.json names; n_layers, d_model, n_heads, d_head, d_mlp (an expert's width),
+    n_experts and top_k are theirs (from their config.json), the other keys do not apply.
     bias: biases on every layer (mlp and deep_mlp; the transformer has none).
     init_scale: every initial parameter (weights and biases) multiplied by it (Omnigrok's α: large values make MNIST-like tasks grok)."""
 
@@ -162,7 +163,7 @@ class ModelConfig:
         )
         moe = {k: getattr(self, k) for k in ("n_experts", "top_k", "router_aux_coef", "router_z_coef")}
         check(
-            self.kind == "moe" or moe == {k: getattr(ModelConfig, k) for k in moe},
+            self.kind in ("moe", "hf") or moe == {k: getattr(ModelConfig, k) for k in moe},
             "model.n_experts, model.top_k, model.router_aux_coef and model.router_z_coef apply to model.kind 'moe' only",
         )
         check(

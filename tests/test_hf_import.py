@@ -5,6 +5,7 @@ pathway distance against a plain Levenshtein on routes taken from those hooks, a
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -127,19 +128,42 @@ def test_an_imported_series_opens_everywhere_and_says_what_does_not_apply(import
     model = load_model(run_dir, 10)
     assert model.row == 1 and model.hf.config.model_type == "olmoe"
     assert main(["verify", str(run_dir)]) == 0
+    assert main(["analyze", str(run_dir), "--summary"]) == 0
+    assert "phases: not applicable" in capsys.readouterr().out
+    assert main(["import-hf", *imported.meta["hf"]["checkpoints"], "--out", str(run_dir), "--data", "x"]) == 2
+    assert "already exists: --force replaces it" in capsys.readouterr().err
     assert main(["figures", str(run_dir), "--out", str(tmp_path / "figures"), "--format", "svg"]) == 0
     written = {p.name for p in (tmp_path / "figures").iterdir()}
     assert {"pathways.svg", "pathway_grid.svg", "training_curves.svg"} <= written
 
 
-def test_verify_finds_checkpoint_directories_gone(hf_series, tmp_path, capsys):
+def test_checkpoints_changed_or_moved_after_the_import_are_found(hf_series, tmp_path, capsys):
+    """Each checkpoint directory's fingerprint is the run's checksum for that row: verify finds one gone and
+    one changed; a changed last checkpoint stops the run from opening (its caches are never served)."""
     series = tmp_path / "series"
     shutil.copytree(hf_series / "series", series)
     out = tmp_path / "run"
     import_hf(sorted(series.iterdir()), out, hf_series / "train.jsonl", progress=False, say=lambda _: None)
     shutil.rmtree(series / "step10")
+    weights = series / "step0" / "model.safetensors"
+    weights.write_bytes((series / "step20" / "model.safetensors").read_bytes())
     assert main(["verify", str(out)]) == 1
-    assert "1 checkpoint directories are gone or moved" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "1 of 3 checkpoints cannot be read" in err and "step10: checkpoint directory gone" in err
+    assert "1 of 3 checkpoints changed since they were imported (steps 0)" in err
+    os.utime(series / "step20" / "model.safetensors", ns=(1, 1))
+    assert main(["analyze", str(out), "--only", "pathways"]) == 2
+    assert "the checkpoint at step 20 changed since it was imported" in capsys.readouterr().err
+
+
+def test_a_series_of_mixed_architectures_is_refused_before_any_work(hf_series, tmp_path, capsys):
+    other = tmp_path / "step30"
+    tiny_moe_lm("mixtral").save_pretrained(other)
+    dirs = [*sorted(str(d) for d in (hf_series / "series").iterdir()), str(other)]
+    assert main(["import-hf", *dirs, "--out", str(tmp_path / "out"), "--data", str(hf_series / "train.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert "step30: not of the series' architecture (model_type mixtral, the first checkpoint's olmoe)" in err
+    assert err.count("\n") == 1 and not (tmp_path / "out").exists()
 
 
 def test_steps_come_from_the_names_or_the_flag():

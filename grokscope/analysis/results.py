@@ -40,11 +40,13 @@ def key_frequencies_at(run: Run, step: int | None = None, rule: str | None = Non
 
 
 def summary(run: Run) -> dict:
-    """The headline of `grokscope analyze --summary`, at the last saved step: for every run the phases and
-    the step; where the Fourier analyses apply, the key frequencies and shares (None elsewhere)."""
+    """The headline of `grokscope analyze --summary`, at the last saved step: the phases (None where they do
+    not apply: an imported series) and the step; where the Fourier analyses apply, the key frequencies and
+    shares (None elsewhere)."""
     run = as_run(run)
     analyze(run, progress=False)
-    out = {"phases": boundaries(cached_result(run, "phases")), "step": int(run.steps[-1])}
+    phases = cached_result(run, "phases")
+    out = {"phases": None if phases is None else boundaries(phases), "step": int(run.steps[-1])}
     try:
         group = fourier_group(run)
     except GrokscopeError as e:

@@ -17,6 +17,7 @@ from grokscope.analysis.memorization import SCORES
 from grokscope.analysis.neurons import CLUSTER_THRESHOLD
 from grokscope.analysis.progress import TRAIN_FIT
 from grokscope.analysis.pruning import not_prunable
+from grokscope.analysis.spec import trained_here
 from grokscope.config import RunConfig
 from grokscope.errors import GrokscopeError
 from grokscope.models import MODELS, load_model
@@ -989,9 +990,13 @@ def not_applicable(run: Run) -> dict[str, str]:
         elif name in ("local_complexity", "region_slice") and "local_complexity" in skipped:
             out[name] = skipped["local_complexity"]
         elif name == "attention" and not model.has_attention:
-            out[name] = f"needs attention heads; model.kind '{run.config.model.kind}' has none"
+            out[name] = (
+                trained_here(run.config) or f"needs attention heads; model.kind '{run.config.model.kind}' has none"
+            )
         elif name == "pruning_sweep" and prune is not None:
             out[name] = prune
+        elif name in ON_REQUEST and name in skipped:
+            out[name] = skipped[name]
         elif name in ON_REQUEST and analysis.cached_result(run, name) is None:
             out[name] = f"is computed on request: grokscope analyze {run.path} --only {name}"
     return out

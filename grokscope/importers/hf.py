@@ -8,7 +8,7 @@ temporary name and renamed into place when all of that is written.
 
 Samples: a jsonl file, one sample a line, `{"input_ids": [...]}` or `{"text": "..."}` (tokenized with the
 tokenizer saved with the first checkpoint). Every sample is cut to `seq_len` tokens (default: the shortest
-sample's length); shorter samples are left out and counted.
+training sample's length); shorter samples are left out and counted.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch
 
 from grokscope.config import ModelConfig, RunConfig, TaskConfig, TrainConfig
 from grokscope.errors import GrokscopeError
-from grokscope.models.hf_moe import HFMoE, load_checkpoint
+from grokscope.models.hf_moe import HFMoE, load_checkpoint, read_architecture
 from grokscope.store import layout, open_run
 from grokscope.store.writer import RunWriter
 from grokscope.tasks.text import text_dataset
@@ -37,7 +37,9 @@ def step_of(directory: Path) -> int:
     name = directory.name
     found = re.search(r"step[-_]?(\d+)", name) or re.search(r"(\d+)(?!.*\d)", name)
     if not found:
-        raise GrokscopeError(f"{directory}: no step in its name; give the steps with --steps")
+        raise GrokscopeError(
+            f"{directory}: no step in its name; give each directory's step (--steps, steps= in Python)"
+        )
     return int(found.group(1))
 
 
@@ -94,6 +96,20 @@ def cut(samples: list[list[int]], seq_len: int, vocab: int, path: Path) -> tuple
     return kept, len(samples) - len(kept)
 
 
+def series_architecture(directories: list[Path]) -> dict[str, int | str]:
+    """The architecture every checkpoint of the series shares (read_architecture); GrokscopeError naming the
+    first that differs (a series mixing models would compare routes between different networks)."""
+    first = read_architecture(directories[0])
+    for d in directories[1:]:
+        other = read_architecture(d)
+        for key, value in first.items():
+            if other[key] != value:
+                raise GrokscopeError(
+                    f"{d}: not of the series' architecture ({key} {other[key]}, the first checkpoint's {value})"
+                )
+    return first
+
+
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -130,23 +146,29 @@ def import_hf(
     for d in directories:
         if not d.is_dir():
             raise GrokscopeError(f"{d}: no such checkpoint directory")
+    shared = series_architecture(directories)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+        raise GrokscopeError(f"{out} already exists: --force replaces it (force=True in Python)")
     first = load_checkpoint(directories[0], dtype)
-    vocab = first.config.vocab_size
+    vocab = shared.pop("vocab")
     train_samples = read_samples(data, directories[0])
     test_samples = read_samples(Path(test), directories[0]) if test is not None else []
-    seq_len = seq_len or min(len(s) for s in train_samples + test_samples)
+    seq_len = seq_len or min(len(s) for s in train_samples)
     if seq_len < 2:
         raise GrokscopeError(f"samples need at least 2 tokens (a next token to predict); seq_len is {seq_len}")
     train, short = cut(train_samples, seq_len, vocab, data)
     held_out, short_test = cut(test_samples, seq_len, vocab, Path(test)) if test is not None else (train[:0], 0)
+    longer = sum(len(s) > seq_len for s in train_samples + test_samples)
+    say(f"samples of {seq_len} tokens: {len(train)} training, {len(held_out)} held out ({longer} cut to that length)")
     if short + short_test:
         say(f"left out {short + short_test} samples shorter than {seq_len} tokens")
     if len(train) < 2:
         raise GrokscopeError(f"{data}: fewer than 2 samples of {seq_len} tokens (pathways compare pairs of samples)")
+    model_type = shared.pop("model_type")
     config = RunConfig(
         name=out.name,
         task=TaskConfig(kind="text", n_train=len(train), n_test=len(held_out), seq_len=seq_len, vocab=vocab),
-        model=ModelConfig(kind="hf"),
+        model=ModelConfig(kind="hf", **shared),
         train=TrainConfig(steps=steps[-1]),
     )
     meta = {
@@ -154,7 +176,7 @@ def import_hf(
         "param_shapes": {},
         "hf": {
             "checkpoints": [str(d) for d in directories],
-            "model_type": first.config.model_type,
+            "model_type": model_type,
             "dtype": dtype,
             "samples": {"train": str(data.resolve()), "train_sha256": digest(data)}
             | ({"test": str(Path(test).resolve()), "test_sha256": digest(Path(test))} if test is not None else {}),
@@ -166,7 +188,8 @@ def import_hf(
     old = move_aside(out, force)
     try:
         writer = RunWriter.create(building, config, dataset, {}, meta, np.array(steps, dtype=np.int64))
-        writer.commit(steps[-1], len(steps), steps[-1] + 1, {})  # the steps and samples, for the analysis
+        fingerprints = [layout.checkpoint_fingerprint(d) for d in directories]
+        writer.commit(steps[-1], len(steps), steps[-1] + 1, {}, fingerprints)  # the steps and samples, for the analysis
         run = open_run(building)
         model = HFMoE.of_run(run)  # the model the pathways analysis reads: each checkpoint is read once
 
@@ -185,7 +208,7 @@ def import_hf(
         model.on_load = measure
         analyze(run, only=["pathways"], progress=progress)
         model.on_load = None
-        writer.commit(steps[-1], len(steps), steps[-1] + 1, {})
+        writer.commit(steps[-1], len(steps), steps[-1] + 1, {}, fingerprints)
         writer.finish({})
         building.rename(out)
         layout.fsync_dir(out.parent)

@@ -32,22 +32,16 @@ TOKENS = 16_384  # tokens per forward: bounds the logits, router logits and acti
 def load_checkpoint(directory: str | Path, dtype: str = "float32"):
     """The causal LM saved in `directory` (`save_pretrained`), its weights as `dtype`, in eval mode;
     GrokscopeError where it cannot be read or is not an architecture grokscope reads."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
     from transformers.utils import logging
 
     if dtype not in DTYPES:
         raise GrokscopeError(f"the weights are read as {' or '.join(DTYPES)}; got {dtype!r}")
     logging.disable_progress_bar()  # one bar per checkpoint read would bury grokscope's own
     directory = Path(directory)
-    try:
-        config = AutoConfig.from_pretrained(directory, local_files_only=True)
-    except (OSError, ValueError) as e:
-        raise GrokscopeError(f"{directory}: not a Hugging Face checkpoint ({str(e).splitlines()[0]})") from None
-    if config.model_type not in ARCHITECTURES:
-        raise GrokscopeError(
-            f"{directory}: model_type '{config.model_type}' is not an MoE architecture grokscope reads "
-            f"({', '.join(ARCHITECTURES)})"
-        )
+    if not directory.is_dir():
+        raise GrokscopeError(f"{directory}: no such checkpoint directory (moved or deleted?)")
+    read_architecture(directory)
     try:
         model = AutoModelForCausalLM.from_pretrained(directory, local_files_only=True, dtype=getattr(torch, dtype))
     except (OSError, ValueError) as e:
@@ -149,5 +143,43 @@ class HFMoE(Model):
         return []  # each expert sees only the tokens routed to it
 
     @staticmethod
-    def describe(cfg: ModelConfig) -> str:
-        return "Hugging Face MoE checkpoints"
+    def describe(c: ModelConfig) -> str:
+        return (
+            f"Hugging Face MoE {c.n_layers} layer{'s' if c.n_layers > 1 else ''}, d_model {c.d_model}, "
+            f"{c.n_experts} experts × d_mlp {c.d_mlp}, top-{c.top_k}"
+        )
+
+
+def architecture(config) -> dict[str, int | str]:
+    """What a series' checkpoints must share (from a transformers config), as the ModelConfig keys that
+    describe it and the model type."""
+    heads = config.num_attention_heads
+    return {
+        "model_type": config.model_type,
+        "n_layers": config.num_hidden_layers,
+        "d_model": config.hidden_size,
+        "n_heads": heads,
+        "d_head": getattr(config, "head_dim", None) or config.hidden_size // heads,
+        "d_mlp": config.intermediate_size,
+        "n_experts": config.num_experts,
+        "top_k": config.num_experts_per_tok,
+        "vocab": config.vocab_size,
+    }
+
+
+def read_architecture(directory: Path) -> dict[str, int | str]:
+    """A checkpoint directory's architecture (its config.json only: no weights read)."""
+    from transformers import AutoConfig
+
+    if not (directory / "config.json").is_file():
+        raise GrokscopeError(f"{directory}: not a Hugging Face checkpoint (no config.json)")
+    try:
+        config = AutoConfig.from_pretrained(directory, local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise GrokscopeError(f"{directory}: not a Hugging Face checkpoint ({str(e).splitlines()[0]})") from None
+    if config.model_type not in ARCHITECTURES:
+        raise GrokscopeError(
+            f"{directory}: model_type '{config.model_type}' is not an MoE architecture grokscope reads "
+            f"({', '.join(ARCHITECTURES)})"
+        )
+    return architecture(config)

@@ -234,6 +234,21 @@ def row_checksum(params: dict[str, np.ndarray], row: int) -> int:
     return crc
 
 
+def checkpoint_fingerprint(directory: str | Path) -> int:
+    """A checkpoint directory of an imported series as a CRC-32: of its config.json's bytes and of the name,
+    size and modification time of every other file in it (its weights are not read: hashing the 14 GB of a
+    7B model at every check would cost more than the import). GrokscopeError where it is gone."""
+    directory = Path(directory)
+    if not (directory / "config.json").is_file():
+        raise GrokscopeError(f"{directory}: checkpoint directory gone, moved or without its config.json")
+    crc = zlib.crc32((directory / "config.json").read_bytes())
+    for file in sorted(directory.iterdir()):
+        if file.is_file() and file.name != "config.json":
+            stat = file.stat()
+            crc = zlib.crc32(f"{file.name} {stat.st_size} {stat.st_mtime_ns}".encode(), crc)
+    return crc
+
+
 def state_name(step: int) -> str:
     return f"{STATE}/step_{step}.safetensors"
 

@@ -112,15 +112,23 @@ class Run:
 
     def check_row(self, row: int) -> None:
         """GrokscopeError if checkpoint row `row` no longer matches its recorded checksum (a CRC-32 of one
-        row: well under a millisecond for the canonical model)."""
+        row: well under a millisecond for the canonical model; an imported series: its directory's)."""
         if self.checksums is not None and self.row_checksum(row) != self.checksums[row]:
+            if self.config.model.kind == "hf":
+                raise GrokscopeError(
+                    f"{self.path}: the checkpoint at step {int(self._scheduled[row])} changed since it was imported "
+                    f"({self.meta['hf']['checkpoints'][row]}); import the series again"
+                )
             raise GrokscopeError(
                 f"{self.path}: the checkpoint at step {int(self._scheduled[row])} does not match its checksum "
                 f"(params/ changed or corrupt); `grokscope verify {self.path}` checks every row"
             )
 
     def row_checksum(self, row: int) -> int:
-        """CRC-32 of checkpoint row `row` as stored now (compare with `checksums[row]`)."""
+        """CRC-32 of checkpoint row `row` as stored now (compare with `checksums[row]`); for an imported series
+        its directory's fingerprint (layout.checkpoint_fingerprint)."""
+        if self.config.model.kind == "hf":
+            return layout.checkpoint_fingerprint(self.meta["hf"]["checkpoints"][row])
         return layout.row_checksum(self._params, row)
 
     @property

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from grokscope.errors import GrokscopeError
@@ -21,17 +19,22 @@ def verify(run: Run) -> list[str]:
     if run.checksums is None:
         problems.append("no checksums recorded (a run made before grokscope recorded them): rows not checked")
     else:
-        bad = [r for r in range(run.n_checkpoints) if run.row_checksum(r) != run.checksums[r]]
+        bad, gone = [], []
+        for r in range(run.n_checkpoints):
+            try:
+                if run.row_checksum(r) != run.checksums[r]:
+                    bad.append(r)
+            except GrokscopeError as e:  # an imported series' checkpoint directory gone or moved
+                gone.append(str(e))
+        if gone:
+            problems.append(f"{len(gone)} of {run.n_checkpoints} checkpoints cannot be read (first: {gone[0]})")
         if bad:
             steps = ", ".join(str(int(run.steps[r])) for r in bad[:5]) + (", ..." if len(bad) > 5 else "")
-            problems.append(
-                f"{len(bad)} of {run.n_checkpoints} checkpoints do not match their checksums (steps {steps})"
+            what = (
+                "changed since they were imported" if run.config.model.kind == "hf" else "do not match their checksums"
             )
-    if run.config.model.kind == "hf":  # an imported series: its weights are in the directories it names
-        gone = [d for d in run.meta["hf"]["checkpoints"] if not (Path(d) / "config.json").is_file()]
-        if gone:
-            problems.append(f"{len(gone)} checkpoint directories are gone or moved (first: {gone[0]})")
-    elif (run.path / layout.COMPLETE).is_file():
+            problems.append(f"{len(bad)} of {run.n_checkpoints} checkpoints {what} (steps {steps})")
+    if run.config.model.kind != "hf" and (run.path / layout.COMPLETE).is_file():
         problems += final_problems(run)
     metrics = run.metrics
     for column in ACCURACIES:

@@ -138,9 +138,17 @@ class RunWriter:
             if column in self.metrics:
                 self.metrics[column][first_step : first_step + len(v)] = v
 
-    def commit(self, step: int, n_checkpoints: int, n_metric_steps: int, state: dict[str, torch.Tensor]) -> None:
+    def commit(
+        self,
+        step: int,
+        n_checkpoints: int,
+        n_metric_steps: int,
+        state: dict[str, torch.Tensor],
+        fingerprints: list[int] | None = None,
+    ) -> None:
         """Make rows < n_checkpoints and metric steps < n_metric_steps durable, with the training state
-        at `step` (the step of checkpoint row n_checkpoints - 1)."""
+        at `step` (the step of checkpoint row n_checkpoints - 1). fingerprints: the rows' checksums where
+        the weights are not stored here (an imported series: its directories', layout.checkpoint_fingerprint)."""
         for array in (*self.params.values(), *self.metrics.values()):
             array.flush()
         name = layout.state_name(step)
@@ -148,7 +156,9 @@ class RunWriter:
         old = self.progress["state"]
         checksums = self.progress.get("checksums")  # None: a run made before checksums, left without them
         self.progress = {"n_checkpoints": n_checkpoints, "n_metric_steps": n_metric_steps, "step": step, "state": name}
-        if checksums is not None:
+        if fingerprints is not None:
+            self.progress["checksums"] = fingerprints[:n_checkpoints]
+        elif checksums is not None:
             checksums = checksums[:n_checkpoints]
             checksums += [layout.row_checksum(self.params, r) for r in range(len(checksums), n_checkpoints)]
             self.progress["checksums"] = checksums
