@@ -553,7 +553,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     status = "complete" if run.complete else f"{run.n_checkpoints} checkpoints so far"
     if corrupt:
         verdict = "problems found"
-    elif run.config.model.kind == "hf":
+    elif run.checkpoint_dirs is not None:
         verdict = f"sound ({run.n_checkpoints} checkpoint directories in place, the first one read)"
     elif run.checksums is None:
         verdict = "no problem found in its other files; checkpoints not checked (no checksums)"

@@ -130,7 +130,7 @@ def test_an_imported_series_opens_everywhere_and_says_what_does_not_apply(import
     assert main(["verify", str(run_dir)]) == 0
     assert main(["analyze", str(run_dir), "--summary"]) == 0
     assert "phases: not applicable" in capsys.readouterr().out
-    assert main(["import-hf", *imported.meta["hf"]["checkpoints"], "--out", str(run_dir), "--data", "x"]) == 2
+    assert main(["import-hf", *imported.checkpoint_dirs, "--out", str(run_dir), "--data", "x"]) == 2
     assert "already exists: --force replaces it" in capsys.readouterr().err
     assert main(["figures", str(run_dir), "--out", str(tmp_path / "figures"), "--format", "svg"]) == 0
     written = {p.name for p in (tmp_path / "figures").iterdir()}

@@ -32,7 +32,7 @@ import torch
 from grokscope.analysis.spec import Analysis, checkpoint_loader
 from grokscope.config import RunConfig
 from grokscope.errors import GrokscopeError
-from grokscope.models import MODELS, HFMoE, build_model
+from grokscope.models import MODELS, build_model, check_shapes
 
 SETS = ("train", "test", "random", "boundary")
 CHUNK_ROWS = 16_384  # vertices per forward: large matmuls, ~13 MB of pre-activations per 200-wide layer
@@ -203,8 +203,8 @@ class PointSets:
 def frozen_model(run):
     """The run's model in eval mode with its parameters frozen (perturbations take gradients, the weights
     none), and a function loading checkpoint row r into it."""
-    if run.config.model.kind == "hf":  # the weights stay in the series' checkpoint directories
-        model = HFMoE.of_run(run)
+    if run.checkpoint_dirs is not None:  # an imported series: its model reads them
+        model = check_shapes(run)
         return model, model.load_row
     model = build_model(run.config).eval()
     for p in model.parameters():

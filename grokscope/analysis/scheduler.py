@@ -54,8 +54,7 @@ def analyze(
     run.refresh()
     if not run.n_checkpoints:
         raise GrokscopeError(f"{run.path}: no checkpoint saved yet")
-    if run.config.model.kind != "hf":  # a Hugging Face series stores no parameters of its own
-        check_shapes(run)
+    check_shapes(run)
     if only is None:
         wanted = by_default(run)
     else:

@@ -94,7 +94,7 @@ def trained_here(config: RunConfig) -> str | None:
     """Analyses of the stored parameters, the inputs' space or per-step accuracies: not for a Hugging Face
     series, whose weights stay in its checkpoint directories and whose metrics are a language model's at its
     checkpoints."""
-    if config.model.kind == "hf":
+    if MODELS[config.model.kind].imported:
         return "needs a run grokscope trained; model.kind 'hf' (an imported Hugging Face series) has its routing and losses only"
     return None
 

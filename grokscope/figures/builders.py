@@ -231,7 +231,7 @@ LOSS_NAMES = {
 
 def training_label(config: RunConfig) -> str:
     """How a run was trained, in one line: optimizer (⊥Grad-wrapped or not), loss, Grokfast filter."""
-    if config.model.kind == "hf":
+    if MODELS[config.model.kind].imported:
         return "trained elsewhere (imported); causal LM loss on the run's samples"
     o, g = config.optim, config.grokfast
     optimizer = {"adamw": "AdamW", "sgd": "SGD"}[o.name]

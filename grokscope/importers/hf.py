@@ -174,8 +174,8 @@ def import_hf(
     meta = {
         **provenance(first, torch.device("cpu")),
         "param_shapes": {},
+        "checkpoint_dirs": [str(d) for d in directories],
         "hf": {
-            "checkpoints": [str(d) for d in directories],
             "model_type": model_type,
             "dtype": dtype,
             "samples": {"train": str(data.resolve()), "train_sha256": digest(data)}

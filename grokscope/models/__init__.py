@@ -46,8 +46,10 @@ def build_model(config: RunConfig) -> Model:
     """A freshly initialised model for the run's config, seeded with `model.seed`, every initial parameter
     multiplied by `model.init_scale`. GrokscopeError where the model cannot read the task's inputs, or is
     not built but read (a Hugging Face series: `load_model`)."""
-    if config.model.kind == "hf":
-        raise GrokscopeError("model.kind 'hf' is read from its checkpoint directories (grokscope import-hf), not built")
+    if MODELS[config.model.kind].imported:
+        raise GrokscopeError(
+            f"model.kind '{config.model.kind}' is read from its checkpoint directories (grokscope import-hf), not built"
+        )
     generator = torch.Generator().manual_seed(config.model.seed)
     model = MODELS[config.model.kind](config.model, make_task(config.task), generator)
     if config.model.init_scale != 1:
@@ -61,8 +63,8 @@ def check_shapes(run: Run) -> Model:
     """A fresh model for the run's config, after checking that config.json still describes the stored
     parameters (an edited config, e.g. p changed, would otherwise give wrong numbers or shape errors). A
     Hugging Face series: its first checkpoint, read from the directories its meta.json names."""
-    if run.config.model.kind == "hf":
-        return HFMoE.of_run(run)
+    if run.checkpoint_dirs is not None:
+        return MODELS[run.config.model.kind].of_run(run)
     model = build_model(run.config)
     expected = {n: list(p.shape) for n, p in model.named_parameters()}
     if expected != run.meta["param_shapes"]:
@@ -80,7 +82,7 @@ def load_model(run: Run, step: int, device: str = "cpu") -> Model:
     """A ready model (eval mode) with the parameters of a run's saved step (run: a Run or its path)."""
     run = as_run(run)
     model = check_shapes(run)
-    if run.config.model.kind == "hf":  # the weights stay in the series' checkpoint directories
+    if run.checkpoint_dirs is not None:  # an imported series: its weights stay in its checkpoint directories
         model.load_row(run.row(step))
     else:
         model.load_state_dict(run.params(step))

@@ -49,6 +49,9 @@ class Model(HookedRootModule):
     perturbed: ClassVar[str | None] = None
     # the norm of adversarial perturbations there: ℓ∞ on continuous inputs, ℓ2 in a token model's space
     attack_norm: ClassVar[str] = "l2"
+    # read from checkpoints trained elsewhere (`of_run(run)` and `load_row(row)`: the run's checkpoint_dirs),
+    # never built or trained here
+    imported: ClassVar[bool] = False
     # what a pathway runs through, in words (see pathway_hooks)
     pathway_units: ClassVar[str] = "each layer's most active neurons (grokscope's dense analogue)"
 

@@ -55,6 +55,7 @@ class HFMoE(Model):
 
     kind = "hf"
     reads = "token_ids"
+    imported = True
     pathway_units = "the experts each router chose (a Hugging Face checkpoint)"
 
     def __init__(self, cfg: ModelConfig, task: Task, checkpoints: list[str], dtype: str = "float32"):
@@ -66,15 +67,15 @@ class HFMoE(Model):
 
     @classmethod
     def of_run(cls, run: Run) -> HFMoE:
-        """The run's series (meta.json "hf": "checkpoints", one directory per saved step, and the "dtype" they
-        are read as), at its first checkpoint or the last one read: one per Run (its memo), so that a
-        checkpoint is read once however many readers take turns with it."""
+        """The run's series (its checkpoint_dirs, one per saved step, read as meta.json's "hf" "dtype"), at
+        its first checkpoint or the last one read: one per Run (its memo), so that a checkpoint is read once
+        however many readers take turns with it."""
         if "hf model" not in run.memo:
-            series = run.meta.get("hf", {})
-            checkpoints = series.get("checkpoints")
+            checkpoints = run.checkpoint_dirs
             if not isinstance(checkpoints, list) or len(checkpoints) != len(run._scheduled):
                 raise GrokscopeError(f"{run.path}: meta.json does not name one checkpoint directory per saved step")
-            run.memo["hf model"] = cls(run.config.model, run.task, checkpoints, series.get("dtype", "float32"))
+            dtype = run.meta.get("hf", {}).get("dtype", "float32")
+            run.memo["hf model"] = cls(run.config.model, run.task, checkpoints, dtype)
         return run.memo["hf model"]
 
     def load_row(self, row: int) -> None:

@@ -60,8 +60,9 @@ class Run:
             raise GrokscopeError(f"{path / layout.CONFIG}: {e}") from None
         self.meta = layout.read_json(path / layout.META)
         shapes = self.meta.get("param_shapes")
-        # a Hugging Face series (model.kind hf) keeps its weights in the checkpoint directories meta.json names
-        if not isinstance(shapes, dict) or not (shapes or self.config.model.kind == "hf"):
+        # an imported series keeps its weights in the checkpoint directories meta.json names
+        self.checkpoint_dirs: list[str] | None = self.meta.get("checkpoint_dirs")
+        if not isinstance(shapes, dict) or not (shapes or self.checkpoint_dirs is not None):
             raise GrokscopeError(f"{path / layout.META}: corrupt (no parameter shapes)")
         self.name = path.name
         self.memo: dict = {}  # results derived from this run, for those who keep them (see analysis.load)
@@ -114,10 +115,10 @@ class Run:
         """GrokscopeError if checkpoint row `row` no longer matches its recorded checksum (a CRC-32 of one
         row: well under a millisecond for the canonical model; an imported series: its directory's)."""
         if self.checksums is not None and self.row_checksum(row) != self.checksums[row]:
-            if self.config.model.kind == "hf":
+            if self.checkpoint_dirs is not None:
                 raise GrokscopeError(
                     f"{self.path}: the checkpoint at step {int(self._scheduled[row])} changed since it was imported "
-                    f"({self.meta['hf']['checkpoints'][row]}); import the series again"
+                    f"({self.checkpoint_dirs[row]}); import the series again"
                 )
             raise GrokscopeError(
                 f"{self.path}: the checkpoint at step {int(self._scheduled[row])} does not match its checksum "
@@ -127,8 +128,8 @@ class Run:
     def row_checksum(self, row: int) -> int:
         """CRC-32 of checkpoint row `row` as stored now (compare with `checksums[row]`); for an imported series
         its directory's fingerprint (layout.checkpoint_fingerprint)."""
-        if self.config.model.kind == "hf":
-            return layout.checkpoint_fingerprint(self.meta["hf"]["checkpoints"][row])
+        if self.checkpoint_dirs is not None:
+            return layout.checkpoint_fingerprint(self.checkpoint_dirs[row])
         return layout.row_checksum(self._params, row)
 
     @property
@@ -208,7 +209,7 @@ class Run:
     def measured_steps(self) -> np.ndarray:
         """The steps whose metrics were recorded: every step of a run grokscope trained, the checkpoints' steps
         of an imported Hugging Face series (its metrics are NaN between them)."""
-        if self.config.model.kind == "hf":
+        if self.checkpoint_dirs is not None:
             return self.steps[self.steps < self.n_metric_steps]
         return np.arange(self.n_metric_steps)
 

@@ -30,11 +30,9 @@ def verify(run: Run) -> list[str]:
             problems.append(f"{len(gone)} of {run.n_checkpoints} checkpoints cannot be read (first: {gone[0]})")
         if bad:
             steps = ", ".join(str(int(run.steps[r])) for r in bad[:5]) + (", ..." if len(bad) > 5 else "")
-            what = (
-                "changed since they were imported" if run.config.model.kind == "hf" else "do not match their checksums"
-            )
+            what = "changed since they were imported" if run.checkpoint_dirs else "do not match their checksums"
             problems.append(f"{len(bad)} of {run.n_checkpoints} checkpoints {what} (steps {steps})")
-    if run.config.model.kind != "hf" and (run.path / layout.COMPLETE).is_file():
+    if run.checkpoint_dirs is None and (run.path / layout.COMPLETE).is_file():
         problems += final_problems(run)
     metrics = run.metrics
     for column in ACCURACIES:
