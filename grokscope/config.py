@@ -126,7 +126,7 @@ class ModelConfig:
     `hf`: a series of Hugging Face MoE checkpoints (`grokscope import-hf`): the weights stay in the checkpoint
     directories the run's meta.json names; n_layers, d_model, n_heads, d_head, d_mlp (an expert's width),
     n_experts and top_k are theirs (from their config.json), the other keys do not apply.
-    bias: biases on every layer (mlp and deep_mlp; the transformer has none).
+    bias: biases on every layer (transformer: HookedTransformer's b_Q, b_K, b_V, b_O, b_in, b_out, b_U; mlp, deep_mlp).
     init_scale: every initial parameter (weights and biases) multiplied by it (Omnigrok's α: large values make MNIST-like tasks grok)."""
 
     kind: ModelKind = "transformer"
@@ -158,8 +158,8 @@ class ModelConfig:
             "model.d_embed, model.dropout and model.init_std apply to model.kind 'mlp' only",
         )
         check(
-            self.kind not in ("transformer", "moe") or not self.bias,
-            "model.bias applies to model.kind 'mlp' and 'deep_mlp' only",
+            self.kind not in ("moe", "hf") or not self.bias,
+            "model.bias applies to model.kind 'transformer', 'mlp' and 'deep_mlp' only",
         )
         moe = {k: getattr(self, k) for k in ("n_experts", "top_k", "router_aux_coef", "router_z_coef")}
         check(

@@ -55,7 +55,10 @@ def test_integer_valued_float_is_accepted_for_int_keys():
         ({"task.train_frac": 1.0}, "task.train_frac must be in (0, 1)"),
         ({"task.op": "pow"}, "task.op must be one of"),
         ({"model.kind": "rnn"}, "model.kind must be one of"),
-        ({"model.bias": True}, "model.bias applies to model.kind 'mlp' and 'deep_mlp' only"),
+        (
+            {"model.kind": "moe", "model.bias": True},
+            "model.bias applies to model.kind 'transformer', 'mlp' and 'deep_mlp' only",
+        ),
         ({"train.steps": 0}, "train.steps must be in [1, 10,000,000]"),
         # sizes that cannot fit are refused by meaning, before any allocation fails with a traceback
         ({"train.steps": 10**20}, "train.steps must be in [1, 10,000,000]"),

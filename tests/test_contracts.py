@@ -18,7 +18,8 @@ TASK_SIZES = {
     "digits": {"task.n_train": 100},
 }
 MODEL_SIZES = {
-    "transformer": {"model.d_model": 8, "model.n_heads": 2, "model.d_head": 4, "model.d_mlp": 16},
+    # with HookedTransformer's biases: the bias-free transformer is every other test's model
+    "transformer": {"model.d_model": 8, "model.n_heads": 2, "model.d_head": 4, "model.d_mlp": 16, "model.bias": True},
     "mlp": {"model.d_mlp": 16},
     "deep_mlp": {"model.n_layers": 2, "model.d_mlp": 16, "model.bias": True},
     "moe": {"model.n_layers": 2, "model.d_model": 8, "model.n_heads": 2, "model.d_head": 4, "model.d_mlp": 8}

@@ -17,6 +17,7 @@ def config(**overrides):
 CASES = {
     "transformer": {},
     "transformer-gelu": {"model.act": "gelu"},
+    "transformer-bias": {"model.bias": True},  # b_Q, b_K, b_V, b_O, b_in, b_out, b_U
     "mlp-square": {"model.kind": "mlp", "model.act": "square"},
     "mlp-bias-embed-relu": {"model.kind": "mlp", "model.bias": True, "model.d_embed": 16},
 }
@@ -58,8 +59,12 @@ def test_fast_logits_and_gradients_equal_the_plain_forward(case, grad_rows):
     fast, plain, fast_grads, plain_grads = fast_and_plain(model.float(), rows, labels, grad_rows)
     scale = plain.abs().max().item()
     torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5 * scale)
+    # b_K's gradient is zero in exact arithmetic (a bias on the keys shifts all of a query's scores alike, and
+    # softmax ignores that), so in float32 both forms give rounding noise: compare it at the scale of all
+    largest = max(b.abs().max().item() for b in plain_grads)
     for name, a, b in zip(names, fast_grads, plain_grads):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * b.abs().max().item(), msg=f"gradient of {name}")
+        scale = largest if name.endswith("b_K") else b.abs().max().item()
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * scale, msg=f"gradient of {name}")
 
 
 def test_multi_layer_transformer_trains_through_the_plain_forward(tmp_path):

@@ -35,22 +35,29 @@ def read_out(
     act,
     W_skip: torch.Tensor | None = None,
     grad_rows: torch.Tensor | None = None,
+    b_in: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Logits for every grid row: act(x @ W_in) @ M + x @ W_skip (W_in None: act(x) @ M).
+    """Logits for every grid row: act(x @ W_in + b_in) @ M + x @ W_skip (W_in None: act(x) @ M).
 
     x: (p², d_x); W_in: (d_x, d_mlp); M: (d_mlp, d_vocab_out) the map from MLP activations to logits;
-    W_skip: (d_x, d_vocab_out) the direct path, or None. → (p², d_vocab_out).
+    W_skip: (d_x, d_vocab_out) the direct path, or None; b_in: (d_mlp,) or None. → (p², d_vocab_out).
     grad_rows: when given, the caller promises its loss reads only these rows (unique), and the backward
     pass recomputes and differentiates only them: the forward runs on all p² rows (test metrics need
     them), the backward's matrix products shrink to len(grad_rows) rows.
     """
     if grad_rows is None or not torch.is_grad_enabled():
-        return _read_out(x, W_in, M, W_skip, act)
-    return _RowsReadout.apply(x, W_in, M, W_skip, grad_rows, act)
+        return _read_out(x, W_in, M, W_skip, act, b_in)
+    return _RowsReadout.apply(x, W_in, M, W_skip, grad_rows, act, b_in)
 
 
-def _read_out(x, W_in, M, W_skip, act) -> torch.Tensor:
-    logits = act(x if W_in is None else x @ W_in) @ M
+def pre_activation(x: torch.Tensor, W_in: torch.Tensor | None, b_in: torch.Tensor | None) -> torch.Tensor:
+    if W_in is None:
+        return x
+    return x @ W_in if b_in is None else torch.addmm(b_in, x, W_in)
+
+
+def _read_out(x, W_in, M, W_skip, act, b_in) -> torch.Tensor:
+    logits = act(pre_activation(x, W_in, b_in)) @ M
     return logits if W_skip is None else torch.addmm(logits, x, W_skip)
 
 
@@ -58,11 +65,11 @@ class _RowsReadout(torch.autograd.Function):
     """_read_out on every row, differentiated on `rows` only (the incoming gradient elsewhere must be zero)."""
 
     @staticmethod
-    def forward(ctx, x, W_in, M, W_skip, rows, act):
-        pre = x if W_in is None else x @ W_in
+    def forward(ctx, x, W_in, M, W_skip, rows, act, b_in):
+        pre = pre_activation(x, W_in, b_in)
         logits = act(pre) @ M
         ctx.save_for_backward(x, pre, W_in, M, W_skip, rows)
-        ctx.act = act
+        ctx.act, ctx.has_b_in = act, b_in is not None
         return logits if W_skip is None else torch.addmm(logits, x, W_skip)
 
     @staticmethod
@@ -83,7 +90,8 @@ class _RowsReadout(torch.autograd.Function):
             grad_W_skip = x_r.T @ g
         grad_x = torch.zeros_like(x)
         grad_x[rows] = grad_x_r
-        return grad_x, grad_W_in, grad_M, grad_W_skip, None, None
+        grad_b_in = grad_pre.sum(0) if ctx.has_b_in else None
+        return grad_x, grad_W_in, grad_M, grad_W_skip, None, None, grad_b_in
 
 
 @dataclass

@@ -1,8 +1,11 @@
-"""The canonical grokking transformer (Nanda et al. 2023): no LayerNorm, no biases, learned positional
-embedding, untied embed/unembed, logits read at the last position. Names follow HookedTransformer:
+"""The canonical grokking transformer (Nanda et al. 2023): no LayerNorm, learned positional embedding,
+untied embed/unembed, logits read at the last position. Names follow HookedTransformer:
 `embed.W_E` (d_vocab, d_model), `pos_embed.W_pos` (n_ctx, d_model), `blocks.{l}.attn.W_Q/W_K/W_V`
 (n_heads, d_model, d_head), `blocks.{l}.attn.W_O` (n_heads, d_head, d_model), `blocks.{l}.mlp.W_in`
 (d_model, d_mlp), `blocks.{l}.mlp.W_out` (d_mlp, d_model), `unembed.W_U` (d_model, d_vocab_out).
+With `model.bias` (the progress-measures paper's own model has them), HookedTransformer's biases, zero at
+initialisation: `attn.b_Q/b_K/b_V` (n_heads, d_head), `attn.b_O` (d_model), `mlp.b_in` (d_mlp),
+`mlp.b_out` (d_model), `unembed.b_U` (d_vocab_out).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ class Attention(nn.Module):
         self.W_K = scaled((H, d, e), d, g)
         self.W_V = scaled((H, d, e), d, g)
         self.W_O = scaled((H, e, d), d, g)
+        self.b_Q, self.b_K, self.b_V = (bias((H, e), cfg.bias) for _ in range(3))
+        self.b_O = bias((d,), cfg.bias)
         self.scale = 1 / math.sqrt(e)
         self.register_buffer("causal", torch.tril(torch.ones(N_CTX, N_CTX, dtype=torch.bool)), persistent=False)
         self.hook_q, self.hook_k, self.hook_v = HookPoint(), HookPoint(), HookPoint()
@@ -36,14 +41,23 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (batch, pos, d_model) → (batch, pos, d_model)."""
-        q = self.hook_q(torch.einsum("bpd,hde->bphe", x, self.W_Q))
-        k = self.hook_k(torch.einsum("bpd,hde->bphe", x, self.W_K))
-        v = self.hook_v(torch.einsum("bpd,hde->bphe", x, self.W_V))
+        q = self.hook_q(plus(torch.einsum("bpd,hde->bphe", x, self.W_Q), self.b_Q))
+        k = self.hook_k(plus(torch.einsum("bpd,hde->bphe", x, self.W_K), self.b_K))
+        v = self.hook_v(plus(torch.einsum("bpd,hde->bphe", x, self.W_V), self.b_V))
         scores = torch.einsum("bqhe,bkhe->bhqk", q, k) * self.scale
         scores = self.hook_attn_scores(scores.masked_fill(~self.causal, float("-inf")))
         pattern = self.hook_pattern(scores.softmax(-1))
         z = self.hook_z(torch.einsum("bhqk,bkhe->bqhe", pattern, v))
-        return torch.einsum("bqhe,hed->bqd", z, self.W_O)
+        return plus(torch.einsum("bqhe,hed->bqd", z, self.W_O), self.b_O)
+
+
+def bias(shape: tuple[int, ...], on: bool) -> nn.Parameter | None:
+    """A bias, zero at initialisation as HookedTransformer's, or None (`model.bias` off)."""
+    return nn.Parameter(torch.zeros(shape)) if on else None
+
+
+def plus(x: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+    return x if b is None else x + b
 
 
 class MLPBlock(nn.Module):
@@ -51,12 +65,13 @@ class MLPBlock(nn.Module):
         super().__init__()
         self.W_in = scaled((cfg.d_model, cfg.d_mlp), cfg.d_model, g)
         self.W_out = scaled((cfg.d_mlp, cfg.d_model), cfg.d_model, g)
+        self.b_in, self.b_out = bias((cfg.d_mlp,), cfg.bias), bias((cfg.d_model,), cfg.bias)
         self.act = activation(cfg.act)
         self.hook_pre, self.hook_post = HookPoint(), HookPoint()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        post = self.hook_post(self.act(self.hook_pre(x @ self.W_in)))
-        return post @ self.W_out
+        post = self.hook_post(self.act(self.hook_pre(plus(x @ self.W_in, self.b_in))))
+        return plus(post @ self.W_out, self.b_out)
 
 
 class Block(nn.Module):
@@ -86,9 +101,10 @@ class PosEmbed(nn.Module):
 
 
 class Unembed(nn.Module):
-    def __init__(self, d_model: int, d_vocab_out: int, g: torch.Generator):
+    def __init__(self, d_model: int, d_vocab_out: int, g: torch.Generator, on: bool):
         super().__init__()
         self.W_U = scaled((d_model, d_vocab_out), d_vocab_out, g)
+        self.b_U = bias((d_vocab_out,), on)
 
 
 class Transformer(Model):
@@ -107,7 +123,7 @@ class Transformer(Model):
         self.embed = Embed(p + 1, cfg.d_model, generator)
         self.pos_embed = PosEmbed(cfg.d_model, generator)
         self.blocks = nn.ModuleList(Block(cfg, generator, self.mlp_block) for _ in range(cfg.n_layers))
-        self.unembed = Unembed(cfg.d_model, p, generator)
+        self.unembed = Unembed(cfg.d_model, p, generator, cfg.bias)
         self.hook_embed, self.hook_pos_embed = HookPoint(), HookPoint()
         self.setup()
 
@@ -121,7 +137,7 @@ class Transformer(Model):
         resid = resid + self.hook_pos_embed(self.pos_embed.W_pos)
         for block in self.blocks:
             resid = block(resid)
-        return resid @ self.unembed.W_U
+        return plus(resid @ self.unembed.W_U, self.unembed.b_U)
 
     def task_inputs(self, task: ModularTask, dataset: Dataset) -> torch.Tensor:
         return self.grid_inputs(torch.arange(self.p**2))
@@ -173,7 +189,7 @@ class Transformer(Model):
             NeuronLayer(
                 f"blocks.{i}.mlp.W_in",
                 f"blocks.{i}.mlp.W_out",
-                None,
+                f"blocks.{i}.mlp.b_in" if cfg.bias else None,
                 f"blocks.{i}.mlp.hook_pre",
                 f"blocks.{i}.mlp.hook_post",
             )
@@ -194,7 +210,19 @@ class Transformer(Model):
         if len(self.blocks) != 1:
             return self.plain_logits(torch.arange(self.p**2, device=self.embed.W_E.device))
         mlp, W_U = self.blocks[0].mlp, self.unembed.W_U
-        return read_out(self.grid_resid(), mlp.W_in, mlp.W_out @ W_U, mlp.act, W_skip=W_U, grad_rows=grad_rows)
+        logits = read_out(
+            self.grid_resid(), mlp.W_in, mlp.W_out @ W_U, mlp.act, W_skip=W_U, grad_rows=grad_rows, b_in=mlp.b_in
+        )
+        constant = self.logit_bias()
+        return logits if constant is None else logits + constant
+
+    def logit_bias(self) -> torch.Tensor | None:
+        """What the biases after the MLP add to every input's logits, 1-layer model: b_out @ W_U + b_U (p,),
+        or None without biases."""
+        mlp, unembed = self.blocks[0].mlp, self.unembed
+        if mlp.b_out is None:
+            return None
+        return mlp.b_out @ unembed.W_U + unembed.b_U
 
     @torch.no_grad()
     def grid_activations(self, out: torch.Tensor | None = None) -> tuple[torch.Tensor, Readout]:
@@ -210,8 +238,11 @@ class Transformer(Model):
             return cache["blocks.0.mlp.hook_post"][:, -1], Readout([(logits[:, -1], None)])
         mlp, W_U = self.blocks[0].mlp, self.unembed.W_U
         resid = self.grid_resid()
-        post = activation(self.cfg.act, inplace=True)(torch.mm(resid, mlp.W_in, out=out))
-        return post, Readout([(post, mlp.W_out @ W_U), (resid, W_U)])
+        pre = torch.mm(resid, mlp.W_in, out=out)
+        if mlp.b_in is not None:
+            pre += mlp.b_in
+        post = activation(self.cfg.act, inplace=True)(pre)
+        return post, Readout([(post, mlp.W_out @ W_U), (resid, W_U)], self.logit_bias())
 
     def position_inputs(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Token + position embeddings at the three positions: a (p, d), b (p, d), `=` (d,)."""
@@ -223,8 +254,8 @@ class Transformer(Model):
         a, b and `=` itself, from per-token scores (the query at `=` is the same for every input)."""
         p, attn = self.p, self.blocks[0].attn
         x_a, x_b, x_eq = self.position_inputs()
-        q = torch.einsum("d,hde->he", x_eq, attn.W_Q)
-        keys = [torch.einsum("td,hde->the", x, attn.W_K) for x in (x_a, x_b, x_eq[None])]
+        q = plus(torch.einsum("d,hde->he", x_eq, attn.W_Q), attn.b_Q)
+        keys = [plus(torch.einsum("td,hde->the", x, attn.W_K), attn.b_K) for x in (x_a, x_b, x_eq[None])]
         scores = [torch.einsum("the,he->th", k, q) * attn.scale for k in keys]  # (p, H), (p, H), (1, H)
         H = q.shape[0]
         return torch.stack(
@@ -234,6 +265,13 @@ class Transformer(Model):
                 scores[2][None].expand(p, p, H),
             ]
         ).softmax(0)
+
+    def values(self, x: torch.Tensor) -> torch.Tensor:
+        """Block 0's values of token vectors x (t, d) through W_O, per head: (t, H, d)."""
+        attn = self.blocks[0].attn
+        if attn.b_V is None:
+            return torch.einsum("td,hde,hef->thf", x, attn.W_V, attn.W_O)
+        return torch.einsum("the,hef->thf", torch.einsum("td,hde->the", x, attn.W_V) + attn.b_V, attn.W_O)
 
     def grid_resid(self) -> torch.Tensor:
         """The residual stream at `=` after attention (resid_mid) for every input, 1-layer model: (p², d_model).
@@ -247,13 +285,11 @@ class Transformer(Model):
         p, attn = self.p, self.blocks[0].attn
         x_a, x_b, x_eq = self.position_inputs()
         pattern = self.grid_pattern()
-        ov_a, ov_b, ov_eq = [  # each token's value through W_O, per head: (t, H, d)
-            torch.einsum("td,hde,hef->thf", x, attn.W_V, attn.W_O) for x in (x_a, x_b, x_eq[None])
-        ]
+        ov_a, ov_b, ov_eq = [self.values(x) for x in (x_a, x_b, x_eq[None])]
         # the a-side and `=`-side attention terms and x_eq itself in one bmm batched over a ...
         weights_a = torch.cat([pattern[0], pattern[2], pattern.new_ones(p, p, 1)], dim=-1)  # (a, b, 2H + 1)
         fixed = torch.cat([ov_eq[0], x_eq[None]]).expand(p, -1, -1)  # (a, H + 1, d)
         resid = torch.bmm(weights_a, torch.cat([ov_a, fixed], dim=1))  # (a, b, d)
         # ... and the b-side term batched over b, brought to (a, b) order by a copy (a strided add is slow)
         resid_b = torch.bmm(pattern[1].transpose(0, 1).contiguous(), ov_b)  # (b, a, d)
-        return (resid + resid_b.transpose(0, 1).contiguous()).reshape(p * p, -1)
+        return plus((resid + resid_b.transpose(0, 1).contiguous()).reshape(p * p, -1), attn.b_O)
