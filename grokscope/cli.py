@@ -156,6 +156,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.set_defaults(handler=cmd_ticket)
 
+    p = sub.add_parser("import", help="a series of transformer state dicts (TransformerLens names) as a run")
+    p.add_argument(
+        "sources", nargs="+", metavar="SOURCE", help="checkpoint files, or directories of them, one per step"
+    )
+    p.add_argument("--out", required=True, help="the run directory to write")
+    p.add_argument("--train-rows", required=True, help="the training inputs: a JSON list or .npy of grid rows a·p + b")
+    p.add_argument("--steps", metavar="S,...", help="each file's training step (default: the last number in its name)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="e.g. task.op=sub")
+    p.add_argument("--force", action="store_true", help="replace an existing run in --out")
+    p.set_defaults(handler=cmd_import)
+
     p = sub.add_parser(
         "import-hf", help="a series of Hugging Face MoE checkpoints (OLMoE, Mixtral) as a run, with its pathways"
     )
@@ -511,15 +522,30 @@ def sweep_table(table: dict, splits: tuple[str, ...]) -> str:
     return "\n".join(lines)
 
 
+def steps_list(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(s) for s in text.split(",")]
+    except ValueError:
+        raise GrokscopeError(f"--steps expects integers separated by commas; got '{text}'") from None
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from grokscope.importers.state_dicts import import_state_dicts
+
+    overrides = dict(parse_override(text) for text in args.overrides)
+    out = import_state_dicts(
+        args.sources, args.out, args.train_rows, steps=steps_list(args.steps), overrides=overrides, force=args.force
+    )
+    print(f"wrote {out}: `grokscope analyze {out}` computes its progress measures")
+    return 0
+
+
 def cmd_import_hf(args: argparse.Namespace) -> int:
     from grokscope.importers.hf import import_hf
 
-    steps = None
-    if args.steps is not None:
-        try:
-            steps = [int(s) for s in args.steps.split(",")]
-        except ValueError:
-            raise GrokscopeError(f"--steps expects integers separated by commas; got '{args.steps}'") from None
+    steps = steps_list(args.steps)
     if args.seq_len is not None and args.seq_len < 2:
         raise GrokscopeError(f"--seq-len must be at least 2 (a next token to predict); got {args.seq_len}")
     out = import_hf(

@@ -231,8 +231,8 @@ LOSS_NAMES = {
 
 def training_label(config: RunConfig) -> str:
     """How a run was trained, in one line: optimizer (⊥Grad-wrapped or not), loss, Grokfast filter."""
-    if MODELS[config.model.kind].imported:
-        return "trained elsewhere (imported); causal LM loss on the run's samples"
+    if config.preset == "imported":
+        return "trained elsewhere (imported); its losses as grokscope computes them at each checkpoint"
     o, g = config.optim, config.grokfast
     optimizer = {"adamw": "AdamW", "sgd": "SGD"}[o.name]
     parts = [f"{'⊥' if o.orthograd else ''}{optimizer} lr {o.lr:g}, wd {o.weight_decay:g}"]

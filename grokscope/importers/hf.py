@@ -167,6 +167,7 @@ def import_hf(
     model_type = shared.pop("model_type")
     config = RunConfig(
         name=out.name,
+        preset="imported",
         task=TaskConfig(kind="text", n_train=len(train), n_test=len(held_out), seq_len=seq_len, vocab=vocab),
         model=ModelConfig(kind="hf", **shared),
         train=TrainConfig(steps=steps[-1]),
@@ -174,6 +175,7 @@ def import_hf(
     meta = {
         **provenance(first, torch.device("cpu")),
         "param_shapes": {},
+        "metrics_at": "checkpoints",
         "checkpoint_dirs": [str(d) for d in directories],
         "hf": {
             "model_type": model_type,

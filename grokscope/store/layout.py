@@ -4,7 +4,8 @@ Layout of checkpoints/<run>/:
     grokscope-run.json        written first, and only by grokscope: the run's identity (a random id)
     config.json               the RunConfig (dotted keys as `--set` takes them)
     meta.json                 provenance: package versions, git revision, device, parameter shapes; an imported
-                              series: "checkpoint_dirs", where its weights stay (one directory per step)
+                              series: "checkpoint_dirs", where its weights stay (one directory per step); an imported
+                              run: "metrics_at" "checkpoints" (its metrics are measured there only)
     data.npz                  the split, labels and corruption mask (grokscope.tasks.Dataset), by input number
     steps.npy                 int64 (n_scheduled,) the steps the schedule will save, in order
     params/<name>.npy         float32 (n_scheduled, *shape) one memmap per parameter, filled as training goes

@@ -208,8 +208,8 @@ class Run:
     @property
     def measured_steps(self) -> np.ndarray:
         """The steps whose metrics were recorded: every step of a run grokscope trained, the checkpoints' steps
-        of an imported Hugging Face series (its metrics are NaN between them)."""
-        if self.checkpoint_dirs is not None:
+        of an imported one (meta.json "metrics_at"; its metrics are NaN between them)."""
+        if self.meta.get("metrics_at") == "checkpoints":
             return self.steps[self.steps < self.n_metric_steps]
         return np.arange(self.n_metric_steps)
 

@@ -1,0 +1,113 @@
+"""`grokscope import`: a series of transformer state dicts with HookedTransformer's names read back as a run:
+the same weights, the metrics training recorded, the same logits; refusals in one line."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+import grokscope
+from grokscope import analysis
+from grokscope.cli import main
+from grokscope.models import build_model, load_model
+
+
+@pytest.fixture(scope="module")
+def exported(small_run, tmp_path_factory):
+    """small_run's checkpoints at six steps as state dict files, as a TransformerLens loop saves them (torch
+    files with the attention buffers IGNORE and mask) and as safetensors, and its training inputs."""
+    root = tmp_path_factory.mktemp("sources")
+    steps = small_run.steps[np.linspace(0, len(small_run.steps) - 1, 6).astype(int)].tolist()
+    for i, step in enumerate(steps):
+        state = small_run.params(step)
+        if i % 2:
+            save_file(state, root / f"epoch_{step}.safetensors")
+        else:
+            state |= {"blocks.0.attn.IGNORE": torch.tensor(-1e5), "blocks.0.attn.mask": torch.ones(3, 3).tril()}
+            torch.save(state, root / f"step{step}.pt")
+    (root / "train.json").write_text(json.dumps(small_run.dataset.train_rows.tolist()))
+    return root, steps
+
+
+def test_an_imported_series_is_the_source_run_at_its_checkpoints(small_run, exported, tmp_path):
+    root, steps = exported
+    out = tmp_path / "imported"
+    assert main(["import", str(root), "--out", str(out), "--train-rows", str(root / "train.json")]) == 0
+    run = grokscope.open_run(out)
+    assert run.complete and run.steps.tolist() == steps and run.config.model.d_mlp == small_run.config.model.d_mlp
+    assert np.array_equal(run.dataset.test_rows, small_run.dataset.test_rows)
+    for step in steps:
+        for name, value in small_run.params(step).items():
+            assert torch.equal(run.params(step)[name], value)
+        for column in ("train_loss", "test_loss", "train_acc", "test_acc"):  # what training recorded at the step
+            assert run.metrics[column][step] == pytest.approx(small_run.metrics[column][step], rel=1e-12)
+        source, imported = load_model(small_run, step), load_model(run, step)
+        inputs = source.task_inputs(small_run.task, small_run.dataset)
+        assert torch.equal(imported(inputs), source(inputs))
+    assert np.isnan(run.metrics["train_loss"][steps[0] + 1 : steps[1]]).all()
+    assert run.measured_steps.tolist() == steps
+    assert "trained elsewhere" in grokscope.figures.builders.training_label(run.config)
+    computed = analysis.analyze(run, progress=False)
+    assert {"key_frequencies", "progress", "phases"} <= set(computed)
+
+
+def test_biases_are_read_and_the_logits_kept(tmp_path):
+    """A transformer with HookedTransformer's biases (non-zero here): model.bias is inferred from the file and
+    the imported model gives the source's logits."""
+    config = grokscope.RunConfig().with_overrides(
+        {"task.p": 7, "model.bias": True, "model.d_model": 16, "model.d_head": 4, "model.d_mlp": 16}
+    )
+    source = build_model(config)
+    with torch.no_grad():
+        for p in source.parameters():
+            p.normal_(0, 0.3, generator=torch.Generator().manual_seed(3))
+    for step in (0, 5):
+        torch.save(source.state_dict(), tmp_path / f"ckpt_{step}.pt")
+    (tmp_path / "train.json").write_text(json.dumps(list(range(0, 49, 2))))
+    out = tmp_path / "run"
+    assert main(["import", str(tmp_path / "ckpt_0.pt"), str(tmp_path / "ckpt_5.pt"), "--out", str(out),
+                 "--train-rows", str(tmp_path / "train.json"), "--set", "task.op=sub"]) == 0  # fmt: skip
+    run = grokscope.open_run(out)
+    assert run.config.model.bias and run.config.task.op == "sub"
+    model = load_model(run, 5)
+    inputs = model.task_inputs(run.task, run.dataset)
+    assert torch.equal(model(inputs), source(inputs))
+
+
+@dataclasses.dataclass
+class TrainingConfig:  # what a training script might save next to its weights
+    lr: float = 1e-3
+
+
+def test_bad_sources_are_refused_in_one_line(small_run, exported, tmp_path, capsys):
+    root, steps = exported
+    train = str(root / "train.json")
+    state = small_run.params(steps[0])
+    torch.save({"state_dict": state, "config": TrainingConfig()}, tmp_path / "pickled_1.pt")
+    save_file({**state, "blocks.0.ln1.w": torch.ones(4)}, tmp_path / "layernorm_1.safetensors")
+    save_file({k: v for k, v in state.items() if k != "unembed.W_U"}, tmp_path / "partial_1.safetensors")
+    save_file(
+        {**state, "blocks.0.mlp.W_in": state["blocks.0.mlp.W_in"][:, :-1].contiguous()}, tmp_path / "w_2.safetensors"
+    )
+    (tmp_path / "rows.json").write_text("[0, 0]")
+    cases = [
+        ([str(tmp_path / "pickled_1.pt")], "holds Python objects that only arbitrary unpickling would load"),
+        ([str(tmp_path / "layernorm_1.safetensors")], "has LayerNorm"),
+        ([str(tmp_path / "partial_1.safetensors")], "not a transformer state dict with HookedTransformer's names"),
+        ([str(root / f"step{steps[0]}.pt"), str(tmp_path / "w_2.safetensors")], "blocks.0.mlp.W_in is not the first"),
+        ([str(root), "--set", "task.p=7"], "task.p comes from the checkpoints' shapes"),
+        ([str(root), "--steps", "1,2"], "2 steps for 6 checkpoint files"),
+        ([str(tmp_path / "missing")], "no such file or directory"),
+    ]
+    for args, message in cases:
+        assert main(["import", *args, "--out", str(tmp_path / "out"), "--train-rows", train]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    assert main(["import", str(root), "--out", str(tmp_path / "out"), "--train-rows", str(tmp_path / "rows.json")]) == 2
+    assert "must be distinct integers" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
