@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -111,3 +115,30 @@ def test_bad_sources_are_refused_in_one_line(small_run, exported, tmp_path, caps
     assert main(["import", str(root), "--out", str(tmp_path / "out"), "--train-rows", str(tmp_path / "rows.json")]) == 2
     assert "must be distinct integers" in capsys.readouterr().err
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
+
+
+TL3 = Path(__file__).resolve().parent.parent / ".tl3"  # TransformerLens 3, installed by the README's test command
+
+
+def test_a_transformerlens_3_series_imports_with_its_own_logits(tmp_path):
+    """TransformerLens 3's own HookedTransformer (in a subprocess: this environment has TransformerLens 4)
+    trains and saves a series; the imported run's logits at every step are TransformerLens 3's, to float32
+    precision (the same maths summed in another order: a few ulps of the logits' scale)."""
+    if not (TL3 / "transformer_lens").is_dir():
+        pytest.skip(f"no TransformerLens 3 in {TL3}: the README's test command installs it there")
+    series = tmp_path / "series"
+    env = {**os.environ, "PYTHONPATH": str(TL3)}
+    script = Path(__file__).resolve().parent / "tl3_series.py"
+    subprocess.run([sys.executable, str(script), str(series)], env=env, check=True, capture_output=True)
+    out = tmp_path / "run"
+    args = ["import", str(series), "--out", str(out), "--train-rows", str(series / "train.json")]
+    assert main([*args, "--set", "task.op=sub"]) == 0
+    run = grokscope.open_run(out)
+    assert run.steps.tolist() == [0, 5, 10] and run.config.model.bias
+    for step in (0, 5, 10):
+        model = load_model(run, step)
+        ours = model.all_logits(model.task_inputs(run.task, run.dataset)).detach().numpy()
+        theirs = np.load(series / f"logits_{step}.npy")
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5 * np.abs(theirs).max())
+    assert run.metrics["train_loss"][10] < run.metrics["train_loss"][0]
+    assert analysis.analyze(run, progress=False)
