@@ -161,7 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
         "sources", nargs="+", metavar="SOURCE", help="checkpoint files, or directories of them, one per step"
     )
     p.add_argument("--out", required=True, help="the run directory to write")
-    p.add_argument("--train-rows", required=True, help="the training inputs: a JSON list or .npy of grid rows a·p + b")
+    p.add_argument(
+        "--train-rows", help="the training inputs: a JSON list or .npy of grid rows a·p + b (default: the files' own)"
+    )
     p.add_argument("--steps", metavar="S,...", help="each file's training step (default: the last number in its name)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="e.g. task.op=sub")
     p.add_argument("--force", action="store_true", help="replace an existing run in --out")

@@ -142,3 +142,83 @@ def test_a_transformerlens_3_series_imports_with_its_own_logits(tmp_path):
         np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5 * np.abs(theirs).max())
     assert run.metrics["train_loss"][10] < run.metrics["train_loss"][0]
     assert analysis.analyze(run, progress=False)
+
+
+class PaperLayout(torch.nn.Module):
+    """A one-layer transformer laid out as the progress-measures paper's code lays out its own (W_E as
+    (d_model, d_vocab), W_Q/W_K/W_V as (heads, d_head, d_model), W_O as (d_model, heads·d_head), W_in as
+    (d_mlp, d_model), MLP biases only, W_U with a logit for `=`), computing what that code computes."""
+
+    def __init__(self, p: int, d: int = 16, heads: int = 2, d_mlp: int = 32):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+
+        def param(*shape):
+            return torch.nn.Parameter(torch.randn(*shape, generator=g) / shape[-1] ** 0.5)
+
+        self.embed, self.pos_embed = torch.nn.Module(), torch.nn.Module()
+        self.embed.W_E, self.pos_embed.W_pos = param(d, p + 1), param(3, d)
+        self.blocks = torch.nn.ModuleList([torch.nn.Module()])
+        attn, mlp = torch.nn.Module(), torch.nn.Module()
+        attn.W_K, attn.W_Q, attn.W_V = (
+            param(heads, d // heads, d),
+            param(heads, d // heads, d),
+            param(heads, d // heads, d),
+        )
+        attn.W_O = param(d, d)
+        attn.register_buffer("mask", torch.ones(3, 3).tril())
+        mlp.W_in, mlp.b_in, mlp.W_out, mlp.b_out = param(d_mlp, d), param(d_mlp), param(d, d_mlp), param(d)
+        self.blocks[0].attn, self.blocks[0].mlp = attn, mlp
+        self.unembed = torch.nn.Module()
+        self.unembed.W_U = param(d, p + 1)
+
+    def forward(self, x):
+        attn, mlp = self.blocks[0].attn, self.blocks[0].mlp
+        resid = self.embed.W_E[:, x].permute(1, 2, 0) + self.pos_embed.W_pos
+        k, q, v = (torch.einsum("ihd,bpd->biph", W, resid) for W in (attn.W_K, attn.W_Q, attn.W_V))
+        scores = torch.einsum("biph,biqh->biqp", k, q)
+        scores = torch.tril(scores) - 1e10 * (1 - attn.mask)
+        pattern = torch.softmax(scores / k.shape[-1] ** 0.5, dim=-1)
+        z = torch.einsum("biph,biqp->biqh", v, pattern)
+        resid = resid + torch.einsum("df,bqf->bqd", attn.W_O, z.permute(0, 2, 1, 3).flatten(2))
+        post = torch.relu(torch.einsum("md,bpd->bpm", mlp.W_in, resid) + mlp.b_in)
+        resid = resid + torch.einsum("dm,bpm->bpd", mlp.W_out, post) + mlp.b_out
+        return resid @ self.unembed.W_U
+
+
+def test_the_progress_measures_layout_and_its_saved_files(tmp_path):
+    """A run saved as the progress-measures code saves one (init.pth with the split as (a, b, =) triples,
+    {epoch}.pth after each saved step's update, final.pth with the loss curves): its steps (init 0, epoch e
+    → e + 1 updates, final N), its split and its logits over the p answers, to float32 precision."""
+    p = 11
+    model = PaperLayout(p)
+    a, b = torch.meshgrid(torch.arange(p), torch.arange(p), indexing="ij")
+    data = torch.stack([a.flatten(), b.flatten(), torch.full((p * p,), p)], 1)
+    labels = (a.flatten() + b.flatten()) % p
+    train = torch.randperm(p * p, generator=torch.Generator().manual_seed(1))[:60]
+    triples = [tuple(row) for row in data[train].tolist()]
+    torch.save({"model": model.state_dict(), "train_data": triples, "test_data": []}, tmp_path / "init.pth")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=1.0, betas=(0.9, 0.98))
+    logits, losses = {0: model(data)[:, -1, :-1].detach()}, []
+    for epoch in range(8):
+        loss = torch.nn.functional.cross_entropy(model(data[train])[:, -1], labels[train])
+        losses.append(loss.item())
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        if epoch % 3 == 0:
+            torch.save({"model": model.state_dict(), "train_loss": losses[-1], "test_loss": 0.0, "epoch": epoch},
+                       tmp_path / f"{epoch}.pth")  # fmt: skip
+            logits[epoch + 1] = model(data)[:, -1, :-1].detach()
+    torch.save({"model": model.state_dict(), "train_losses": losses, "test_losses": losses, "epoch": 8,
+                "optimizer": optimizer.state_dict()}, tmp_path / "final.pth")  # fmt: skip
+    logits[8] = model(data)[:, -1, :-1].detach()
+    out = tmp_path / "run"
+    assert main(["import", str(tmp_path), "--out", str(out)]) == 0
+    run = grokscope.open_run(out)
+    assert run.steps.tolist() == sorted(logits) == [0, 1, 4, 7, 8]
+    assert run.dataset.train_rows.tolist() == sorted(train.tolist())
+    for step, theirs in logits.items():
+        net = load_model(run, step)
+        ours = net.all_logits(net.task_inputs(run.task, run.dataset)).detach()
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5 * theirs.abs().max().item())

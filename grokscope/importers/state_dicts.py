@@ -1,13 +1,15 @@
-"""`grokscope import`: a series of transformer state dicts with HookedTransformer's names (TransformerLens'
-`HookedTransformer.state_dict()`, or grokscope's own) as a run that every command opens.
+"""`grokscope import`: a series of transformer state dicts as a run that every command opens.
 
-Each checkpoint is one file: safetensors, or a torch file read with `weights_only=True` (a file that would
-need arbitrary unpickling is refused, never loaded) holding the state dict itself or under "state_dict" /
-"model". TransformerLens' attention buffers (`IGNORE`, `mask`) are dropped; a model with LayerNorm is
-refused (grokscope's transformer has none). The model's sizes come from the tensors' shapes (p = W_U's
-columns, `=` the token p, 3 positions); the task's operation from `--set task.op=...` (default add). The
-split comes from a file of training inputs (grid rows a·p + b): at every checkpoint grokscope recomputes its
-own metrics (loss and accuracy on train and test, as training records them), at the checkpoints' steps.
+Layouts: HookedTransformer's names (TransformerLens' `HookedTransformer.state_dict()`, or grokscope's own),
+and the progress-measures paper's own model and saved files (Nanda et al. 2023, its transformers.py), turned
+into HookedTransformer's (from_progress_measures_layout). Each checkpoint is one file: safetensors, or a
+torch file read with `weights_only=True` (a file that would need arbitrary unpickling is refused, never
+loaded) holding the state dict itself or under "state_dict" / "model". TransformerLens' attention buffers
+(`IGNORE`, `mask`) are dropped; a model with LayerNorm is refused (grokscope's transformer has none). The
+model's sizes come from the tensors' shapes (p = W_U's answers, `=` the token p, 3 positions); the task's
+operation from `--set task.op=...` (default add). The split comes from a file of training inputs (grid rows
+a·p + b), or from the paper's init file. At every checkpoint grokscope recomputes its own metrics (loss and
+accuracy on train and test, as training records them), at the checkpoints' steps.
 """
 
 from __future__ import annotations
@@ -34,8 +36,10 @@ BUFFERS = ("IGNORE", "mask")  # TransformerLens attention buffers, not parameter
 SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 
 
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """One checkpoint file as name → float32 tensor, buffers dropped (see the module docstring)."""
+def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """One checkpoint file: its state dict (name → float32 tensor, in HookedTransformer's names and layout,
+    buffers dropped) and what else the file holds (the progress-measures code's "epoch", "train_data", ...)."""
+    info: dict = {}
     if path.suffix == ".safetensors":
         state = layout.load_safetensors(path)
     else:
@@ -50,12 +54,43 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
                 "reads torch files with weights_only=True: save model.state_dict() alone, or as safetensors"
             ) from None
         if isinstance(state, dict) and not any(isinstance(v, torch.Tensor) for v in state.values()):
+            info = {k: v for k, v in state.items() if k not in ("state_dict", "model")}
             state = state.get("state_dict", state.get("model", state))
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise GrokscopeError(f"{path}: not a state dict (a mapping of names to tensors)")
     if any(".ln" in name or name.startswith("ln_final") for name in state):
         raise GrokscopeError(f"{path}: the model has LayerNorm; grokscope's transformer has none")
-    return {n: t.float() for n, t in state.items() if n.rsplit(".", 1)[-1] not in BUFFERS}
+    state = {n: t.float() for n, t in state.items() if n.rsplit(".", 1)[-1] not in BUFFERS}
+    if state.get("blocks.0.attn.W_O", torch.empty(0, 0, 0)).ndim == 2:
+        state = from_progress_measures_layout(state)
+    return state, info
+
+
+def from_progress_measures_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The progress-measures paper's own model (Nanda et al. 2023, its transformers.py) in HookedTransformer's
+    layout: W_E (d_model, d_vocab), W_pos, W_Q/W_K/W_V (n_heads, d_head, d_model), W_O (d_model, n_heads·d_head),
+    W_in (d_mlp, d_model), b_in, W_out (d_model, d_mlp), b_out, W_U (d_model, p + 1) → the transposes, W_O split
+    by head, the logit of `=` (never an answer) dropped, and zero biases where that model has none (b_Q, b_K,
+    b_V, b_O, b_U): the same function of the p answers' logits."""
+    out = {"embed.W_E": state["embed.W_E"].T, "pos_embed.W_pos": state["pos_embed.W_pos"]}
+    p = state["unembed.W_U"].shape[1] - 1
+    out["unembed.W_U"], out["unembed.b_U"] = state["unembed.W_U"][:, :p], torch.zeros(p)
+    for name, value in state.items():
+        block, _, leaf = name.rpartition(".")
+        if not block.startswith("blocks."):
+            continue
+        if leaf in ("W_Q", "W_K", "W_V"):
+            out[name] = value.transpose(1, 2)
+            out[f"{block}.b_{leaf[-1]}"] = torch.zeros(value.shape[:2])
+        elif leaf == "W_O":
+            n_heads = state[f"{block}.W_Q"].shape[0]
+            out[name] = value.reshape(value.shape[0], n_heads, -1).permute(1, 2, 0)
+            out[f"{block}.b_O"] = torch.zeros(value.shape[0])
+        elif leaf in ("W_in", "W_out"):
+            out[name] = value.T
+        else:
+            out[name] = value
+    return {n: t.contiguous() for n, t in out.items()}
 
 
 def sizes_of(state: dict[str, torch.Tensor], path: Path) -> dict[str, object]:
@@ -131,31 +166,52 @@ def read_rows(path: Path, n_inputs: int) -> np.ndarray:
     return np.sort(rows.astype(np.int64))
 
 
+def step_from(path: Path, info: dict) -> int:
+    """A checkpoint's step: where the progress-measures code saved it, from what the file holds (init: the
+    model before any update, 0; a file saved at epoch e: after e + 1 updates, since that loop saves after
+    the step; final: epoch = the number of updates); else the last number in its name."""
+    if "train_data" in info and "epoch" not in info:
+        return 0
+    if isinstance(info.get("epoch"), int):
+        return info["epoch"] if "train_losses" in info else info["epoch"] + 1
+    return step_of(path)
+
+
+def split_from(infos: list[dict], p: int) -> np.ndarray | None:
+    """The training inputs (grid rows) a progress-measures init file records (train_data: (a, b, =) triples)."""
+    for info in infos:
+        if isinstance(info.get("train_data"), list):
+            return np.sort(np.array([a * p + b for a, b, *_ in info["train_data"]], dtype=np.int64))
+    return None
+
+
 def import_state_dicts(
     paths: list[str | Path],
     out: str | Path,
-    train_rows: str | Path,
+    train_rows: str | Path | None = None,
     *,
     steps: list[int] | None = None,
     overrides: dict[str, object] | None = None,
     force: bool = False,
     say: Callable[[str], None] = print,
 ) -> Path:
-    """Import the checkpoint files `paths` (files or directories of them; one step each: `steps`, else their
-    names' last number) with the split given by the training inputs in `train_rows` into the run `out`."""
+    """Import the checkpoint files `paths` (files or directories of them; one step each: `steps`, else as
+    step_from reads them) into the run `out`, with the split of `train_rows` (a file of training inputs),
+    else the one the files record (a progress-measures init file). Every file is read once, up front."""
     from grokscope.train.loop import move_aside, provenance
 
     files, out = sources_of([Path(p) for p in paths]), Path(out)
-    steps = [step_of(f) for f in files] if steps is None else list(steps)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
+        raise GrokscopeError(f"{out} already exists: --force replaces it (force=True in Python)")
+    read = [read_checkpoint(f) for f in files]
+    steps = [step_from(f, info) for f, (_, info) in zip(files, read)] if steps is None else list(steps)
     if len(steps) != len(files):
         raise GrokscopeError(f"--steps gives {len(steps)} steps for {len(files)} checkpoint files")
     order = np.argsort(steps, kind="stable")
-    steps, files = [int(steps[i]) for i in order], [files[i] for i in order]
+    steps, files, read = [int(steps[i]) for i in order], [files[i] for i in order], [read[i] for i in order]
     if len(set(steps)) != len(steps) or steps[0] < 0 or steps[-1] < 1:
         raise GrokscopeError(f"the checkpoints' steps must be distinct, ≥ 0 and end past 0; got {steps}")
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-        raise GrokscopeError(f"{out} already exists: --force replaces it (force=True in Python)")
-    first = read_state_dict(files[0])
+    first = read[0][0]
     keys = dict(overrides or {})
     given = set(keys) & {"task.p", "model.n_layers", "model.d_model", "model.n_heads", "model.d_head", "model.d_mlp"}
     if given:
@@ -165,14 +221,26 @@ def import_state_dicts(
     )
     task = make_task(config.task)
     true_labels = task.true_labels()
-    train = read_rows(Path(train_rows), task.n_inputs)
+    if train_rows is not None:
+        train = read_rows(Path(train_rows), task.n_inputs)
+    else:
+        train = split_from([info for _, info in read], config.task.p)
+        if train is None:
+            raise GrokscopeError("the checkpoints record no split: give the training inputs (--train-rows FILE)")
     test = np.setdiff1d(np.flatnonzero(true_labels >= 0), train)
     if not len(train) or not len(test):
-        raise GrokscopeError(f"{train_rows}: the split needs at least one training and one test input")
+        raise GrokscopeError("the split needs at least one training and one test input")
     corrupted = np.zeros(len(train), dtype=bool)
     dataset = Dataset(task.n_classes, train, test, true_labels[train].copy(), true_labels, corrupted)
     model = build_model(config).eval()
     expected = {n: p.shape for n, p in model.named_parameters()}
+    for file, (state, _) in zip(files, read):
+        shapes = {n: t.shape for n, t in state.items()}
+        if shapes != expected:
+            wrong = next((n for n in expected if shapes.get(n) != expected[n]), None) or min(
+                set(shapes) - set(expected)
+            )
+            raise GrokscopeError(f"{file}: {wrong} is not the first checkpoint's ({files[0]})")
     meta = {**provenance(model, torch.device("cpu")), "metrics_at": "checkpoints", "sources": [str(f) for f in files]}
     building = out.with_name(f".{out.name}.importing")
     shutil.rmtree(building, ignore_errors=True)
@@ -181,14 +249,7 @@ def import_state_dicts(
         writer = RunWriter.create(building, config, dataset, dict(model.named_parameters()), meta, np.array(steps))
         metrics = StepMetrics(dataset, LOSSES[config.train.loss])
         inputs = model.task_inputs(task, dataset)
-        for row, (step, file) in enumerate(zip(steps, files)):
-            state = first if row == 0 else read_state_dict(file)
-            shapes = {n: t.shape for n, t in state.items()}
-            if shapes != expected:
-                wrong = next((n for n in expected if shapes.get(n) != expected[n]), None) or next(
-                    iter(set(shapes) - set(expected))
-                )
-                raise GrokscopeError(f"{file}: {wrong} is not the first checkpoint's ({files[0]})")
+        for row, (step, (state, _)) in enumerate(zip(steps, read)):
             model.load_state_dict(state)
             writer.save_checkpoint(row, state)
             with torch.no_grad():
@@ -199,7 +260,7 @@ def import_state_dicts(
                 f"step {step}: train loss {float(values['train_loss']):.4g}, test accuracy {float(values['test_acc']):.3f}"
             )
         writer.commit(steps[-1], len(steps), steps[-1] + 1, {})
-        writer.finish(state)
+        writer.finish(read[-1][0])
         building.rename(out)
         layout.fsync_dir(out.parent)
     except BaseException:
