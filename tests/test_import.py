@@ -222,3 +222,23 @@ def test_the_progress_measures_layout_and_its_saved_files(tmp_path):
         net = load_model(run, step)
         ours = net.all_logits(net.task_inputs(run.task, run.dataset)).detach()
         torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5 * theirs.abs().max().item())
+
+
+def test_a_miscope_variant_directory(small_run, tmp_path):
+    """MIScope's layout: checkpoints/checkpoint_epoch_NNNNN.safetensors (each saved after that epoch's update:
+    step epoch + 1) and metadata.json with the split as grid rows (train_indices)."""
+    variant = tmp_path / "p31_seed999"
+    (variant / "checkpoints").mkdir(parents=True)
+    epochs = [int(s) - 1 for s in small_run.steps[1:][::20]]
+    for epoch in epochs:
+        save_file(small_run.params(epoch + 1), variant / "checkpoints" / f"checkpoint_epoch_{epoch:05d}.safetensors")
+    train = small_run.dataset.train_rows[::-1].tolist()  # in MIScope's shuffled order
+    metadata = {"train_indices": train, "test_indices": small_run.dataset.test_rows.tolist(), "train_losses": []}
+    (variant / "metadata.json").write_text(json.dumps(metadata))
+    out = tmp_path / "run"
+    assert main(["import", str(variant), "--out", str(out)]) == 0
+    run = grokscope.open_run(out)
+    assert run.steps.tolist() == [e + 1 for e in epochs]
+    assert np.array_equal(run.dataset.train_rows, small_run.dataset.train_rows)
+    for step in run.steps.tolist():
+        assert run.metrics["test_acc"][step] == pytest.approx(small_run.metrics["test_acc"][step], rel=1e-12)

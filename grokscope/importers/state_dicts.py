@@ -177,11 +177,31 @@ def step_from(path: Path, info: dict) -> int:
     return step_of(path)
 
 
+def miscope_variant(path: Path) -> tuple[list[Path], list[int], list[int]] | None:
+    """A MIScope variant directory (checkpoints/checkpoint_epoch_NNNNN.safetensors with HookedTransformer's
+    names, each saved after that epoch's update: step epoch + 1; metadata.json with the split as grid rows,
+    "train_indices"): its files, their steps and the training inputs; None for any other path."""
+    metadata, folder = path / "metadata.json", path / "checkpoints"
+    if not (metadata.is_file() and folder.is_dir()):
+        return None
+    try:
+        train = json.loads(metadata.read_text())["train_indices"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise GrokscopeError(f"{metadata}: not MIScope's metadata (no train_indices)") from None
+    files = sorted(folder.glob("checkpoint_epoch_*.safetensors"))
+    if not files:
+        raise GrokscopeError(f"{folder}: no checkpoint_epoch_*.safetensors files")
+    return files, [step_of(f) + 1 for f in files], train
+
+
 def split_from(infos: list[dict], p: int) -> np.ndarray | None:
-    """The training inputs (grid rows) a progress-measures init file records (train_data: (a, b, =) triples)."""
+    """The training inputs (grid rows) the files record: a progress-measures init file's train_data ((a, b, =)
+    triples), a MIScope variant's train_indices."""
     for info in infos:
         if isinstance(info.get("train_data"), list):
             return np.sort(np.array([a * p + b for a, b, *_ in info["train_data"]], dtype=np.int64))
+        if isinstance(info.get("train_rows"), list):  # a MIScope variant's train_indices
+            return np.sort(np.array(info["train_rows"], dtype=np.int64))
     return None
 
 
@@ -200,11 +220,16 @@ def import_state_dicts(
     else the one the files record (a progress-measures init file). Every file is read once, up front."""
     from grokscope.train.loop import move_aside, provenance
 
-    files, out = sources_of([Path(p) for p in paths]), Path(out)
+    out, paths = Path(out), [Path(p) for p in paths]
+    variant = miscope_variant(paths[0]) if len(paths) == 1 else None
+    files = sources_of(paths) if variant is None else variant[0]
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise GrokscopeError(f"{out} already exists: --force replaces it (force=True in Python)")
     read = [read_checkpoint(f) for f in files]
-    steps = [step_from(f, info) for f, (_, info) in zip(files, read)] if steps is None else list(steps)
+    if variant is not None:  # its split, as the paper's init file records one
+        read[0][1]["train_rows"] = variant[2]
+    if steps is None:
+        steps = variant[1] if variant is not None else [step_from(f, info) for f, (_, info) in zip(files, read)]
     if len(steps) != len(files):
         raise GrokscopeError(f"--steps gives {len(steps)} steps for {len(files)} checkpoint files")
     order = np.argsort(steps, kind="stable")
@@ -227,6 +252,8 @@ def import_state_dicts(
         train = split_from([info for _, info in read], config.task.p)
         if train is None:
             raise GrokscopeError("the checkpoints record no split: give the training inputs (--train-rows FILE)")
+    if len(train) and (train.min() < 0 or train.max() >= task.n_inputs):
+        raise GrokscopeError(f"the recorded training inputs are not grid rows in [0, {task.n_inputs})")
     test = np.setdiff1d(np.flatnonzero(true_labels >= 0), train)
     if not len(train) or not len(test):
         raise GrokscopeError("the split needs at least one training and one test input")
