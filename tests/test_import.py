@@ -218,6 +218,8 @@ def test_the_progress_measures_layout_and_its_saved_files(tmp_path):
     run = grokscope.open_run(out)
     assert run.steps.tolist() == sorted(logits) == [0, 1, 4, 7, 8]
     assert run.dataset.train_rows.tolist() == sorted(train.tolist())
+    recorded = run.source_metrics["train_loss"]  # final.pth's curve: epoch e's loss is taken before its update
+    assert np.allclose(recorded[:8], losses) and np.isnan(recorded[8])
     for step, theirs in logits.items():
         net = load_model(run, step)
         ours = net.all_logits(net.task_inputs(run.task, run.dataset)).detach()
@@ -233,12 +235,20 @@ def test_a_miscope_variant_directory(small_run, tmp_path):
     for epoch in epochs:
         save_file(small_run.params(epoch + 1), variant / "checkpoints" / f"checkpoint_epoch_{epoch:05d}.safetensors")
     train = small_run.dataset.train_rows[::-1].tolist()  # in MIScope's shuffled order
-    metadata = {"train_indices": train, "test_indices": small_run.dataset.test_rows.tolist(), "train_losses": []}
+    curves = {"train_losses": [1.0, 0.5, 0.25], "test_losses": [2.0, 1.0, 0.5]}  # test: after the epoch's update
+    metadata = {"train_indices": train, "test_indices": small_run.dataset.test_rows.tolist(), **curves}
     (variant / "metadata.json").write_text(json.dumps(metadata))
     out = tmp_path / "run"
     assert main(["import", str(variant), "--out", str(out)]) == 0
     run = grokscope.open_run(out)
     assert run.steps.tolist() == [e + 1 for e in epochs]
     assert np.array_equal(run.dataset.train_rows, small_run.dataset.train_rows)
+    assert run.source_metrics["train_loss"][:3].tolist() == [1.0, 0.5, 0.25]
+    assert run.source_metrics["test_loss"][:4].tolist()[1:] == [2.0, 1.0, 0.5]
+    figure = grokscope.figures.builders.training_curves(run).figure
+    assert [t.name for t in figure.data if "source" in t.name] == [
+        "train loss as the source recorded it",
+        "test loss as the source recorded it",
+    ]
     for step in run.steps.tolist():
         assert run.metrics["test_acc"][step] == pytest.approx(small_run.metrics["test_acc"][step], rel=1e-12)

@@ -159,7 +159,7 @@ def decorate(
 def training_curves(run: Run, step: int | None = None) -> Plot:
     """Train/test loss (log scale) and accuracy, the weight norm, and where the run has them, the numerical
     stability columns (mean logit norm; Softmax Collapse and zero-loss fractions of the training examples),
-    every step (an imported series: at its checkpoints)."""
+    every step (an imported run: at its checkpoints, with the loss curves its source recorded, dashed)."""
     step = cursor_step(run, step)
     m = {column: values[run.measured_steps] for column, values in run.metrics.items()}
     # runs made before the stability columns have none; an imported series does not measure them
@@ -172,6 +172,17 @@ def training_curves(run: Run, step: int | None = None) -> Plot:
         fig.add_scatter(x=m["step"], y=loss, name=f"{split} loss", line=style, row=1, col=1)
         fig.add_scatter(
             x=m["step"], y=m[f"{split}_acc"], name=f"{split} accuracy", line={**style, "dash": "dot"}, row=2, col=1
+        )
+    for column, values in run.source_metrics.items():  # an imported run: the curves its source recorded
+        split = column.split("_")[0]
+        steps = np.flatnonzero(np.isfinite(values))
+        fig.add_scatter(
+            x=steps,
+            y=np.where(values[steps] > 0, values[steps], np.nan),
+            name=f"{split} loss as the source recorded it",
+            line={"color": COLOURS[split], "dash": "dash", "width": 1},
+            row=1,
+            col=1,
         )
     corrupted = (("corrupted_noisy_acc", "corrupted_vs_noisy"), ("corrupted_true_acc", "corrupted_vs_true"))
     for i, (column, split) in enumerate(corrupted, start=3):
@@ -209,7 +220,7 @@ def training_curves(run: Run, step: int | None = None) -> Plot:
     fig.update_xaxes(title_text="step", row=len(heights), col=1)
     fig.update_layout(height=820 if stability else 650)
     if len(m["step"]) < 100:  # a few measured steps (an imported series): each one marked
-        fig.update_traces(mode="lines+markers")
+        fig.update_traces(mode="lines+markers", selector=lambda trace: "source" not in trace.name)
     grokked = "not grokked" if run.grok_step is None else f"grok step {run.grok_step}"
     title = f"{run.name}: training ({grokked})<br><sup>{training_label(run.config)}</sup>"
     return Plot(decorate(fig, run, step, title), dict(m), Scrub())

@@ -177,21 +177,48 @@ def step_from(path: Path, info: dict) -> int:
     return step_of(path)
 
 
-def miscope_variant(path: Path) -> tuple[list[Path], list[int], list[int]] | None:
+def miscope_variant(path: Path) -> tuple[list[Path], list[int], dict] | None:
     """A MIScope variant directory (checkpoints/checkpoint_epoch_NNNNN.safetensors with HookedTransformer's
     names, each saved after that epoch's update: step epoch + 1; metadata.json with the split as grid rows,
-    "train_indices"): its files, their steps and the training inputs; None for any other path."""
+    "train_indices", and the loss curves): its files, their steps and what metadata.json records; None for
+    any other path."""
     metadata, folder = path / "metadata.json", path / "checkpoints"
     if not (metadata.is_file() and folder.is_dir()):
         return None
     try:
-        train = json.loads(metadata.read_text())["train_indices"]
+        recorded = json.loads(metadata.read_text())
+        recorded = {"train_rows": list(recorded["train_indices"]), "miscope": recorded}
     except (OSError, ValueError, KeyError, TypeError):
         raise GrokscopeError(f"{metadata}: not MIScope's metadata (no train_indices)") from None
     files = sorted(folder.glob("checkpoint_epoch_*.safetensors"))
     if not files:
         raise GrokscopeError(f"{folder}: no checkpoint_epoch_*.safetensors files")
-    return files, [step_of(f) + 1 for f in files], train
+    return files, [step_of(f) + 1 for f in files], recorded
+
+
+def source_curves(infos: list[dict], n_steps: int) -> dict[str, np.ndarray]:
+    """The loss curves the files record, by step (float64 (n_steps,), NaN elsewhere): the progress-measures
+    code's train_losses / test_losses (both taken before epoch e's update: step e; or a per-epoch file's
+    train_loss / test_loss), MIScope's (train before epoch e's update: step e; test after it: step e + 1)."""
+    curves = {name: np.full(n_steps, np.nan) for name in ("train_loss", "test_loss")}
+
+    def put(name: str, values, first: int) -> None:
+        values = np.asarray(values, dtype=np.float64)[: max(n_steps - first, 0)]
+        curves[name][first : first + len(values)] = values
+
+    for info in infos:
+        miscope = info.get("miscope")
+        if isinstance(miscope, dict):
+            put("train_loss", miscope.get("train_losses", []), 0)
+            put("test_loss", miscope.get("test_losses", []), 1)
+        elif isinstance(info.get("train_losses"), list):
+            put("train_loss", info["train_losses"], 0)
+            put("test_loss", info.get("test_losses", []), 0)
+        elif isinstance(info.get("epoch"), int) and info["epoch"] < n_steps:
+            for name, values in curves.items():
+                if isinstance(info.get(name), float) and np.isnan(values[info["epoch"]]):
+                    values[info["epoch"]] = info[name]
+    return {name: values for name, values in curves.items() if np.isfinite(values).any()}
 
 
 def split_from(infos: list[dict], p: int) -> np.ndarray | None:
@@ -226,8 +253,8 @@ def import_state_dicts(
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise GrokscopeError(f"{out} already exists: --force replaces it (force=True in Python)")
     read = [read_checkpoint(f) for f in files]
-    if variant is not None:  # its split, as the paper's init file records one
-        read[0][1]["train_rows"] = variant[2]
+    if variant is not None:  # its split and curves, as the paper's files record them
+        read[0][1].update(variant[2])
     if steps is None:
         steps = variant[1] if variant is not None else [step_from(f, info) for f, (_, info) in zip(files, read)]
     if len(steps) != len(files):
@@ -286,6 +313,9 @@ def import_state_dicts(
             say(
                 f"step {step}: train loss {float(values['train_loss']):.4g}, test accuracy {float(values['test_acc']):.3f}"
             )
+        curves = source_curves([info for _, info in read], steps[-1] + 1)
+        if curves:
+            layout.write_npz(building / layout.SOURCE_METRICS, curves)
         writer.commit(steps[-1], len(steps), steps[-1] + 1, {})
         writer.finish(read[-1][0])
         building.rename(out)

@@ -10,6 +10,8 @@ Layout of checkpoints/<run>/:
     steps.npy                 int64 (n_scheduled,) the steps the schedule will save, in order
     params/<name>.npy         float32 (n_scheduled, *shape) one memmap per parameter, filled as training goes
     metrics/<column>.npy      float64 (steps + 1,) one value per training step (METRIC_COLUMNS)
+    source_metrics.npz        an imported run only: the curves its source recorded (train_loss, test_loss),
+                              float64 (steps + 1,) by step, NaN where it recorded none
     mask.safetensors          grokking tickets only: 0/1 per weight; masked weights stay zero
     state/step_<s>.safetensors  optimizer state at the last durable step s (for --resume)
     progress.json             what is durable: rows of params/ and metrics/ a reader may trust, and a
@@ -43,6 +45,7 @@ CONFIG, META, DATA, STEPS, PROGRESS = "config.json", "meta.json", "data.npz", "s
 PARAMS, METRICS, STATE = "params", "metrics", "state"
 FINAL, COMPLETE, MASK = "final.safetensors", "COMPLETE", "mask.safetensors"
 MARKER, ANALYSIS, PRUNED = "grokscope-run.json", "analysis", "pruned"
+SOURCE_METRICS = "source_metrics.npz"  # an imported run: the curves its source recorded
 OUTPUTS = ".grokscope-outputs.json"  # in a directory grokscope writes outputs into: the files it wrote there
 # the four-way split of Doshi et al. (NaN for the corrupted ones in a run without corruption): accuracy on
 # corrupted training examples against their corrupted (noisy) and their true labels, on clean training examples

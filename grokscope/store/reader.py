@@ -206,6 +206,15 @@ class Run:
         return int(hits[0]) if len(hits) else None
 
     @property
+    def source_metrics(self) -> dict[str, np.ndarray]:
+        """An imported run's curves as its source recorded them (name → float64 (n_metric_steps,) by step, NaN
+        where it recorded none; its own definitions, e.g. a loss over other classes); {} for other runs."""
+        path = self.path / layout.SOURCE_METRICS
+        if not path.is_file():
+            return {}
+        return {name: values[: self.n_metric_steps] for name, values in layout.load_npz(path).items()}
+
+    @property
     def measured_steps(self) -> np.ndarray:
         """The steps whose metrics were recorded: every step of a run grokscope trained, the checkpoints' steps
         of an imported one (meta.json "metrics_at"; its metrics are NaN between them)."""
