@@ -169,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing run in --out")
     p.set_defaults(handler=cmd_import)
 
+    p = sub.add_parser("export", help="one checkpoint of a run for other tools (safetensors, TransformerLens 3)")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--step", type=int, help="the saved step (default: the last)")
+    p.add_argument("--to", required=True, help="safetensors or tl3")
+    p.add_argument("--out", required=True, help="directory to write into")
+    p.set_defaults(handler=cmd_export)
+
     p = sub.add_parser(
         "import-hf", help="a series of Hugging Face MoE checkpoints (OLMoE, Mixtral) as a run, with its pathways"
     )
@@ -541,6 +548,18 @@ def cmd_import(args: argparse.Namespace) -> int:
         args.sources, args.out, args.train_rows, steps=steps_list(args.steps), overrides=overrides, force=args.force
     )
     print(f"wrote {out}: `grokscope analyze {out}` computes its progress measures")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from grokscope.importers.export import export
+    from grokscope.store import open_run
+
+    run = open_run(args.run)
+    if not run.n_checkpoints:
+        raise GrokscopeError(f"{run.path}: no checkpoint saved yet")
+    step = int(run.steps[-1]) if args.step is None else args.step
+    print(f"wrote {export(run, step, args.to, args.out)}")
     return 0
 
 

@@ -252,3 +252,41 @@ def test_a_miscope_variant_directory(small_run, tmp_path):
     ]
     for step in run.steps.tolist():
         assert run.metrics["test_acc"][step] == pytest.approx(small_run.metrics["test_acc"][step], rel=1e-12)
+
+
+def test_export_to_transformerlens_3_and_back(small_run, tmp_path):
+    """`export --to tl3` → TransformerLens 3's HookedTransformer (in a subprocess) loads it as the README says
+    and gives grokscope's logits to float32 precision; its own state dict, saved and imported again, is the
+    run's parameters exactly (plus the zero biases the export adds). `--to safetensors` imports back too."""
+    if not (TL3 / "transformer_lens").is_dir():
+        pytest.skip(f"no TransformerLens 3 in {TL3}: the README's test command installs it there")
+    step = int(small_run.steps[-1])
+    folder = tmp_path / "tl3"
+    assert main(["export", str(small_run.path), "--to", "tl3", "--out", str(folder)]) == 0
+    script = Path(__file__).resolve().parent / "tl3_load.py"
+    env = {**os.environ, "PYTHONPATH": str(TL3)}
+    subprocess.run([sys.executable, str(script), str(folder), str(step)], env=env, check=True, capture_output=True)
+    model = load_model(small_run, step)
+    ours = model.all_logits(model.task_inputs(small_run.task, small_run.dataset)).detach().numpy()
+    theirs = np.load(folder / "tl3_logits.npy")
+    np.testing.assert_allclose(theirs, ours, rtol=1e-5, atol=1e-5 * np.abs(ours).max())
+    train = tmp_path / "train.json"
+    train.write_text(json.dumps(small_run.dataset.train_rows.tolist()))
+    back = tmp_path / "back"
+    assert main(["import", str(folder / "resaved"), "--out", str(back), "--train-rows", str(train)]) == 0
+    for name, value in small_run.params(step).items():
+        assert torch.equal(grokscope.open_run(back).params(step)[name], value)
+    assert (
+        main(["export", str(small_run.path), "--step", "0", "--to", "safetensors", "--out", str(tmp_path / "st")]) == 0
+    )
+    again = tmp_path / "again"
+    assert main(["import", str(tmp_path / "st" / "step0.safetensors"), "--steps", "1", "--out", str(again),
+                 "--train-rows", str(train)]) == 0  # fmt: skip
+    assert torch.equal(grokscope.open_run(again).params(1)["embed.W_E"], small_run.params(0)["embed.W_E"])
+
+
+def test_export_refuses_what_transformerlens_cannot_hold(coexistence_run, tmp_path, capsys):
+    assert main(["export", str(coexistence_run.path), "--to", "tl3", "--out", str(tmp_path / "x")]) == 2
+    assert "needs model.kind 'transformer'" in capsys.readouterr().err
+    assert main(["export", str(coexistence_run.path), "--to", "onnx", "--out", str(tmp_path / "x")]) == 2
+    assert "--to must be one of safetensors, tl3" in capsys.readouterr().err

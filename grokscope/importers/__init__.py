@@ -1,1 +1,2 @@
-"""Importers: runs trained elsewhere, written as grokscope run directories that every command opens."""
+"""Runs to and from other tools: importers write run directories that every command opens; export writes
+one checkpoint in another tool's format."""
