@@ -169,10 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an existing run in --out")
     p.set_defaults(handler=cmd_import)
 
-    p = sub.add_parser("export", help="one checkpoint of a run for other tools (safetensors, TransformerLens 3)")
+    p = sub.add_parser("export", help="one checkpoint of a run for other tools (safetensors, TransformerLens 3 and 4)")
     p.add_argument("run", help="run directory")
     p.add_argument("--step", type=int, help="the saved step (default: the last)")
-    p.add_argument("--to", required=True, help="safetensors or tl3")
+    p.add_argument("--to", required=True, help="safetensors, tl3 or tl4")
     p.add_argument("--out", required=True, help="directory to write into")
     p.set_defaults(handler=cmd_export)
 

@@ -6,7 +6,11 @@
   `torch.load(..., weights_only=True)` reads it), zero biases where the model has none, and
   hooked_transformer_config.json, the `HookedTransformerConfig` arguments. Load it with
   `HookedTransformer(HookedTransformerConfig(**json.load(f)))` then `model.load_state_dict(state, strict=False)`
-  (only its attention buffers `mask` and `IGNORE`, which it builds itself, are missing).
+  (only its attention buffers `mask` and `IGNORE`, which it builds itself, are missing);
+- `tl4`: step<S>.safetensors in the names and layout of TransformerLens 4's native `TransformerBridge` (its
+  linear layers: q/k/v/o, mlp.in/out, unembed as (out, in) matrices, heads flattened head by head) and
+  transformer_bridge_config.json; load with `TransformerBridge.boot_native(json.load(f))` then
+  `bridge.load_state_dict(safetensors.torch.load_file("step<S>.safetensors"))`.
 The transformer only (TransformerLens has no one-hot MLP); activations relu and gelu.
 """
 
@@ -19,7 +23,7 @@ import torch
 from grokscope.errors import GrokscopeError
 from grokscope.store import Run, layout
 
-FORMATS = ("safetensors", "tl3")
+FORMATS = ("safetensors", "tl3", "tl4")
 TL_ACTIVATIONS = {"relu": "relu", "gelu": "gelu"}  # grokscope's gelu is the exact (erf) one, as TransformerLens'
 
 
@@ -51,6 +55,27 @@ def with_zero_biases(params: dict[str, torch.Tensor], config: dict) -> dict[str,
     return {**{n: torch.zeros(s) for n, s in shapes.items()}, **params}
 
 
+def to_bridge_layout(state: dict[str, torch.Tensor], config: dict) -> dict[str, torch.Tensor]:
+    """HookedTransformer's parameters (biases included) in the native TransformerBridge's names and layout."""
+    H, e, d = config["n_heads"], config["d_head"], config["d_model"]
+    out = {
+        "embed.weight": state["embed.W_E"],
+        "pos_embed.weight": state["pos_embed.W_pos"],
+        "unembed.weight": state["unembed.W_U"].T,
+        "unembed.bias": state["unembed.b_U"],
+    }
+    for l in range(config["n_layers"]):
+        attn, mlp = f"blocks.{l}.attn", f"blocks.{l}.mlp"
+        for x in "QKV":
+            out[f"{attn}.{x.lower()}.weight"] = state[f"{attn}.W_{x}"].permute(0, 2, 1).reshape(H * e, d)
+            out[f"{attn}.{x.lower()}.bias"] = state[f"{attn}.b_{x}"].reshape(H * e)
+        out[f"{attn}.o.weight"] = state[f"{attn}.W_O"].reshape(H * e, d).T
+        out[f"{attn}.o.bias"] = state[f"{attn}.b_O"]
+        out[f"{mlp}.in.weight"], out[f"{mlp}.in.bias"] = state[f"{mlp}.W_in"].T, state[f"{mlp}.b_in"]
+        out[f"{mlp}.out.weight"], out[f"{mlp}.out.bias"] = state[f"{mlp}.W_out"].T, state[f"{mlp}.b_out"]
+    return {n: t.contiguous() for n, t in out.items()}
+
+
 def export(run: Run, step: int, to: str, out: str | Path) -> Path:
     """Write checkpoint `step` of `run` into the directory `out` in format `to`; returns the weights' file."""
     if to not in FORMATS:
@@ -69,8 +94,15 @@ def export(run: Run, step: int, to: str, out: str | Path) -> Path:
         layout.write_json(out / layout.CONFIG, run.config.to_dict())
         return target
     config = hooked_transformer_config(run)
-    target = out / f"step{step}.pt"
     state = with_zero_biases(params, config)
+    if to == "tl4":
+        from safetensors.torch import save
+
+        target = out / f"step{step}.safetensors"
+        layout.write_bytes(target, save(to_bridge_layout(state, config)))
+        layout.write_json(out / "transformer_bridge_config.json", config)
+        return target
+    target = out / f"step{step}.pt"
     layout.atomic_write(target, lambda tmp: torch.save(state, tmp))
     layout.write_json(out / "hooked_transformer_config.json", config)
     return target

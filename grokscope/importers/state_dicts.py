@@ -42,6 +42,9 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     info: dict = {}
     if path.suffix == ".safetensors":
         state = layout.load_safetensors(path)
+        bridge = path.parent / "transformer_bridge_config.json"
+        if bridge.is_file():  # written by `export --to tl4` beside the weights
+            info["n_heads"] = layout.read_json(bridge).get("n_heads")
     else:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
@@ -63,7 +66,38 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     state = {n: t.float() for n, t in state.items() if n.rsplit(".", 1)[-1] not in BUFFERS}
     if state.get("blocks.0.attn.W_O", torch.empty(0, 0, 0)).ndim == 2:
         state = from_progress_measures_layout(state)
+    elif "embed.weight" in state:
+        state = from_bridge_layout(state, info.get("n_heads"))
     return state, info
+
+
+def from_bridge_layout(state: dict[str, torch.Tensor], n_heads: int | None) -> dict[str, torch.Tensor]:
+    """TransformerLens 4's native TransformerBridge layout (what `export --to tl4` writes) in HookedTransformer's:
+    its (out, in) linear layers back to W_Q/W_K/W_V (n_heads, d_model, d_head), W_O (n_heads, d_head,
+    d_model), W_in, W_out, W_U. The head count is not in the tensors: it comes from the
+    transformer_bridge_config.json beside the file."""
+    if n_heads is None:
+        raise GrokscopeError(
+            "a TransformerBridge state dict needs its transformer_bridge_config.json beside it (the head count)"
+        )
+    out = {
+        "embed.W_E": state["embed.weight"],
+        "pos_embed.W_pos": state["pos_embed.weight"],
+        "unembed.W_U": state["unembed.weight"].T,
+        "unembed.b_U": state["unembed.bias"],
+    }
+    layers = {name.split(".")[1] for name in state if name.startswith("blocks.")}
+    for l in sorted(layers, key=int):
+        attn, mlp = f"blocks.{l}.attn", f"blocks.{l}.mlp"
+        for x in "QKV":
+            weight = state[f"{attn}.{x.lower()}.weight"]
+            out[f"{attn}.W_{x}"] = weight.reshape(n_heads, -1, weight.shape[1]).permute(0, 2, 1)
+            out[f"{attn}.b_{x}"] = state[f"{attn}.{x.lower()}.bias"].reshape(n_heads, -1)
+        o = state[f"{attn}.o.weight"]
+        out[f"{attn}.W_O"], out[f"{attn}.b_O"] = o.T.reshape(n_heads, -1, o.shape[0]), state[f"{attn}.o.bias"]
+        out[f"{mlp}.W_in"], out[f"{mlp}.b_in"] = state[f"{mlp}.in.weight"].T, state[f"{mlp}.in.bias"]
+        out[f"{mlp}.W_out"], out[f"{mlp}.b_out"] = state[f"{mlp}.out.weight"].T, state[f"{mlp}.out.bias"]
+    return {n: t.contiguous() for n, t in out.items()}
 
 
 def from_progress_measures_layout(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
