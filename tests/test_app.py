@@ -51,12 +51,22 @@ KIND_CONFIGS = {  # one tiny run of every kind the app must show: what applies, 
 
 @pytest.fixture(scope="module")
 def kinds_dir(runs_dir, hf_series):
-    """runs_dir plus analysed tiny runs of poly, mul, digits (deep MLP), one-hot MLP and MoE (p = 7, 30 steps),
-    and hf: a tiny OLMoE series imported with its pathways."""
+    """runs_dir plus analysed tiny runs of poly, mul, digits (deep MLP), one-hot MLP and MoE (p = 7, 30 steps);
+    hf: a tiny OLMoE series imported with its pathways; imported: eight of tiny's checkpoints exported and
+    imported again (metrics at those steps only), analysed."""
+    from grokscope.importers.export import export
     from grokscope.importers.hf import import_hf
+    from grokscope.importers.state_dicts import import_state_dicts
 
     dirs = sorted((hf_series / "series").iterdir())
     import_hf(dirs, runs_dir / "hf", hf_series / "train.jsonl", test=hf_series / "test.jsonl", progress=False)
+    tiny = grokscope.open_run(runs_dir / "tiny")
+    exported = runs_dir.parent / "exported"
+    for step in tiny.steps[:: max(len(tiny.steps) // 8, 1)].tolist():
+        export(tiny, step, "safetensors", exported)
+    (exported / "train.json").write_text(json.dumps(tiny.dataset.train_rows.tolist()))
+    import_state_dicts([exported], runs_dir / "imported", exported / "train.json", say=lambda _: None)
+    analysis.analyze(grokscope.open_run(runs_dir / "imported"), progress=False)
     base = {"train.steps": 30, "checkpoints.dense_until": 5, "checkpoints.n_log": 5, "checkpoints.n_uniform": 5}
     for name, overrides in KIND_CONFIGS.items():
         sizes = {} if "task.kind" in overrides else {"task.p": 7, "task.train_frac": 0.6}
@@ -66,7 +76,7 @@ def kinds_dir(runs_dir, hf_series):
 
 
 @pytest.mark.parametrize("page", PAGES)
-@pytest.mark.parametrize("run", ["coexist", *KIND_CONFIGS, "hf"])
+@pytest.mark.parametrize("run", ["coexist", *KIND_CONFIGS, "hf", "imported"])
 def test_every_page_renders_every_kind_of_run(kinds_dir, monkeypatch, page, run):
     at = app(kinds_dir, monkeypatch, run)
     at.switch_page(page).run()
