@@ -98,12 +98,14 @@ def test_bad_sources_are_refused_in_one_line(small_run, exported, tmp_path, caps
     save_file(
         {**state, "blocks.0.mlp.W_in": state["blocks.0.mlp.W_in"][:, :-1].contiguous()}, tmp_path / "w_2.safetensors"
     )
+    save_file({**state, "blocks.0.attn.W_extra": torch.ones(2)}, tmp_path / "extra_1.safetensors")
     (tmp_path / "rows.json").write_text("[0, 0]")
     cases = [
         ([str(tmp_path / "pickled_1.pt")], "holds Python objects that only arbitrary unpickling would load"),
         ([str(tmp_path / "layernorm_1.safetensors")], "has LayerNorm"),
         ([str(tmp_path / "partial_1.safetensors")], "not a transformer state dict with HookedTransformer's names"),
-        ([str(root / f"step{steps[0]}.pt"), str(tmp_path / "w_2.safetensors")], "blocks.0.mlp.W_in is not the first"),
+        ([str(root / f"step{steps[0]}.pt"), str(tmp_path / "w_2.safetensors")], "blocks.0.mlp.W_in has shape"),
+        ([str(tmp_path / "extra_1.safetensors")], "blocks.0.attn.W_extra is not a parameter of the transformer"),
         ([str(root), "--set", "task.p=7"], "task.p comes from the checkpoints' shapes"),
         ([str(root), "--steps", "1,2"], "2 steps for 6 checkpoint files"),
         ([str(tmp_path / "missing")], "no such file or directory"),

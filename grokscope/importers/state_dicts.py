@@ -325,10 +325,15 @@ def import_state_dicts(
     for file, (state, _) in zip(files, read):
         shapes = {n: t.shape for n, t in state.items()}
         if shapes != expected:
-            wrong = next((n for n in expected if shapes.get(n) != expected[n]), None) or min(
-                set(shapes) - set(expected)
+            wrong = next((n for n in expected if shapes.get(n) != expected[n]), None)
+            if wrong is None:
+                raise GrokscopeError(
+                    f"{file}: {min(set(shapes) - set(expected))} is not a parameter of the transformer"
+                )
+            raise GrokscopeError(
+                f"{file}: {wrong} {'is missing' if wrong not in shapes else f'has shape {list(shapes[wrong])}'}; "
+                f"the transformer the first checkpoint ({files[0].name}) describes has {list(expected[wrong])}"
             )
-            raise GrokscopeError(f"{file}: {wrong} is not the first checkpoint's ({files[0]})")
     meta = {**provenance(model, torch.device("cpu")), "metrics_at": "checkpoints", "sources": [str(f) for f in files]}
     building = out.with_name(f".{out.name}.importing")
     shutil.rmtree(building, ignore_errors=True)
