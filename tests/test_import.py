@@ -106,7 +106,8 @@ def test_bad_sources_are_refused_in_one_line(small_run, exported, tmp_path, caps
         ([str(tmp_path / "partial_1.safetensors")], "not a transformer state dict with HookedTransformer's names"),
         ([str(root / f"step{steps[0]}.pt"), str(tmp_path / "w_2.safetensors")], "blocks.0.mlp.W_in has shape"),
         ([str(tmp_path / "extra_1.safetensors")], "blocks.0.attn.W_extra is not a parameter of the transformer"),
-        ([str(root), "--set", "task.p=7"], "task.p comes from the checkpoints' shapes"),
+        ([str(root), "--set", "task.p=7"], "task.p comes from the checkpoints"),
+        ([str(root), "--set", "model.kind=mlp"], "model.kind comes from the checkpoints"),
         ([str(root), "--steps", "1,2"], "2 steps for 6 checkpoint files"),
         ([str(tmp_path / "missing")], "no such file or directory"),
     ]
@@ -116,6 +117,22 @@ def test_bad_sources_are_refused_in_one_line(small_run, exported, tmp_path, caps
         assert message in err and err.count("\n") == 1, err
     assert main(["import", str(root), "--out", str(tmp_path / "out"), "--train-rows", str(tmp_path / "rows.json")]) == 2
     assert "must be distinct integers" in capsys.readouterr().err
+    (tmp_path / "rows.json").write_text("[1, 2, 31]")  # b = 0 in row 31 (a = 1): not an input of division
+    args = ["import", str(root), "--out", str(tmp_path / "out"), "--train-rows", str(tmp_path / "rows.json")]
+    assert main([*args, "--set", "task.op=div"]) == 2
+    assert "training input 31 (a = 1, b = 0) is not an input" in capsys.readouterr().err
+    variant = tmp_path / "variant"
+    (variant / "checkpoints").mkdir(parents=True)
+    save_file(state, variant / "checkpoints" / "checkpoint_epoch_00003.safetensors")
+    for metadata, message in (
+        ({"train_indices": [1, 1, 2]}, "train_indices: training inputs must be distinct integers"),
+        ({"train_indices": [1.5, 2.2]}, "train_indices: training inputs must be distinct integers"),
+        ({"train_indices": [1, 2], "train_losses": "abc"}, "the recorded train loss curve is not a list of numbers"),
+    ):
+        (variant / "metadata.json").write_text(json.dumps(metadata))
+        assert main(["import", str(variant), "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
 
 
@@ -290,6 +307,7 @@ def test_export_to_transformerlens_3_and_back(small_run, tmp_path):
 def test_export_refuses_what_transformerlens_cannot_hold(coexistence_run, tmp_path, capsys):
     assert main(["export", str(coexistence_run.path), "--to", "tl3", "--out", str(tmp_path / "x")]) == 2
     assert "needs model.kind 'transformer'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()  # refused before anything is made
     assert main(["export", str(coexistence_run.path), "--to", "onnx", "--out", str(tmp_path / "x")]) == 2
     assert "--to must be one of safetensors, tl3" in capsys.readouterr().err
 
@@ -324,3 +342,33 @@ def test_export_to_transformerlens_4_and_back(small_run, tmp_path):
     assert main(["import", str(folder), "--out", str(back), "--train-rows", str(train)]) == 0
     for name, value in small_run.params(step).items():
         assert torch.equal(grokscope.open_run(back).params(step)[name], value)
+
+
+@pytest.mark.parametrize("to", ["safetensors", "tl3", "tl4"])
+def test_the_activation_comes_back_from_what_export_writes(tmp_path, to):
+    """A gelu transformer exported in each format imports back as gelu (from the config file beside the
+    weights), with its logits."""
+    config = grokscope.RunConfig().with_overrides(
+        {"task.p": 7, "task.train_frac": 0.5, "model.act": "gelu", "model.d_model": 16, "model.d_head": 4}
+        | {"model.d_mlp": 16, "train.steps": 3, "checkpoints.dense_until": 3}
+    )
+    run = grokscope.open_run(grokscope.train(config, tmp_path / "gelu", progress=False))
+    assert main(["export", str(run.path), "--to", to, "--out", str(tmp_path / "x")]) == 0
+    train = tmp_path / "train.json"
+    train.write_text(json.dumps(run.dataset.train_rows.tolist()))
+    assert main(["import", str(tmp_path / "x"), "--out", str(tmp_path / "back"), "--train-rows", str(train)]) == 0
+    back = grokscope.open_run(tmp_path / "back")
+    assert back.config.model.act == "gelu"
+    ours, theirs = load_model(run, 3), load_model(back, 3)
+    inputs = ours.task_inputs(run.task, run.dataset)
+    torch.testing.assert_close(theirs(inputs), ours(inputs), rtol=1e-5, atol=1e-5)
+
+
+def test_only_the_progress_measures_files_take_their_step_from_their_contents(small_run, tmp_path):
+    """A file of another loop holding an "epoch" keeps the step its name gives."""
+    for step in (10, 20):
+        torch.save({"model": small_run.params(step), "epoch": step}, tmp_path / f"step_{step}.pt")
+    (tmp_path / "train.json").write_text(json.dumps(small_run.dataset.train_rows.tolist()))
+    out = tmp_path / "run"
+    assert main(["import", str(tmp_path), "--out", str(out), "--train-rows", str(tmp_path / "train.json")]) == 0
+    assert grokscope.open_run(out).steps.tolist() == [10, 20]

@@ -83,6 +83,7 @@ def export(run: Run, step: int, to: str, out: str | Path) -> Path:
     if run.checkpoint_dirs is not None:
         raise GrokscopeError(f"{run.name} is an imported Hugging Face series: its checkpoints are already files")
     params = {n: t.contiguous() for n, t in run.params(step).items()}
+    config = None if to == "safetensors" else hooked_transformer_config(run)  # refused before anything is made
     out = Path(out)
     layout.check_creatable(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -93,7 +94,6 @@ def export(run: Run, step: int, to: str, out: str | Path) -> Path:
         layout.write_bytes(target, save(params))
         layout.write_json(out / layout.CONFIG, run.config.to_dict())
         return target
-    config = hooked_transformer_config(run)
     state = with_zero_biases(params, config)
     if to == "tl4":
         from safetensors.torch import save

@@ -64,10 +64,14 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     if any(".ln" in name or name.startswith("ln_final") for name in state):
         raise GrokscopeError(f"{path}: the model has LayerNorm; grokscope's transformer has none")
     state = {n: t.float() for n, t in state.items() if n.rsplit(".", 1)[-1] not in BUFFERS}
-    if state.get("blocks.0.attn.W_O", torch.empty(0, 0, 0)).ndim == 2:
-        state = from_progress_measures_layout(state)
-    elif "embed.weight" in state:
-        state = from_bridge_layout(state, info.get("n_heads"))
+    try:
+        if state.get("blocks.0.attn.W_O", torch.empty(0, 0, 0)).ndim == 2:
+            state = from_progress_measures_layout(state)
+        elif "embed.weight" in state:
+            state = from_bridge_layout(state, info.get("n_heads"))
+    except (KeyError, IndexError, ValueError, RuntimeError, TypeError) as e:
+        what = f"missing {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
+        raise GrokscopeError(f"{path}: not a whole transformer state dict in that layout ({what})") from None
     return state, info
 
 
@@ -79,6 +83,11 @@ def from_bridge_layout(state: dict[str, torch.Tensor], n_heads: int | None) -> d
     if n_heads is None:
         raise GrokscopeError(
             "a TransformerBridge state dict needs its transformer_bridge_config.json beside it (the head count)"
+        )
+    rows = state["blocks.0.attn.q.weight"].shape[0]
+    if type(n_heads) is not int or n_heads < 1 or rows % n_heads:
+        raise GrokscopeError(
+            f"transformer_bridge_config.json: n_heads {n_heads!r} does not divide the {rows} query rows"
         )
     out = {
         "embed.W_E": state["embed.weight"],
@@ -135,7 +144,7 @@ def sizes_of(state: dict[str, torch.Tensor], path: Path) -> dict[str, object]:
         d_mlp = state["blocks.0.mlp.W_in"].shape[1]
         p = state["unembed.W_U"].shape[1]
         n_ctx = state["pos_embed.W_pos"].shape[0]
-    except (KeyError, ValueError):
+    except (KeyError, ValueError, IndexError):
         raise GrokscopeError(
             f"{path}: not a transformer state dict with HookedTransformer's names (embed.W_E, pos_embed.W_pos, "
             "blocks.0.attn.W_Q, blocks.0.mlp.W_in, unembed.W_U)"
@@ -174,6 +183,24 @@ def sources_of(paths: list[Path]) -> list[Path]:
     return files
 
 
+def beside(file: Path) -> dict[str, object]:
+    """Config keys the files beside a checkpoint give (what `grokscope export` writes there): the activation
+    from hooked_transformer_config.json or transformer_bridge_config.json (act_fn), or from a grokscope
+    config.json (model.act, and the task's operation)."""
+    for name in ("hooked_transformer_config.json", "transformer_bridge_config.json"):
+        if (file.parent / name).is_file():
+            act = layout.read_json(file.parent / name).get("act_fn")
+            return {} if act is None else {"model.act": act}
+    if (file.parent / layout.CONFIG).is_file():
+        config = layout.read_json(file.parent / layout.CONFIG)
+        model, task = config.get("model"), config.get("task")
+        if not (isinstance(model, dict) and isinstance(task, dict)):
+            return {}  # another tool's config.json
+        keys = {"model.act": model.get("act"), "task.op": task.get("op")}
+        return {k: v for k, v in keys.items() if v is not None}
+    return {}
+
+
 def step_of(path: Path) -> int:
     """The step a checkpoint file's name gives: its last number (step_1000.pt, epoch1000.safetensors)."""
     found = re.findall(r"\d+", path.stem)
@@ -193,21 +220,38 @@ def read_rows(path: Path, n_inputs: int) -> np.ndarray:
         raise GrokscopeError(
             f"{path}: cannot be read as a list of training inputs ({str(e).splitlines()[0]})"
         ) from None
+    return checked_rows(rows, n_inputs, str(path))
+
+
+def checked_rows(rows, n_inputs: int, source: str) -> np.ndarray:
+    """Training inputs as recorded (a file, MIScope's train_indices, the paper's triples): distinct integers in
+    [0, n_inputs), sorted; GrokscopeError naming `source` otherwise."""
+    try:
+        rows = np.asarray(rows)
+    except (ValueError, TypeError):
+        rows = np.zeros((0, 0))
     if rows.ndim != 1 or rows.dtype.kind not in "iu" or len(np.unique(rows)) != len(rows):
-        raise GrokscopeError(f"{path}: training inputs must be distinct integers (grid rows a·p + b)")
+        raise GrokscopeError(f"{source}: training inputs must be distinct integers (grid rows a·p + b)")
     if len(rows) and (rows.min() < 0 or rows.max() >= n_inputs):
-        raise GrokscopeError(f"{path}: training inputs must be grid rows in [0, {n_inputs})")
+        raise GrokscopeError(f"{source}: training inputs must be grid rows in [0, {n_inputs})")
     return np.sort(rows.astype(np.int64))
 
 
+PAPER_NAMES = re.compile(r"^(init|final|\d+)\.pth$")  # the progress-measures code's file names
+
+
 def step_from(path: Path, info: dict) -> int:
-    """A checkpoint's step: where the progress-measures code saved it, from what the file holds (init: the
-    model before any update, 0; a file saved at epoch e: after e + 1 updates, since that loop saves after
-    the step; final: epoch = the number of updates); else the last number in its name."""
-    if "train_data" in info and "epoch" not in info:
-        return 0
-    if isinstance(info.get("epoch"), int):
-        return info["epoch"] if "train_losses" in info else info["epoch"] + 1
+    """A checkpoint's step. The progress-measures code's files (init.pth, {epoch}.pth, final.pth) by what they
+    hold: init the model before any update, 0; {epoch}.pth after that epoch's update, epoch + 1 (that loop
+    saves after the step); final.pth after len(train_losses) updates (one loss per update, early stop
+    included). Any other file: the last number in its name."""
+    if PAPER_NAMES.match(path.name):
+        if "train_data" in info and "epoch" not in info:
+            return 0
+        if isinstance(info.get("train_losses"), list):
+            return len(info["train_losses"])
+        if isinstance(info.get("epoch"), int):
+            return info["epoch"] + 1
     return step_of(path)
 
 
@@ -237,7 +281,13 @@ def source_curves(infos: list[dict], n_steps: int) -> dict[str, np.ndarray]:
     curves = {name: np.full(n_steps, np.nan) for name in ("train_loss", "test_loss")}
 
     def put(name: str, values, first: int) -> None:
-        values = np.asarray(values, dtype=np.float64)[: max(n_steps - first, 0)]
+        try:
+            values = np.asarray(values, dtype=np.float64)
+        except (TypeError, ValueError):
+            values = np.zeros((0, 0))
+        if values.ndim != 1:
+            raise GrokscopeError(f"the recorded {name.replace('_', ' ')} curve is not a list of numbers")
+        values = values[: max(n_steps - first, 0)]
         curves[name][first : first + len(values)] = values
 
     for info in infos:
@@ -260,9 +310,13 @@ def split_from(infos: list[dict], p: int) -> np.ndarray | None:
     triples), a MIScope variant's train_indices."""
     for info in infos:
         if isinstance(info.get("train_data"), list):
-            return np.sort(np.array([a * p + b for a, b, *_ in info["train_data"]], dtype=np.int64))
+            try:
+                rows = [int(a) * p + int(b) for a, b, *_ in info["train_data"]]
+            except (TypeError, ValueError):
+                raise GrokscopeError("the recorded train_data are not (a, b, =) triples of integers") from None
+            return checked_rows(rows, p * p, "the recorded train_data")
         if isinstance(info.get("train_rows"), list):  # a MIScope variant's train_indices
-            return np.sort(np.array(info["train_rows"], dtype=np.int64))
+            return checked_rows(info["train_rows"], p * p, "metadata.json's train_indices")
     return None
 
 
@@ -299,9 +353,12 @@ def import_state_dicts(
         raise GrokscopeError(f"the checkpoints' steps must be distinct, ≥ 0 and end past 0; got {steps}")
     first = read[0][0]
     keys = dict(overrides or {})
-    given = set(keys) & {"task.p", "model.n_layers", "model.d_model", "model.n_heads", "model.d_head", "model.d_mlp"}
+    from_files = {"task.p", "model.kind", "model.bias", "model.n_layers", "model.d_model", "model.n_heads"}
+    from_files |= {"model.d_head", "model.d_mlp"} | set(beside(files[0]))
+    given = set(keys) & from_files
     if given:
-        raise GrokscopeError(f"{min(given)} comes from the checkpoints' shapes; leave it out of --set")
+        raise GrokscopeError(f"{min(given)} comes from the checkpoints; leave it out of --set")
+    keys |= beside(files[0])
     config = RunConfig(name=out.name, preset="imported").with_overrides(
         {**keys, **sizes_of(first, files[0]), "train.steps": steps[-1]}
     )
@@ -313,8 +370,11 @@ def import_state_dicts(
         train = split_from([info for _, info in read], config.task.p)
         if train is None:
             raise GrokscopeError("the checkpoints record no split: give the training inputs (--train-rows FILE)")
-    if len(train) and (train.min() < 0 or train.max() >= task.n_inputs):
-        raise GrokscopeError(f"the recorded training inputs are not grid rows in [0, {task.n_inputs})")
+    if (true_labels[train] < 0).any():
+        bad = int(train[true_labels[train] < 0][0])
+        raise GrokscopeError(
+            f"training input {bad} (a = {bad // config.task.p}, b = {bad % config.task.p}) is not an input of {task.named()}"
+        )
     test = np.setdiff1d(np.flatnonzero(true_labels >= 0), train)
     if not len(train) or not len(test):
         raise GrokscopeError("the split needs at least one training and one test input")
