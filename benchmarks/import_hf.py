@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from pathways import levenshtein  # benchmarks/pathways.py: the same textbook reference
 from transformers import AutoModelForCausalLM, OlmoeConfig
 
 from grokscope.analysis.pathways import sample_pairs
@@ -66,15 +67,6 @@ def build(root: Path, s: dict) -> tuple[list[Path], Path, Path]:
         files.append(root / f"{name}.jsonl")
         files[-1].write_text("".join(json.dumps({"input_ids": r}) + "\n" for r in rows.tolist()))
     return dirs, files[0], files[1]
-
-
-def levenshtein(a: list[int], b: list[int]) -> int:
-    row = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        previous, row[0] = row[0], i
-        for j, y in enumerate(b, 1):
-            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (x != y))
-    return row[-1]
 
 
 @torch.no_grad()

@@ -138,3 +138,14 @@ def hf_series(tmp_path_factory):
     for name, rows in (("train", data[:16]), ("test", data[16:])):
         (root / f"{name}.jsonl").write_text("".join(json.dumps({"input_ids": r}) + "\n" for r in rows.tolist()))
     return root
+
+
+def levenshtein(a: list[int], b: list[int]) -> int:
+    """The textbook edit distance (one row of the dynamic programme): the plain reference the pathway tests
+    check rapidfuzz's against."""
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        previous, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (x != y))
+    return row[-1]

@@ -11,7 +11,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from conftest import tiny_moe_lm
+from conftest import levenshtein, tiny_moe_lm
 
 import grokscope
 from grokscope import analysis
@@ -37,15 +37,6 @@ def router_outputs(model, input_ids: torch.Tensor) -> list[tuple[torch.Tensor, t
     for h in hooks:
         h.remove()
     return [(ids.view(*input_ids.shape, -1), w.view(*input_ids.shape, -1)) for ids, w in seen]
-
-
-def levenshtein(a: list[int], b: list[int]) -> int:
-    row = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        previous, row[0] = row[0], i
-        for j, y in enumerate(b, 1):
-            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (x != y))
-    return row[-1]
 
 
 @pytest.mark.parametrize("architecture", ["olmoe", "mixtral"])

@@ -188,19 +188,12 @@ def test_pathways_over_training_are_cached_topped_up_and_correlated(tmp_path):
     assert np.isfinite(result["stability"][1:]).all() and np.isfinite(result["consistency"]).all()
     assert ((result["distance"] >= 0) & (result["distance"] <= 1)).all()
     # one checkpoint by hand: the routers' choices at `=` read through the hooks, a textbook edit distance
+    from conftest import levenshtein
     from scipy.stats import rankdata
 
     from grokscope.analysis.local_complexity import sample
     from grokscope.analysis.pathways import sample_pairs
     from grokscope.models import load_model
-
-    def levenshtein(a, b):
-        row = list(range(len(b) + 1))
-        for i, x in enumerate(a, 1):
-            previous, row[0] = row[0], i
-            for j, y in enumerate(b, 1):
-                previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (x != y))
-        return row[-1]
 
     row = 4
     model = load_model(run, int(run.steps[row]))
