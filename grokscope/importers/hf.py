@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import torch
 
 from grokscope.config import ModelConfig, RunConfig, TaskConfig, TrainConfig
 from grokscope.errors import GrokscopeError
+from grokscope.importers import check_out, laid_out
 from grokscope.models.hf_moe import HFMoE, load_checkpoint, read_architecture
 from grokscope.store import layout, open_run
 from grokscope.store.writer import RunWriter
@@ -131,7 +131,7 @@ def import_hf(
     training samples of `data` (and held-out ones of `test`) into the run directory `out`, reading the weights
     as `dtype`; returns it."""
     from grokscope.analysis import analyze
-    from grokscope.train.loop import move_aside, provenance
+    from grokscope.train.loop import provenance
 
     directories = [Path(d).resolve() for d in directories]
     out, data = Path(out), Path(data)
@@ -147,8 +147,7 @@ def import_hf(
         if not d.is_dir():
             raise GrokscopeError(f"{d}: no such checkpoint directory")
     shared = series_architecture(directories)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-        raise GrokscopeError(f"{out} already exists: --force replaces it (force=True in Python)")
+    check_out(out, force)
     first = load_checkpoint(directories[0], dtype)
     vocab = shared.pop("vocab")
     train_samples = read_samples(data, directories[0])
@@ -185,10 +184,7 @@ def import_hf(
         },
     }
     dataset = text_dataset(train, held_out, vocab)
-    building = out.with_name(f".{out.name}.importing")
-    shutil.rmtree(building, ignore_errors=True)
-    old = move_aside(out, force)
-    try:
+    with laid_out(out, force) as building:
         writer = RunWriter.create(building, config, dataset, {}, meta, np.array(steps, dtype=np.int64))
         fingerprints = [layout.checkpoint_fingerprint(d) for d in directories]
         writer.commit(steps[-1], len(steps), steps[-1] + 1, {}, fingerprints)  # the steps and samples, for the analysis
@@ -212,13 +208,4 @@ def import_hf(
         model.on_load = None
         writer.commit(steps[-1], len(steps), steps[-1] + 1, {}, fingerprints)
         writer.finish({})
-        building.rename(out)
-        layout.fsync_dir(out.parent)
-    except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
-        if old is not None:
-            old.rename(out)  # the replaced run comes back untouched
-        raise
-    if old is not None:
-        shutil.rmtree(old)
     return out

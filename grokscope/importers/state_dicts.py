@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import torch
 
 from grokscope.config import RunConfig
 from grokscope.errors import GrokscopeError
+from grokscope.importers import check_out, laid_out
 from grokscope.models import build_model
 from grokscope.store import layout, open_run
 from grokscope.store.writer import RunWriter
@@ -333,13 +333,12 @@ def import_state_dicts(
     """Import the checkpoint files `paths` (files or directories of them; one step each: `steps`, else as
     step_from reads them) into the run `out`, with the split of `train_rows` (a file of training inputs),
     else the one the files record (a progress-measures init file). Every file is read once, up front."""
-    from grokscope.train.loop import move_aside, provenance
+    from grokscope.train.loop import provenance
 
     out, paths = Path(out), [Path(p) for p in paths]
     variant = miscope_variant(paths[0]) if len(paths) == 1 else None
     files = sources_of(paths) if variant is None else variant[0]
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
-        raise GrokscopeError(f"{out} already exists: --force replaces it (force=True in Python)")
+    check_out(out, force)
     read = [read_checkpoint(f) for f in files]
     if variant is not None:  # its split and curves, as the paper's files record them
         read[0][1].update(variant[2])
@@ -395,10 +394,7 @@ def import_state_dicts(
                 f"the transformer the first checkpoint ({files[0].name}) describes has {list(expected[wrong])}"
             )
     meta = {**provenance(model, torch.device("cpu")), "metrics_at": "checkpoints", "sources": [str(f) for f in files]}
-    building = out.with_name(f".{out.name}.importing")
-    shutil.rmtree(building, ignore_errors=True)
-    old = move_aside(out, force)
-    try:
+    with laid_out(out, force) as building:
         writer = RunWriter.create(building, config, dataset, dict(model.named_parameters()), meta, np.array(steps))
         metrics = StepMetrics(dataset, LOSSES[config.train.loss])
         inputs = model.task_inputs(task, dataset)
@@ -417,14 +413,5 @@ def import_state_dicts(
             layout.write_npz(building / layout.SOURCE_METRICS, curves)
         writer.commit(steps[-1], len(steps), steps[-1] + 1, {})
         writer.finish(read[-1][0])
-        building.rename(out)
-        layout.fsync_dir(out.parent)
-    except BaseException:
-        shutil.rmtree(building, ignore_errors=True)
-        if old is not None:
-            old.rename(out)
-        raise
-    if old is not None:
-        shutil.rmtree(old)
     open_run(out)  # what was written reads back
     return out
