@@ -413,6 +413,14 @@ def print_summary(summary: dict) -> None:
     else:
         print(f"at step {summary['step']} ({summary['coordinates']}):")
         print(f"  key frequencies: {summary['key_frequencies']} (rule: {summary['key_frequency_rule']})")
+        removing = "; ".join(
+            f"{k}: loss {v['test_loss']:.3g}, accuracy {v['test_acc']:.1%}" for k, v in summary["removing_each"].items()
+        )
+        print(f"  test loss {summary['test_loss']:.3g}; with one of them removed from the inputs: {removing or '-'}")
+        print("  every rule's set, and the restricted loss with it:")
+        for rule, found in summary["key_frequency_rules"].items():
+            used = "  (used)" if rule == summary["key_frequency_rule"] else ""
+            print(f"    {rule:10} {found['frequencies']!s:24} {found['restricted_loss']:.3g}{used}")
         share = summary["key_power_share"]
         print(
             f"  share of W_E's non-constant Fourier power in them: {'n/a' if share is None else format(share, '.1%')}"

@@ -176,6 +176,7 @@ def test_analyze_summary_json_and_cache(small_run, tmp_path, capsys):
     assert {"key_frequencies", "key_frequency_rule", "phases", "key_power_share", "clustered_neuron_share"} <= set(
         summary
     )
+    assert set(summary["key_frequency_rules"]) == {"ablation", "neurons", "embed", "logit_map"}
     assert set(summary["phases"]) == {"memorization_end", "cleanup_start", "stable_start"}
     code, stdout, _ = run_cli(["analyze", str(path), "--summary"], capsys)
     assert code == 0 and "key frequencies" in stdout

@@ -1,10 +1,18 @@
 """Progress measures (Nanda et al. 2023): key frequencies, restricted and excluded loss, phases.
 
-Key frequencies, three rules (the rule used and its threshold are stored with every result):
+Key frequencies, four rules (every rule's set is stored with every result, with the rule used):
+- `ablation`: the frequencies the model needs. Each frequency k = 1..n//2 is removed from the model's
+  inputs in turn (probes.frequencies_removed); k is key when that raises the test cross-entropy at least
+  KEY_LOSS_RATIO-fold or lowers the test accuracy by at least KEY_ACC_DROP;
 - `neurons`: the distinct frequencies of clustered neurons (fraction ≥ 0.85, see neurons.py);
 - `embed`: frequencies whose power in the embedding is at least KEY_POWER_FRACTION of the strongest's;
 - `logit_map`: the same rule on the DFT of the neuron → logit map W_out·W_U.
-The default is `neurons`; where no neuron is clustered it falls back to `embed` and says so.
+The default is `ablation`: the clustering threshold misses a frequency whose neurons spread their
+variance over its harmonics (x² neurons put a fifth of it on 2k: none reaches 0.85), and the power rules
+keep what the model carries but does not use. Where no frequency is needed (a run that has not
+generalised, or one that spreads its answer over many frequencies so that each can go) it falls back to
+`neurons`, then to `embed`, and says so. Each rule's set comes with its restricted loss beside the test
+loss, so what a set leaves out shows.
 
 Restricted and excluded loss: L = logits over the inputs (n² in group coordinates). For each key k the
 unit vectors c_k, s_k over the inputs are cos(w_k z), sin(w_k z) with z = x ± y the label's coordinate
@@ -19,9 +27,11 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from grokscope.analysis.cache import top_up_start
 from grokscope.analysis.neurons import CLUSTER_THRESHOLD, cluster, frequency_fractions, grid_neurons
+from grokscope.analysis.probes import frequencies_removed
 from grokscope.analysis.spec import Analysis, Forward, frequencies_in_range, needs_fourier, trained_here
 from grokscope.errors import GrokscopeError
 from grokscope.models import load_model
@@ -32,7 +42,16 @@ from grokscope.tasks import Dataset, Group
 # A frequency the network uses carries power within an order of magnitude of the strongest one's; after
 # clean-up the others sit orders of magnitude lower, so the rule is insensitive to the exact value.
 KEY_POWER_FRACTION = 0.1
-KEY_RULES = ("neurons", "embed", "logit_map")
+# The ablation rule's thresholds. On the presets (benchmarks/README.md) removing a key frequency raises the
+# test cross-entropy 80-fold to 10⁷-fold and removing any other at most 2.5-fold, so tenfold sits between
+# them with room on both sides; a point of test accuracy catches a frequency that matters where the loss
+# is already high (a run that has not finished cleaning up). The cross-entropy of the logits whatever
+# the run trained with, so that the rule reads the same on every run; losses under LOSS_FLOOR count as
+# LOSS_FLOOR (a ratio of two round-off errors means nothing).
+KEY_LOSS_RATIO = 10.0
+KEY_ACC_DROP = 0.01
+LOSS_FLOOR = 1e-9
+KEY_RULES = ("ablation", "neurons", "embed", "logit_map")
 
 
 def key_frequencies_by_power(freq_power: np.ndarray, fraction: float = KEY_POWER_FRACTION) -> np.ndarray:
@@ -46,6 +65,39 @@ def key_frequencies_by_power(freq_power: np.ndarray, fraction: float = KEY_POWER
 def key_frequencies_by_neurons(frequency: np.ndarray, clustered: np.ndarray) -> np.ndarray:
     """frequency, clustered (d_mlp,) → the distinct frequencies of the clustered neurons, sorted."""
     return np.unique(np.asarray(frequency)[np.asarray(clustered, dtype=bool)]).astype(np.int64)
+
+
+@torch.no_grad()
+def ablation_effects(model: torch.nn.Module, group: Group, dataset: Dataset) -> dict[str, np.ndarray]:
+    """Test cross-entropy and accuracy of the model (test_loss, test_acc: ()) and with each frequency
+    k = 1..n//2 removed from its inputs (ablated_test_loss, ablated_test_acc: (n // 2,), index k − 1)."""
+    rows, labels = torch.as_tensor(dataset.test_rows), torch.as_tensor(dataset.test_labels)
+
+    def measure() -> tuple[float, float]:
+        logits = model.grid_activations()[1].rows(rows).double()
+        return float(F.cross_entropy(logits, labels)), float((logits.argmax(-1) == labels).double().mean())
+
+    loss, acc = measure()
+    ablated = []
+    for k in range(1, group.n // 2 + 1):
+        with frequencies_removed(model, group, [k]):
+            ablated.append(measure())
+    after = np.array(ablated, dtype=np.float64).reshape(-1, 2)
+    return {
+        "test_loss": np.float64(loss),
+        "test_acc": np.float64(acc),
+        "ablated_test_loss": after[:, 0],
+        "ablated_test_acc": after[:, 1],
+    }
+
+
+def key_frequencies_by_ablation(effects: dict[str, np.ndarray]) -> np.ndarray:
+    """ablation_effects → the frequencies whose removal raises the test loss KEY_LOSS_RATIO-fold or lowers
+    the test accuracy by KEY_ACC_DROP: sorted int array."""
+    floor = max(float(effects["test_loss"]), LOSS_FLOOR)
+    loss_up = effects["ablated_test_loss"] >= KEY_LOSS_RATIO * floor
+    acc_down = float(effects["test_acc"]) - effects["ablated_test_acc"] >= KEY_ACC_DROP - 1e-12
+    return np.flatnonzero(loss_up | acc_down).astype(np.int64) + 1
 
 
 def key_directions(group: Group, keys: np.ndarray) -> torch.Tensor:
@@ -96,7 +148,7 @@ class LossProbe:
         coefficients = readout.project(self.Q_flat.T).double()  # (2K, p)
         restricted = self.Q_z @ coefficients + readout.mean().double() - self.Q_flat.mean(0) @ coefficients
         L_train, Q_train = readout.rows(self.train).double(), self.Q[self.train]  # (r, p), (r, K, 2)
-        per_key = torch.einsum("rkc,kcp->krp", Q_train, coefficients.reshape(len(self.keys), 2, -1))
+        per_key = torch.einsum("rkc,kcp->krp", Q_train, coefficients.reshape(len(self.keys), 2, coefficients.shape[-1]))
         return {
             "restricted_loss": -restricted.log_softmax(-1)[self.z, self.labels].mean(),
             "excluded_loss": self.excluded(L_train - per_key.sum(0)),
@@ -160,38 +212,47 @@ def phases(train_acc: np.ndarray, test_loss: np.ndarray) -> dict[str, int | None
 def key_frequencies(
     run: Run, group: Group, spec: dict, neurons: dict | None, row: int | None = None, rule: str | None = None
 ) -> dict:
-    """Key frequencies at checkpoint `row` (default: the last) by all three rules; `rule` (default:
-    neurons, falling back to embed where no neuron is clustered) decides."""
+    """Key frequencies at checkpoint `row` (default: the last) by all four rules, each with its restricted
+    loss, and the ablation's effects; `rule` (default: ablation, else neurons, else embed, the first that
+    finds any) decides."""
+    if rule is not None and rule not in KEY_RULES:
+        raise GrokscopeError(f"unknown key-frequency rule '{rule}' (known: {', '.join(KEY_RULES)})")
     row = run.n_checkpoints - 1 if row is None else row
+    model = load_model(run, int(run.steps[row]))
+    acts, readout = grid_neurons(model, group)
     if neurons is not None and top_up_start(run, neurons) > row:
         frequency, fraction = neurons["frequency"][row], neurons["fraction"][row]
     else:  # one forward at that step instead of waiting for the whole neuron pass
-        acts, _ = grid_neurons(load_model(run, int(run.steps[row])), group)
         c = cluster(frequency_fractions(acts))
         frequency, fraction = c["frequency"].numpy(), c["fraction"].numpy()
+    effects = ablation_effects(model, group, run.dataset)
     by = {
+        "ablation": key_frequencies_by_ablation(effects),
         "neurons": key_frequencies_by_neurons(frequency, fraction >= CLUSTER_THRESHOLD),
         "embed": key_frequencies_by_power(spec["embed_freq_power"][row]),
         "logit_map": key_frequencies_by_power(spec["neuron_out_freq_power"][row]),
     }
     if rule is None:
-        rule = "neurons" if len(by["neurons"]) else "embed"  # no neuron clustered: fall back to W_E power
-    elif rule not in KEY_RULES:
-        raise GrokscopeError(f"unknown key-frequency rule '{rule}' (known: {', '.join(KEY_RULES)})")
+        rule = next((name for name in ("ablation", "neurons") if len(by[name])), "embed")
     return {
         "step": np.int64(run.steps[row]),
         "frequencies": by[rule],
         "rule": np.array(rule),
-        "threshold": np.float64(CLUSTER_THRESHOLD if rule == "neurons" else KEY_POWER_FRACTION),
         **{f"by_{name}": keys for name, keys in by.items()},
+        **{
+            f"restricted_loss_by_{name}": np.float64(loss_probe(run.dataset, group, keys)(readout)["restricted_loss"])
+            for name, keys in by.items()
+        },
+        **effects,
         "coordinates": np.array(group.note),
     }
 
 
 KEY_FREQUENCIES = Analysis(
     "key_frequencies",
-    2,
-    "the key frequencies at the last saved step by three rules, with the rule used and its threshold",
+    3,
+    "the key frequencies at the last saved step by four rules (each with its restricted loss), the rule used,"
+    " and each frequency's ablation",
     "run",
     lambda run, group, cached: key_frequencies(run, group, cached["spectra"], cached.get("neurons")),
     needs_fourier,
@@ -199,18 +260,23 @@ KEY_FREQUENCIES = Analysis(
         "step": 0,
         "frequencies": 1,
         "rule": 0,
-        "threshold": 0,
-        "by_neurons": 1,
-        "by_embed": 1,
-        "by_logit_map": 1,
+        **{f"by_{name}": 1 for name in KEY_RULES},
+        **{f"restricted_loss_by_{name}": 0 for name in KEY_RULES},
+        "test_loss": 0,
+        "test_acc": 0,
+        "ablated_test_loss": 1,
+        "ablated_test_acc": 1,
         "coordinates": 0,
         "inputs": 0,
     },
     requires=("spectra",),
     versions_of=("spectra", "neurons"),
-    settings=f"cluster share {CLUSTER_THRESHOLD}; power fraction {KEY_POWER_FRACTION}",
+    settings=(
+        f"ablation: test loss ×{KEY_LOSS_RATIO:g} or accuracy −{KEY_ACC_DROP:g}; cluster share {CLUSTER_THRESHOLD};"
+        f" power fraction {KEY_POWER_FRACTION}"
+    ),
     current=lambda run, result: int(result["step"]) == int(run.steps[-1]),
-    valid=frequencies_in_range("frequencies", "by_neurons", "by_embed", "by_logit_map"),
+    valid=frequencies_in_range("frequencies", *(f"by_{name}" for name in KEY_RULES)),
 )
 
 

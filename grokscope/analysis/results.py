@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from grokscope.analysis.neurons import CLUSTER_THRESHOLD
-from grokscope.analysis.progress import key_frequencies
+from grokscope.analysis.progress import KEY_RULES, key_frequencies
 from grokscope.analysis.registry import not_applicable
 from grokscope.analysis.scheduler import analyze, cached_result, load
 from grokscope.errors import GrokscopeError
@@ -31,8 +31,8 @@ def fourier_group(run: Run):
 
 
 def key_frequencies_at(run: Run, step: int | None = None, rule: str | None = None) -> dict[str, np.ndarray]:
-    """Key frequencies at any saved step (default: the last) by a chosen rule (neurons, embed, logit_map;
-    default as in the cached `key_frequencies`), with every rule's answer alongside."""
+    """Key frequencies at any saved step (default: the last) by a chosen rule (ablation, neurons, embed,
+    logit_map; default as in the cached `key_frequencies`), with every rule's answer alongside."""
     run.refresh()
     row = run.n_checkpoints - 1 if step is None else run.row(step)
     group = fourier_group(run)
@@ -41,8 +41,9 @@ def key_frequencies_at(run: Run, step: int | None = None, rule: str | None = Non
 
 def summary(run: Run) -> dict:
     """The headline of `grokscope analyze --summary`, at the last saved step: the phases (None where they do
-    not apply: an imported series) and the step; where the Fourier analyses apply, the key frequencies and
-    shares (None elsewhere)."""
+    not apply: an imported series) and the step; where the Fourier analyses apply (None elsewhere), the key
+    frequencies and their rule, every rule's set with its restricted loss beside the test cross-entropy,
+    the test loss and accuracy with each key frequency removed, and shares."""
     run = as_run(run)
     analyze(run, progress=False)
     phases = cached_result(run, "phases")
@@ -54,6 +55,9 @@ def summary(run: Run) -> dict:
             **out,
             "key_frequencies": None,
             "key_frequency_rule": None,
+            "key_frequency_rules": None,
+            "test_loss": None,
+            "removing_each": None,
             "key_power_share": None,
             "clustered_neuron_share": None,
             "coordinates": None,
@@ -66,6 +70,18 @@ def summary(run: Run) -> dict:
         **out,
         "key_frequencies": keys.tolist(),
         "key_frequency_rule": str(kf["rule"]),
+        "key_frequency_rules": {
+            rule: {"frequencies": kf[f"by_{rule}"].tolist(), "restricted_loss": float(kf[f"restricted_loss_by_{rule}"])}
+            for rule in KEY_RULES
+        },
+        "test_loss": float(kf["test_loss"]),
+        "removing_each": {
+            int(k): {
+                "test_loss": float(kf["ablated_test_loss"][k - 1]),
+                "test_acc": float(kf["ablated_test_acc"][k - 1]),
+            }
+            for k in keys
+        },
         "key_power_share": float(power[keys].sum() / power[1:].sum()) if power[1:].sum() > 0 else None,
         "clustered_neuron_share": float((neurons["fraction"][-1] >= CLUSTER_THRESHOLD).mean()),
         "coordinates": group.note,

@@ -24,13 +24,10 @@ import torch
 
 from grokscope.config import RunConfig
 from grokscope.errors import GrokscopeError
-from grokscope.importers import check_out, laid_out
+from grokscope.importers import check_out, write_series
 from grokscope.models import build_model
-from grokscope.store import layout, open_run
-from grokscope.store.writer import RunWriter
+from grokscope.store import layout
 from grokscope.tasks import Dataset, make_task
-from grokscope.train.losses import LOSSES
-from grokscope.train.metrics import StepMetrics
 
 BUFFERS = ("IGNORE", "mask")  # TransformerLens attention buffers, not parameters
 SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
@@ -333,7 +330,6 @@ def import_state_dicts(
     """Import the checkpoint files `paths` (files or directories of them; one step each: `steps`, else as
     step_from reads them) into the run `out`, with the split of `train_rows` (a file of training inputs),
     else the one the files record (a progress-measures init file). Every file is read once, up front."""
-    from grokscope.train.loop import provenance
 
     out, paths = Path(out), [Path(p) for p in paths]
     variant = miscope_variant(paths[0]) if len(paths) == 1 else None
@@ -393,25 +389,6 @@ def import_state_dicts(
                 f"{file}: {wrong} {'is missing' if wrong not in shapes else f'has shape {list(shapes[wrong])}'}; "
                 f"the transformer the first checkpoint ({files[0].name}) describes has {list(expected[wrong])}"
             )
-    meta = {**provenance(model, torch.device("cpu")), "metrics_at": "checkpoints", "sources": [str(f) for f in files]}
-    with laid_out(out, force) as building:
-        writer = RunWriter.create(building, config, dataset, dict(model.named_parameters()), meta, np.array(steps))
-        metrics = StepMetrics(dataset, LOSSES[config.train.loss])
-        inputs = model.task_inputs(task, dataset)
-        for row, (step, (state, _)) in enumerate(zip(steps, read)):
-            model.load_state_dict(state)
-            writer.save_checkpoint(row, state)
-            with torch.no_grad():
-                values = metrics(model.all_logits(inputs))
-            norm = torch.sqrt(sum(t.double().square().sum() for t in state.values()))
-            writer.save_metrics(step, {k: np.array([float(v)]) for k, v in {**values, "weight_norm": norm}.items()})
-            say(
-                f"step {step}: train loss {float(values['train_loss']):.4g}, test accuracy {float(values['test_acc']):.3f}"
-            )
-        curves = source_curves([info for _, info in read], steps[-1] + 1)
-        if curves:
-            layout.write_npz(building / layout.SOURCE_METRICS, curves)
-        writer.commit(steps[-1], len(steps), steps[-1] + 1, {})
-        writer.finish(read[-1][0])
-    open_run(out)  # what was written reads back
-    return out
+    curves = source_curves([info for _, info in read], steps[-1] + 1)
+    extra = {"sources": [str(f) for f in files]}
+    return write_series(out, config, dataset, steps, [state for state, _ in read], extra, curves, force=force, say=say)

@@ -71,6 +71,11 @@ class Model(HookedRootModule):
         """The plain forward's output → the logits the loss reads: (batch, n_classes)."""
         return out
 
+    def token_inputs(self) -> list[torch.Tensor]:
+        """The parameter rows each input token selects, as views of the parameters' data to edit in place
+        (the frequency ablation), each (vocabulary, width) indexed by token."""
+        raise GrokscopeError(f"frequency ablation needs token inputs; this run's model is a {self.describe(self.cfg)}")
+
     def at_output(self, value: torch.Tensor) -> torch.Tensor:
         """A hook's value in the plain forward → its value where the logits are read: (batch, ...)."""
         return value

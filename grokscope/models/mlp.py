@@ -76,6 +76,12 @@ class MLP(Model):
     def neuron_logit_map(self) -> torch.Tensor:
         return self.mlp.W_out
 
+    def token_inputs(self) -> list[torch.Tensor]:
+        """The shared W_E (p, d_embed), else W_in's rows reading a and its rows reading b, (p, d_mlp) each."""
+        if self.embed is not None:
+            return [self.embed.W_E.data]
+        return [self.mlp.W_in.data[: self.p], self.mlp.W_in.data[self.p :]]
+
     @staticmethod
     def token_maps(params: dict[str, torch.Tensor], cfg: ModelConfig, group) -> dict[str, torch.Tensor]:
         """As Transformer.token_maps: embed (B, n, d) the learned W_E, or without one the input weights reading

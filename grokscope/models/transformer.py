@@ -149,6 +149,10 @@ class Transformer(Model):
     def neuron_logit_map(self) -> torch.Tensor:
         return self.blocks[0].mlp.W_out @ self.unembed.W_U
 
+    def token_inputs(self) -> list[torch.Tensor]:
+        """W_E (d_vocab, d_model)."""
+        return [self.embed.W_E.data]
+
     @staticmethod
     def token_maps(params: dict[str, torch.Tensor], cfg: ModelConfig, group) -> dict[str, torch.Tensor]:
         """The token-indexed maps the spectra read, rows/columns in the group's coordinate order, for params
