@@ -430,7 +430,7 @@ def print_summary(summary: dict) -> None:
         print("  phases: not applicable (they read a trained run's per-step accuracies)")
         return
     bounds = ", ".join(f"{k} {'not reached' if v is None else v}" for k, v in summary["phases"].items())
-    print(f"  phase boundaries (steps): {bounds}")
+    print(f"  phase boundaries (steps; rule: {summary['phase_rule']}): {bounds}")
 
 
 def cmd_probe(args: argparse.Namespace) -> int:

@@ -109,12 +109,12 @@ def test_phases_on_synthetic_curves():
     steps = np.arange(1000)
     train_acc = np.where(steps >= 100, 1.0, 0.5)
     test_loss = np.where(steps < 400, 5.0, 5.0 * np.exp(-(steps - 400) / 50))
-    bounds = phases(train_acc, test_loss)
+    bounds = phases(train_acc >= 0.99, test_loss)
     assert bounds["memorization_end"] == 100
     # log loss falls linearly from 400 (slope 1/50 per step); its total fall by step 999 is 599/50
     assert bounds["cleanup_start"] == 400 + math.ceil(0.1 * 599)
     assert bounds["stable_start"] == 400 + math.ceil(0.9 * 599)
-    flat = phases(train_acc, np.full(1000, 5.0))  # no fall: no clean-up
+    flat = phases(train_acc >= 0.99, np.full(1000, 5.0))  # no fall: no clean-up
     assert flat == {"memorization_end": 100, "cleanup_start": None, "stable_start": None}
 
 

@@ -372,3 +372,33 @@ def test_only_the_progress_measures_files_take_their_step_from_their_contents(sm
     out = tmp_path / "run"
     assert main(["import", str(tmp_path), "--out", str(out), "--train-rows", str(tmp_path / "train.json")]) == 0
     assert grokscope.open_run(out).steps.tolist() == [10, 20]
+
+
+def test_phases_of_an_imported_run_by_the_rule_its_curves_allow(small_run, tmp_path):
+    """An imported run has grokscope's metrics at its checkpoints only. Where the source recorded its loss
+    curves step by step, the phases come from them (the training cross-entropy's fit at ln 2 × 0.01, which
+    guarantees 99% accuracy), at the step the curve crosses, between checkpoints; without curves, from the
+    accuracy at the checkpoints. Each result names its rule."""
+    from grokscope.analysis.progress import FIT_LOSS
+    from grokscope.importers import write_series
+
+    config, dataset = small_run.config, small_run.dataset
+    steps = [0, 100, 200, 300]
+    states = [
+        {n: t.clone() for n, t in load_model(small_run, int(s)).state_dict().items()} for s in small_run.steps[:4]
+    ]
+    t = np.arange(301, dtype=np.float64)
+    train = np.where(t < 37, 1.0, FIT_LOSS / 2)  # fitted from step 37
+    test = np.where(t < 120, 5.0, 5.0 * np.exp(-(t - 120) / 10))  # clean-up from step 120
+    curves = {"train_loss": train, "test_loss": test}
+    quiet = {"say": lambda _: None}
+    with_curves = write_series(tmp_path / "curves", config, dataset, steps, states, {}, curves, **quiet)
+    bounds = analysis.load(grokscope.open_run(with_curves), "phases")
+    assert str(bounds["rule"]) == "source losses"
+    assert analysis.phase_steps(grokscope.open_run(with_curves))["memorization_end"] == 37
+    without = write_series(tmp_path / "plain", config, dataset, steps, states, {}, **quiet)
+    run = grokscope.open_run(without)
+    assert str(analysis.load(run, "phases")["rule"]) == "accuracy at checkpoints"
+    fit = [s for s in steps if run.metrics["train_acc"][s] >= 0.99]
+    assert analysis.phase_steps(run)["memorization_end"] == (fit[0] if fit else None)
+    assert str(analysis.load(small_run, "phases")["rule"]) == "accuracy"

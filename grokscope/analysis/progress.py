@@ -177,18 +177,30 @@ def loss_probe(data: Dataset, group: Group, keys: np.ndarray) -> LossProbe:
 PHASE_SHARES = (0.1, 0.9)
 MIN_FALL = math.log(10)
 TRAIN_FIT = 0.99
+# The loss rule's fit: a training cross-entropy of at most ln 2 · (1 − 0.99). By Markov's inequality at most
+# 1% of the examples then have a loss above ln 2 (a probability under ½ on their label), so at least 99% are
+# answered right: the accuracy rule's threshold, guaranteed (this step can come after the accuracy rule's,
+# never before it).
+FIT_LOSS = math.log(2) * (1 - TRAIN_FIT)
+PHASE_RULES = {
+    "accuracy": "memorization ends at the first step with train accuracy ≥ 0.99 (every step measured)",
+    "accuracy at checkpoints": "the accuracy rule on the metrics grokscope measured at the imported checkpoints",
+    "source losses": f"memorization ends at the first step whose recorded train cross-entropy is ≤ ln 2 × 0.01 "
+    f"= {FIT_LOSS:.4f} (then ≥ 99% of the training set is answered right); clean-up from the recorded test loss",
+}
 
 
-def phases(train_acc: np.ndarray, test_loss: np.ndarray) -> dict[str, int | None]:
-    """Phase boundaries (steps, None where not reached) from per-step metrics (index = step).
+def phases(fitted: np.ndarray, test_loss: np.ndarray) -> dict[str, int | None]:
+    """Phase boundaries (steps, None where not reached) from per-step curves (index = step): fitted (bool)
+    whether the training set counts as fitted at the step, test_loss the test loss (NaN where not measured).
 
-    memorization_end: the first step with train accuracy ≥ 0.99 (circuit formation starts);
+    memorization_end: the first fitted step (circuit formation starts);
     cleanup_start: after it, the first step where log test loss has come down 10% of the way from its
     peak to its minimum after the peak (circuit formation ends: the test loss leaves its plateau);
     stable_start: the first step where it has come down 90% of the way (clean-up ends).
     """
     out: dict[str, int | None] = {"memorization_end": None, "cleanup_start": None, "stable_start": None}
-    fit = np.flatnonzero(np.asarray(train_acc) >= TRAIN_FIT)
+    fit = np.flatnonzero(np.asarray(fitted, dtype=bool))
     if not len(fit):
         return out
     start = int(fit[0])
@@ -302,22 +314,32 @@ PROGRESS = Analysis(
 
 
 def phase_boundaries(run: Run, group, cached) -> dict[str, np.ndarray]:
-    metrics = run.metrics
-    bounds = phases(metrics["train_acc"], metrics["test_loss"])
+    """The phases by the rule the run's curves allow (PHASE_RULES): a run trained here has train accuracy at
+    every step; an imported run has grokscope's metrics at its checkpoints only, and where its source
+    recorded cross-entropy curves step by step, those give the boundaries at every step instead."""
+    metrics, source = run.metrics, run.source_metrics
+    if len(run.measured_steps) == run.n_metric_steps:
+        rule, fitted, test_loss = "accuracy", metrics["train_acc"] >= TRAIN_FIT, metrics["test_loss"]
+    elif {"train_loss", "test_loss"} <= set(source) and run.config.train.loss == "ce":
+        rule, fitted, test_loss = "source losses", source["train_loss"] <= FIT_LOSS, source["test_loss"]
+    else:
+        rule, fitted, test_loss = "accuracy at checkpoints", metrics["train_acc"] >= TRAIN_FIT, metrics["test_loss"]
+    bounds = phases(fitted, test_loss)
     return {
         "n_metric_steps": np.int64(run.n_metric_steps),
         "names": np.array(list(bounds)),
         "boundary_steps": np.array([-1 if s is None else s for s in bounds.values()], dtype=np.int64),
+        "rule": np.array(rule),
     }
 
 
 PHASES = Analysis(
     "phases",
-    1,
-    "memorization / circuit-formation / clean-up / stable boundaries, as steps",
+    2,
+    "memorization / circuit-formation / clean-up / stable boundaries, as steps, and the rule that found them",
     "run",
     phase_boundaries,
     trained_here,
-    meta={"n_metric_steps": 0, "names": 1, "boundary_steps": 1},
+    meta={"n_metric_steps": 0, "names": 1, "boundary_steps": 1, "rule": 0},
     current=lambda run, result: int(result["n_metric_steps"]) == run.n_metric_steps,
 )

@@ -47,7 +47,11 @@ def summary(run: Run) -> dict:
     run = as_run(run)
     analyze(run, progress=False)
     phases = cached_result(run, "phases")
-    out = {"phases": None if phases is None else boundaries(phases), "step": int(run.steps[-1])}
+    out = {
+        "phases": None if phases is None else boundaries(phases),
+        "phase_rule": None if phases is None else str(phases["rule"]),
+        "step": int(run.steps[-1]),
+    }
     try:
         group = fourier_group(run)
     except GrokscopeError as e:

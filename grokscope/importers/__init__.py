@@ -66,6 +66,7 @@ def write_series(
     from grokscope.train.losses import LOSSES
     from grokscope.train.metrics import StepMetrics
 
+    config = config.with_overrides({"train.steps": steps[-1]})  # a run ends at its last checkpoint
     model = build_model(config).eval()
     meta = {**provenance(model, torch.device("cpu")), "metrics_at": "checkpoints", **meta}
     with laid_out(out, force) as building:
