@@ -100,15 +100,19 @@ def test_bad_sources_are_refused_in_one_line(small_run, exported, tmp_path, caps
     )
     save_file({**state, "blocks.0.attn.W_extra": torch.ones(2)}, tmp_path / "extra_1.safetensors")
     (tmp_path / "rows.json").write_text("[0, 0]")
+    torch.save({"checkpoints": [state]}, tmp_path / "list_1.pt")
+    torch.save({"checkpoints": [state, state], "steps": [0]}, tmp_path / "uneven_1.pt")
     cases = [
         ([str(tmp_path / "pickled_1.pt")], "holds Python objects that only arbitrary unpickling would load"),
         ([str(tmp_path / "layernorm_1.safetensors")], "has LayerNorm"),
+        ([str(tmp_path / "list_1.pt")], "a list of checkpoints needs their steps"),
+        ([str(tmp_path / "uneven_1.pt")], "2 checkpoints but 1 steps for them"),
         ([str(tmp_path / "partial_1.safetensors")], "not a transformer state dict with HookedTransformer's names"),
         ([str(root / f"step{steps[0]}.pt"), str(tmp_path / "w_2.safetensors")], "blocks.0.mlp.W_in has shape"),
         ([str(tmp_path / "extra_1.safetensors")], "blocks.0.attn.W_extra is not a parameter of the transformer"),
         ([str(root), "--set", "task.p=7"], "task.p comes from the checkpoints"),
         ([str(root), "--set", "model.kind=mlp"], "model.kind comes from the checkpoints"),
-        ([str(root), "--steps", "1,2"], "2 steps for 6 checkpoint files"),
+        ([str(root), "--steps", "1,2"], "2 steps for 6 checkpoints"),
         ([str(tmp_path / "missing")], "no such file or directory"),
     ]
     for args, message in cases:
@@ -161,6 +165,26 @@ def test_a_transformerlens_3_series_imports_with_its_own_logits(tmp_path):
         np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5 * np.abs(theirs).max())
     assert run.metrics["train_loss"][10] < run.metrics["train_loss"][0]
     assert analysis.analyze(run, progress=False)
+
+    # the same run as the grokking demo saves it, one file with TransformerLens 3's config object in it (read
+    # with weights_only=True: the config's fields only): checkpoints after epochs 4 and 9 (steps 5 and 10),
+    # the final model after 11 updates, the split and both loss curves
+    bundle = tmp_path / "bundle_run"
+    assert main(["import", str(series / "bundle" / "full_run.pth"), "--out", str(bundle), "--set", "task.op=sub"]) == 0
+    run = grokscope.open_run(bundle)
+    assert run.steps.tolist() == [5, 10, 11] and run.config.model.act == "relu"
+    assert run.dataset.train_rows.tolist() == json.loads((series / "train.json").read_text())
+    for step in (5, 10, 11):
+        model = load_model(run, step)
+        ours = model.all_logits(model.task_inputs(run.task, run.dataset)).detach().numpy()
+        theirs = np.load(series / f"logits_{step}.npy")
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5 * np.abs(theirs).max())
+    # the demo's train loss at epoch e is taken before its update (step e), its test loss after it (e + 1);
+    # grokscope's own test loss at step 5 is the same quantity
+    recorded = run.source_metrics
+    assert np.isfinite(recorded["train_loss"][:11]).all() and np.isnan(recorded["test_loss"][0])
+    assert recorded["test_loss"][5] == pytest.approx(run.metrics["test_loss"][5], rel=1e-4)
+    assert recorded["train_loss"][5] == pytest.approx(run.metrics["train_loss"][5], rel=1e-4)
 
 
 class PaperLayout(torch.nn.Module):
@@ -402,3 +426,17 @@ def test_phases_of_an_imported_run_by_the_rule_its_curves_allow(small_run, tmp_p
     fit = [s for s in steps if run.metrics["train_acc"][s] >= 0.99]
     assert analysis.phase_steps(run)["memorization_end"] == (fit[0] if fit else None)
     assert str(analysis.load(small_run, "phases")["rule"]) == "accuracy"
+
+
+def test_one_file_holding_a_list_of_checkpoints_with_their_steps(small_run, exported, tmp_path):
+    root, steps = exported
+    states = [small_run.params(s) for s in steps[:3]]
+    torch.save({"checkpoints": states, "steps": list(steps[:3])}, tmp_path / "series.pt")
+    out = tmp_path / "run"
+    assert (
+        main(["import", str(tmp_path / "series.pt"), "--out", str(out), "--train-rows", str(root / "train.json")]) == 0
+    )
+    run = grokscope.open_run(out)
+    assert run.steps.tolist() == list(steps[:3])
+    for step, state in zip(steps[:3], states):
+        assert all(torch.equal(run.params(step)[name], tensor) for name, tensor in state.items())

@@ -1,6 +1,9 @@
 """Run by tests/test_import.py under TransformerLens 3 (PYTHONPATH=.tl3, installed there by the README's test
 command): a grokking HookedTransformer trained a few steps with TransformerLens 3's own code, its state dict
-saved at three steps as a training loop would, with its logits at `=` for every input and the split.
+saved at three steps as a training loop would, with its logits at `=` for every input and the split; and
+the same run saved as TransformerLens' grokking demo saves one, in one file (bundle/full_run.pth: its
+config object, the checkpoints of every 5th epoch after that epoch's update, the final model, both loss
+curves, the split's indices).
 
     python tests/tl3_series.py OUT_DIR
 """
@@ -26,6 +29,8 @@ tokens = torch.stack([a.flatten(), b.flatten(), torch.full((P * P,), P)], 1)  # 
 labels = (a.flatten() - b.flatten()) % P  # subtraction
 train = torch.randperm(P * P, generator=torch.Generator().manual_seed(0))[: P * P // 2].sort().values
 optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=1.0)
+test = torch.tensor(sorted(set(range(P * P)) - set(train.tolist())))
+checkpoints, checkpoint_epochs, train_losses, test_losses = [], [], [], []
 for step in range(11):
     if step % 5 == 0:
         torch.save(model.state_dict(), out / f"step{step}.pt")
@@ -34,5 +39,22 @@ for step in range(11):
     loss = torch.nn.functional.cross_entropy(model(tokens[train])[:, -1], labels[train])
     optimizer.zero_grad()
     loss.backward()
+    train_losses.append(loss.item())
     optimizer.step()
+    with torch.no_grad():
+        test_losses.append(torch.nn.functional.cross_entropy(model(tokens[test])[:, -1], labels[test]).item())
+    if (step + 1) % 5 == 0:  # the grokking demo's checkpointing: after epoch `step`'s update
+        checkpoint_epochs.append(step)
+        checkpoints.append({k: v.clone() for k, v in model.state_dict().items()})
 (out / "train.json").write_text(json.dumps(train.tolist()))
+with torch.no_grad():
+    np.save(out / "logits_11.npy", model(tokens)[:, -1].numpy())
+(out / "bundle").mkdir()
+torch.save(
+    {
+        "model": model.state_dict(), "config": model.cfg, "checkpoints": checkpoints,
+        "checkpoint_epochs": checkpoint_epochs, "test_losses": test_losses, "train_losses": train_losses,
+        "train_indices": train, "test_indices": test,
+    },
+    out / "bundle" / "full_run.pth",
+)  # fmt: skip

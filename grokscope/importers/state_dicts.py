@@ -4,7 +4,8 @@ Layouts: HookedTransformer's names (TransformerLens' `HookedTransformer.state_di
 and the progress-measures paper's own model and saved files (Nanda et al. 2023, its transformers.py), turned
 into HookedTransformer's (from_progress_measures_layout). Each checkpoint is one file: safetensors, or a
 torch file read with `weights_only=True` (a file that would need arbitrary unpickling is refused, never
-loaded) holding the state dict itself or under "state_dict" / "model". TransformerLens' attention buffers
+loaded) holding the state dict itself or under "state_dict" / "model"; or one torch file holds a list of
+them with their steps, as TransformerLens' grokking demo saves a whole run (read_checkpoints). TransformerLens' attention buffers
 (`IGNORE`, `mask`) are dropped; a model with LayerNorm is refused (grokscope's transformer has none). The
 model's sizes come from the tensors' shapes (p = W_U's answers, `=` the token p, 3 positions); the task's
 operation from `--set task.op=...` (default add). The split comes from a file of training inputs (grid rows
@@ -33,29 +34,95 @@ BUFFERS = ("IGNORE", "mask")  # TransformerLens attention buffers, not parameter
 SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
 
 
-def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """One checkpoint file: its state dict (name → float32 tensor, in HookedTransformer's names and layout,
-    buffers dropped) and what else the file holds (the progress-measures code's "epoch", "train_data", ...)."""
-    info: dict = {}
+class SavedConfig:
+    """Stands in for TransformerLens' HookedTransformerConfig where a torch file holds one (its grokking demo
+    saves `model.cfg` beside the checkpoints): unpickling it only stores its fields; no code of it runs."""
+
+    def __setstate__(self, state) -> None:
+        self.fields = dict(state) if isinstance(state, dict) else {}
+
+
+# What torch.load(weights_only=True) may build besides tensors: the stand-in above, under the names
+# TransformerLens 3 pickles its config by, and the numpy scalars and dtypes such a config holds
+SAVED_DATA = [
+    (SavedConfig, "transformer_lens.HookedTransformerConfig.HookedTransformerConfig"),
+    (SavedConfig, "transformer_lens.config.hooked_transformer_config.HookedTransformerConfig"),
+    np.dtype,
+    (np.dtype, "numpy.core.multiarray.dtype"),
+    *(type(np.dtype(t)) for t in (np.float64, np.float32, np.int64, np.int32, np.bool_)),
+    np._core.multiarray.scalar,
+    (np._core.multiarray.scalar, "numpy.core.multiarray.scalar"),
+]
+
+
+def load_torch(path: Path):
+    """A torch file's contents, read with weights_only=True (tensors, plain containers and SAVED_DATA only)."""
+    try:
+        with torch.serialization.safe_globals(SAVED_DATA):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError) as e:
+        raise GrokscopeError(f"{path}: unreadable ({str(e).splitlines()[0]})") from None
+    except Exception as e:  # noqa: BLE001 - torch raises UnpicklingError and others for what it will not load
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise GrokscopeError(
+            f"{path}: holds Python objects that only arbitrary unpickling would load ({why[:120]}); grokscope "
+            "reads torch files with weights_only=True: save model.state_dict() alone, or as safetensors"
+        ) from None
+
+
+def read_checkpoints(path: Path) -> list[tuple[dict[str, torch.Tensor], dict]]:
+    """The checkpoints in one file, each as its state dict (name → float32 tensor, in HookedTransformer's names
+    and layout, buffers dropped) and what else the file holds (the progress-measures code's "epoch",
+    "train_data", ...; a checkpoint's "step" where the file says it). One checkpoint per file, except a
+    file of many: a dict with "checkpoints" (a list of state dicts) and their "steps", or their
+    "checkpoint_epochs" as TransformerLens' grokking demo saves them (each after that epoch's update: step
+    epoch + 1; with "model" after len(train_losses) updates, and its split as "train_indices")."""
     if path.suffix == ".safetensors":
-        state = layout.load_safetensors(path)
+        info = {}
         bridge = path.parent / "transformer_bridge_config.json"
         if bridge.is_file():  # written by `export --to tl4` beside the weights
             info["n_heads"] = layout.read_json(bridge).get("n_heads")
+        return [(normalized(layout.load_safetensors(path), path, info), info)]
+    saved = load_torch(path)
+    if isinstance(saved, dict) and isinstance(saved.get("checkpoints"), list):
+        return checkpoint_list(saved, path)
+    info = {}
+    if isinstance(saved, dict) and not any(isinstance(v, torch.Tensor) for v in saved.values()):
+        info = {k: v for k, v in saved.items() if k not in ("state_dict", "model")}
+        saved = saved.get("state_dict", saved.get("model", saved))
+    return [(normalized(saved, path, info), info)]
+
+
+def checkpoint_list(saved: dict, path: Path) -> list[tuple[dict[str, torch.Tensor], dict]]:
+    """read_checkpoints for a file of many checkpoints; the file's split, curves and activation go with the
+    first."""
+    states = list(saved["checkpoints"])
+    if isinstance(saved.get("checkpoint_epochs"), list):
+        steps, demo = [int(e) + 1 for e in saved["checkpoint_epochs"]], True
+    elif isinstance(saved.get("steps"), list):
+        steps, demo = [int(s) for s in saved["steps"]], False
     else:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, EOFError) as e:
-            raise GrokscopeError(f"{path}: unreadable ({str(e).splitlines()[0]})") from None
-        except Exception as e:  # noqa: BLE001 - torch raises UnpicklingError and others for what it will not load
-            why = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise GrokscopeError(
-                f"{path}: holds Python objects that only arbitrary unpickling would load ({why[:120]}); grokscope "
-                "reads torch files with weights_only=True: save model.state_dict() alone, or as safetensors"
-            ) from None
-        if isinstance(state, dict) and not any(isinstance(v, torch.Tensor) for v in state.values()):
-            info = {k: v for k, v in state.items() if k not in ("state_dict", "model")}
-            state = state.get("state_dict", state.get("model", state))
+        raise GrokscopeError(f"{path}: a list of checkpoints needs their steps (\"steps\" or \"checkpoint_epochs\")")
+    if len(steps) != len(states):
+        raise GrokscopeError(f"{path}: {len(states)} checkpoints but {len(steps)} steps for them")
+    losses = saved.get("train_losses")
+    if isinstance(saved.get("model"), dict) and isinstance(losses, list) and len(losses) not in steps:
+        states, steps = [*states, saved["model"]], [*steps, len(losses)]  # the model at the end of training
+    first: dict = {"tl_demo_curves": {k: saved[k] for k in ("train_losses", "test_losses") if k in saved}} if demo else {}
+    if isinstance(saved.get("train_indices"), torch.Tensor | list):
+        first["train_rows"] = torch.as_tensor(saved["train_indices"]).tolist()
+        first["split_from"] = f"{path.name}'s train_indices"
+    config = saved.get("config")
+    if isinstance(config, SavedConfig) and isinstance(config.fields.get("act_fn"), str):
+        first["act"] = config.fields["act_fn"]
+    return [
+        (normalized(state, path, {}), {**(first if i == 0 else {}), "step": step})
+        for i, (state, step) in enumerate(zip(states, steps))
+    ]
+
+
+def normalized(state, path: Path, info: dict) -> dict[str, torch.Tensor]:
+    """A state dict as read → float32, buffers dropped, in HookedTransformer's names and layout."""
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise GrokscopeError(f"{path}: not a state dict (a mapping of names to tensors)")
     if any(".ln" in name or name.startswith("ln_final") for name in state):
@@ -69,7 +136,7 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict]:
     except (KeyError, IndexError, ValueError, RuntimeError, TypeError) as e:
         what = f"missing {e}" if isinstance(e, KeyError) else str(e).splitlines()[0]
         raise GrokscopeError(f"{path}: not a whole transformer state dict in that layout ({what})") from None
-    return state, info
+    return state
 
 
 def from_bridge_layout(state: dict[str, torch.Tensor], n_heads: int | None) -> dict[str, torch.Tensor]:
@@ -242,6 +309,8 @@ def step_from(path: Path, info: dict) -> int:
     hold: init the model before any update, 0; {epoch}.pth after that epoch's update, epoch + 1 (that loop
     saves after the step); final.pth after len(train_losses) updates (one loss per update, early stop
     included). Any other file: the last number in its name."""
+    if isinstance(info.get("step"), int):
+        return info["step"]
     if PAPER_NAMES.match(path.name):
         if "train_data" in info and "epoch" not in info:
             return 0
@@ -274,7 +343,8 @@ def miscope_variant(path: Path) -> tuple[list[Path], list[int], dict] | None:
 def source_curves(infos: list[dict], n_steps: int) -> dict[str, np.ndarray]:
     """The loss curves the files record, by step (float64 (n_steps,), NaN elsewhere): the progress-measures
     code's train_losses / test_losses (both taken before epoch e's update: step e; or a per-epoch file's
-    train_loss / test_loss), MIScope's (train before epoch e's update: step e; test after it: step e + 1)."""
+    train_loss / test_loss), MIScope's and TransformerLens' grokking demo's (train before epoch e's update:
+    step e; test after it: step e + 1)."""
     curves = {name: np.full(n_steps, np.nan) for name in ("train_loss", "test_loss")}
 
     def put(name: str, values, first: int) -> None:
@@ -288,10 +358,10 @@ def source_curves(infos: list[dict], n_steps: int) -> dict[str, np.ndarray]:
         curves[name][first : first + len(values)] = values
 
     for info in infos:
-        miscope = info.get("miscope")
-        if isinstance(miscope, dict):
-            put("train_loss", miscope.get("train_losses", []), 0)
-            put("test_loss", miscope.get("test_losses", []), 1)
+        after_update = info.get("miscope", info.get("tl_demo_curves"))
+        if isinstance(after_update, dict):
+            put("train_loss", after_update.get("train_losses", []), 0)
+            put("test_loss", after_update.get("test_losses", []), 1)
         elif isinstance(info.get("train_losses"), list):
             put("train_loss", info["train_losses"], 0)
             put("test_loss", info.get("test_losses", []), 0)
@@ -304,7 +374,7 @@ def source_curves(infos: list[dict], n_steps: int) -> dict[str, np.ndarray]:
 
 def split_from(infos: list[dict], p: int) -> np.ndarray | None:
     """The training inputs (grid rows) the files record: a progress-measures init file's train_data ((a, b, =)
-    triples), a MIScope variant's train_indices."""
+    triples), a MIScope variant's or a grokking-demo file's train_indices."""
     for info in infos:
         if isinstance(info.get("train_data"), list):
             try:
@@ -312,8 +382,8 @@ def split_from(infos: list[dict], p: int) -> np.ndarray | None:
             except (TypeError, ValueError):
                 raise GrokscopeError("the recorded train_data are not (a, b, =) triples of integers") from None
             return checked_rows(rows, p * p, "the recorded train_data")
-        if isinstance(info.get("train_rows"), list):  # a MIScope variant's train_indices
-            return checked_rows(info["train_rows"], p * p, "metadata.json's train_indices")
+        if isinstance(info.get("train_rows"), list):  # MIScope's or the grokking demo's train_indices
+            return checked_rows(info["train_rows"], p * p, info.get("split_from", "metadata.json's train_indices"))
     return None
 
 
@@ -327,21 +397,27 @@ def import_state_dicts(
     force: bool = False,
     say: Callable[[str], None] = print,
 ) -> Path:
-    """Import the checkpoint files `paths` (files or directories of them; one step each: `steps`, else as
-    step_from reads them) into the run `out`, with the split of `train_rows` (a file of training inputs),
-    else the one the files record (a progress-measures init file). Every file is read once, up front."""
+    """Import the checkpoint files `paths` (files or directories of them; one step per checkpoint: `steps`,
+    else as step_from reads them) into the run `out`, with the split of `train_rows` (a file of training
+    inputs), else the one the files record (a progress-measures init file, a MIScope variant, a grokking-demo
+    file's train_indices). Every file is read once, up front."""
 
     out, paths = Path(out), [Path(p) for p in paths]
     variant = miscope_variant(paths[0]) if len(paths) == 1 else None
     files = sources_of(paths) if variant is None else variant[0]
     check_out(out, force)
-    read = [read_checkpoint(f) for f in files]
+    read, sources = [], []
+    for file in files:
+        for checkpoint in read_checkpoints(file):
+            read.append(checkpoint)
+            sources.append(file)
+    files = sources  # one entry per checkpoint: a file of many appears once for each
     if variant is not None:  # its split and curves, as the paper's files record them
         read[0][1].update(variant[2])
     if steps is None:
         steps = variant[1] if variant is not None else [step_from(f, info) for f, (_, info) in zip(files, read)]
     if len(steps) != len(files):
-        raise GrokscopeError(f"--steps gives {len(steps)} steps for {len(files)} checkpoint files")
+        raise GrokscopeError(f"--steps gives {len(steps)} steps for {len(files)} checkpoints")
     order = np.argsort(steps, kind="stable")
     steps, files, read = [int(steps[i]) for i in order], [files[i] for i in order], [read[i] for i in order]
     if len(set(steps)) != len(steps) or steps[0] < 0 or steps[-1] < 1:
@@ -349,11 +425,15 @@ def import_state_dicts(
     first = read[0][0]
     keys = dict(overrides or {})
     from_files = {"task.p", "model.kind", "model.bias", "model.n_layers", "model.d_model", "model.n_heads"}
-    from_files |= {"model.d_head", "model.d_mlp"} | set(beside(files[0]))
+    recorded = beside(files[0])
+    for _, info in read:
+        if "act" in info:  # the activation a file of many records in its config
+            recorded["model.act"] = info["act"]
+    from_files |= {"model.d_head", "model.d_mlp"} | set(recorded)
     given = set(keys) & from_files
     if given:
         raise GrokscopeError(f"{min(given)} comes from the checkpoints; leave it out of --set")
-    keys |= beside(files[0])
+    keys |= recorded
     config = RunConfig(name=out.name, preset="imported").with_overrides(
         {**keys, **sizes_of(first, files[0]), "train.steps": steps[-1]}
     )
@@ -390,5 +470,5 @@ def import_state_dicts(
                 f"the transformer the first checkpoint ({files[0].name}) describes has {list(expected[wrong])}"
             )
     curves = source_curves([info for _, info in read], steps[-1] + 1)
-    extra = {"sources": [str(f) for f in files]}
+    extra = {"sources": sorted({str(f) for f in files})}
     return write_series(out, config, dataset, steps, [state for state, _ in read], extra, curves, force=force, say=say)
