@@ -138,6 +138,8 @@ def test_bad_sources_are_refused_in_one_line(small_run, exported, tmp_path, caps
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1, err
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
+    assert main(["import", str(root), "--out", ".", "--train-rows", train]) == 2
+    assert "is the current directory" in capsys.readouterr().err
 
 
 TL3 = Path(__file__).resolve().parent.parent / ".tl3"  # TransformerLens 3, installed by the README's test command
