@@ -472,3 +472,15 @@ def test_local_complexity_is_computed_on_request_from_its_page(tmp_path, monkeyp
         at.run()
     run = grokscope.open_run(tmp_path / "digits")
     assert all(analysis.cached_result(run, name) is not None for name in ("local_complexity", "robustness"))
+
+
+def test_the_fourier_page_sets_every_key_frequency_rule_side_by_side(runs_dir, monkeypatch):
+    at = app(runs_dir, monkeypatch, "tiny")
+    at.switch_page("pages/30_fourier.py").run()
+    assert not at.exception and not at.error
+    (table,) = [d.value for d in at.dataframe]
+    found = analysis.load(grokscope.open_run(runs_dir / "tiny"), "key_frequencies")
+    assert table["rule"].tolist() == ["ablation", "neurons", "embed", "logit_map"]
+    assert table.loc[table["used"] == "yes", "rule"].tolist() == [str(found["rule"])]
+    assert table["frequencies"][0] == ", ".join(map(str, found["by_ablation"].tolist()))
+    assert table["restricted loss"][1] == pytest.approx(float(found["restricted_loss_by_neurons"]))
