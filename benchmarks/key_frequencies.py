@@ -66,7 +66,11 @@ def report(path: str) -> None:
     drop = acc - found["ablated_test_acc"]
     keys = found["by_ablation"]
     others = np.setdiff1d(np.arange(1, len(ratio) + 1), keys)
-    sets = " | ".join(f"{found[f'by_{r}'].tolist()} ({float(found[f'restricted_loss_by_{r}']):.2g})" for r in RULES)
+
+    def named(keys: np.ndarray) -> str:
+        return f"all {len(ratio)}" if len(keys) == len(ratio) else str(keys.tolist())
+
+    sets = " | ".join(f"{named(found[f'by_{r}'])} ({float(found[f'restricted_loss_by_{r}']):.2g})" for r in RULES)
     key_effects = ", ".join(f"{k}: ×{ratio[k - 1]:.3g}, −{drop[k - 1]:.3f}" for k in keys) or "–"
     worst = int(others[np.argmax(ratio[others - 1])]) if len(others) else None
     other = "–" if worst is None else f"{worst}: ×{ratio[worst - 1]:.3g}, −{max(drop[others - 1].max(), 0):.3f}"

@@ -10,7 +10,7 @@ import pytest
 import grokscope
 from grokscope import analysis, figures
 from grokscope.cli import main
-from grokscope.figures.builders import TIME_AXIS
+from grokscope.figures.builders import AT_LAST_STEP, TIME_AXIS
 from grokscope.figures.export import NO_BROWSER
 from grokscope.models import load_model
 from grokscope.store import layout
@@ -34,6 +34,8 @@ def test_every_figure_plots_its_data_and_marks_the_step(run, name):
     assert len(lengths) == 1 and lengths.pop() > 0
     if name in TIME_AXIS:
         assert step in cursor_lines(plot.figure)
+    elif name in AT_LAST_STEP:
+        assert f"at step {int(run.steps[-1])}" in plot.figure.layout.title.text
     else:  # the others show the step itself
         assert str(step) in plot.figure.layout.title.text
 
@@ -161,3 +163,18 @@ def test_an_on_request_figure_says_how_to_compute_it(small_run, tmp_path, capsys
     code = main(["figures", str(small_run.path), "--out", str(tmp_path / "f"), "--only", "local_complexity"])
     err = capsys.readouterr().err
     assert code == 2 and "is computed on request: grokscope analyze" in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_key_frequency_ablation_figure_draws_the_rule_evidence(run):
+    """Against a probe of the same model: each bar is the test loss with that frequency removed over the
+    test loss without; the key ones are the ablation rule's."""
+    from grokscope.analysis.probes import ablate
+
+    plot = figures.FIGURES["key_frequency_ablation"][0](run)
+    found = analysis.load(run, "key_frequencies")
+    assert plot.data["frequency"][plot.data["key"]].tolist() == found["by_ablation"].tolist()
+    model = load_model(run, int(found["step"]))
+    k = int(found["by_ablation"][0])
+    probe = ablate(model, run.config, run.dataset, frequencies=[k])["test_loss"]  # the run's loss: cross-entropy
+    assert plot.data["loss_ratio"][k - 1] == pytest.approx(probe["ablated"] / probe["base"], rel=1e-4)
+    assert np.allclose(plot.figure.data[1].y, 10.0)  # the threshold drawn

@@ -6,7 +6,7 @@ import streamlit as st
 
 from grokscope import analysis
 from grokscope.analysis.progress import KEY_LOSS_RATIO, KEY_RULES
-from grokscope.figures.builders import embedding_spectrum, spectrum_over_time
+from grokscope.figures.builders import embedding_spectrum, key_frequency_ablation, spectrum_over_time
 
 st.title("Fourier")
 
@@ -19,6 +19,7 @@ def render(run, step):
         common.show(run, step, "spectrum_over_time", lambda s: spectrum_over_time(run, s))
     found = analysis.load(run, "key_frequencies")
     st.subheader(f"Key frequencies at step {int(found['step'])}, by each rule")
+    common.show(run, None, "key_frequency_ablation", lambda s: key_frequency_ablation(run, s))
     st.dataframe(
         [
             {

@@ -15,7 +15,7 @@ from plotly.subplots import make_subplots
 from grokscope import analysis
 from grokscope.analysis.memorization import SCORES
 from grokscope.analysis.neurons import CLUSTER_THRESHOLD
-from grokscope.analysis.progress import TRAIN_FIT
+from grokscope.analysis.progress import KEY_LOSS_RATIO, LOSS_FLOOR, TRAIN_FIT
 from grokscope.analysis.pruning import not_prunable
 from grokscope.analysis.spec import trained_here
 from grokscope.config import RunConfig
@@ -275,6 +275,44 @@ def embedding_spectrum(run: Run, step: int | None = None) -> Plot:
     decorate(fig, run, step, titles[run.row(step)], False)
     data = {"frequency": frequency, "power": power, "share": share, "key": np.isin(frequency, list(keys))}
     return Plot(fig, data, Scrub({0: shares}, titles))
+
+
+def key_frequency_ablation(run: Run, step: int | None = None) -> Plot:
+    """What removing each frequency from the inputs does to the test loss, at the step the key frequencies
+    were found (the last): the ablation rule's evidence, its threshold dashed, key frequencies in orange."""
+    found = analysis.load(run, "key_frequencies")
+    loss = max(float(found["test_loss"]), LOSS_FLOOR)
+    ratio = found["ablated_test_loss"] / loss
+    drop = float(found["test_acc"]) - found["ablated_test_acc"]
+    frequency = np.arange(1, len(ratio) + 1)
+    keys = found["by_ablation"]
+    key = np.isin(frequency, keys)
+    colours = [COLOURS["key frequency"] if k else COLOURS["other frequency"] for k in key]
+    fig = go.Figure(
+        go.Bar(
+            x=frequency,
+            y=ratio,
+            marker_color=colours,
+            name="test loss ratio",
+            customdata=drop,
+            hovertemplate="frequency %{x}: test loss ×%{y:.3g}, accuracy −%{customdata:.3f}<extra></extra>",
+        )
+    )
+    fig.update_xaxes(title_text="frequency k removed from the inputs")
+    fig.update_yaxes(title_text="test loss with it removed / without", type="log")
+    rule = f"key (ablation): {', '.join(map(str, keys.tolist())) or 'none'}; rule used: {found['rule']}"
+    title = f"{run.name}: each frequency removed, at step {int(found['step'])}<br><sup>{rule}</sup>"
+    decorate(fig, run, int(found["step"]), title, False)
+    fig.add_trace(
+        go.Scatter(
+            x=[0.5, len(ratio) + 0.5],
+            y=[KEY_LOSS_RATIO, KEY_LOSS_RATIO],
+            mode="lines",
+            line={"color": "grey", "dash": "dash"},
+            name=f"×{KEY_LOSS_RATIO:g}: key",
+        )
+    )
+    return Plot(fig, {"frequency": frequency, "loss_ratio": ratio, "accuracy_drop": drop, "key": key}, Scrub())
 
 
 def spectrum_over_time(run: Run, step: int | None = None) -> Plot:
@@ -950,6 +988,7 @@ FIGURES = {
     "training_curves": (training_curves, "loss and accuracy (train, test), weight norm; phases shaded"),
     "embedding_spectrum": (embedding_spectrum, "W_E's Fourier power per frequency at the step"),
     "spectrum_over_time": (spectrum_over_time, "W_E's Fourier power per frequency over training"),
+    "key_frequency_ablation": (key_frequency_ablation, "the test loss with each frequency removed from the inputs"),
     "neuron_clusters": (neuron_clusters, "clustered neurons per frequency, and their share over training"),
     "progress_measures": (progress_measures, "restricted, excluded and test loss; Gini; weight norm"),
     "neuron_frequency_map": (neuron_frequency_map, "every neuron's share of variance per frequency at the step"),
@@ -975,6 +1014,7 @@ TIME_AXIS = (
     "robustness",
     "pathways",
 )  # with the cursor
+AT_LAST_STEP = ("key_frequency_ablation",)  # drawn at the step their analysis holds (the last), whatever the cursor
 GROUP_FREE = (
     "training_curves",
     "attention",

@@ -102,13 +102,15 @@ def checkpoint_list(saved: dict, path: Path) -> list[tuple[dict[str, torch.Tenso
     elif isinstance(saved.get("steps"), list):
         steps, demo = [int(s) for s in saved["steps"]], False
     else:
-        raise GrokscopeError(f"{path}: a list of checkpoints needs their steps (\"steps\" or \"checkpoint_epochs\")")
+        raise GrokscopeError(f'{path}: a list of checkpoints needs their steps ("steps" or "checkpoint_epochs")')
     if len(steps) != len(states):
         raise GrokscopeError(f"{path}: {len(states)} checkpoints but {len(steps)} steps for them")
     losses = saved.get("train_losses")
     if isinstance(saved.get("model"), dict) and isinstance(losses, list) and len(losses) not in steps:
         states, steps = [*states, saved["model"]], [*steps, len(losses)]  # the model at the end of training
-    first: dict = {"tl_demo_curves": {k: saved[k] for k in ("train_losses", "test_losses") if k in saved}} if demo else {}
+    first: dict = (
+        {"tl_demo_curves": {k: saved[k] for k in ("train_losses", "test_losses") if k in saved}} if demo else {}
+    )
     if isinstance(saved.get("train_indices"), torch.Tensor | list):
         first["train_rows"] = torch.as_tensor(saved["train_indices"]).tolist()
         first["split_from"] = f"{path.name}'s train_indices"
