@@ -19,8 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-RULES = ("ablation", "neurons", "embed", "logit_map")
-
 
 def tl3_series(out: Path, p: int = 59, steps: int = 2500, every: int = 50) -> None:
     """(a + b) mod p, 40% of the pairs for training, TransformerLens 3's HookedTransformer (1 layer, d_model
@@ -58,11 +56,12 @@ def tl3_series(out: Path, p: int = 59, steps: int = 2500, every: int = 50) -> No
 def report(path: str) -> None:
     import grokscope
     from grokscope import analysis
+    from grokscope.analysis.progress import KEY_RULES, loss_ratios
 
     run = grokscope.open_run(path)
     found = analysis.key_frequencies_at(run)
     loss, acc = float(found["test_loss"]), float(found["test_acc"])
-    ratio = found["ablated_test_loss"] / max(loss, 1e-9)
+    ratio = loss_ratios(found)
     drop = acc - found["ablated_test_acc"]
     keys = found["by_ablation"]
     others = np.setdiff1d(np.arange(1, len(ratio) + 1), keys)
@@ -70,7 +69,7 @@ def report(path: str) -> None:
     def named(keys: np.ndarray) -> str:
         return f"all {len(ratio)}" if len(keys) == len(ratio) else str(keys.tolist())
 
-    sets = " | ".join(f"{named(found[f'by_{r}'])} ({float(found[f'restricted_loss_by_{r}']):.2g})" for r in RULES)
+    sets = " | ".join(f"{named(found[f'by_{r}'])} ({float(found[f'restricted_loss_by_{r}']):.2g})" for r in KEY_RULES)
     key_effects = ", ".join(f"{k}: ×{ratio[k - 1]:.3g}, −{drop[k - 1]:.3f}" for k in keys) or "–"
     worst = int(others[np.argmax(ratio[others - 1])]) if len(others) else None
     other = "–" if worst is None else f"{worst}: ×{ratio[worst - 1]:.3g}, −{max(drop[others - 1].max(), 0):.3f}"
@@ -88,12 +87,14 @@ def main() -> int:
     if args.tl3_series:
         tl3_series(args.tl3_series)
         return 0
+    from grokscope.analysis.progress import KEY_RULES
+
     print(
         "| run | test acc | test loss | "
-        + " | ".join(f"{r} (restricted loss)" for r in RULES)
+        + " | ".join(f"{r} (restricted loss)" for r in KEY_RULES)
         + " | used | removing each key: loss ×, accuracy − | costliest other |"
     )
-    print("|" + "---|" * (7 + len(RULES) - 1))
+    print("|" + "---|" * (6 + len(KEY_RULES)))
     for path in args.runs:
         report(path)
     return 0

@@ -119,7 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step", type=int, help="a saved step (default: the last)")
     p.add_argument("--heads", metavar="H,...", help="attention heads to zero-ablate")
     p.add_argument("--neurons", metavar="N,...", help="neurons of the first MLP layer to zero-ablate")
-    p.add_argument("--frequencies", metavar="K,...", help="Fourier frequencies to project out of the residual stream")
+    p.add_argument(
+        "--frequencies", metavar="K,...", help="Fourier frequencies to remove from the inputs (over the tokens)"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_probe)
 

@@ -142,3 +142,31 @@ def test_probe_removes_frequencies_from_a_one_hot_mlp_too(spread_run):
     found = analysis.load(spread_run, "key_frequencies")
     assert report["test_acc"]["ablated"] == pytest.approx(float(found["ablated_test_acc"][WEAK - 1]))
     assert torch.equal(model.mlp.W_in.detach(), spread_state()["mlp.W_in"])  # restored
+
+
+@pytest.mark.parametrize("kind", ["transformer", "mlp"])
+def test_frequencies_removed_in_discrete_log_coordinates_with_even_n(kind):
+    """a·b mod 13 is addition on Z_12 over the tokens' discrete logarithms: frequency 6 has a cosine only, the
+    token 0 is no input of the group. Against numpy's FFT in the group's order; the token 0 and `=` rows are
+    untouched; and an exception inside the block still restores the maps bit for bit."""
+    config = RunConfig().with_overrides({"task.op": "mul", "task.p": 13, "model.kind": kind, "model.d_mlp": 16})
+    model = build_model(config)
+    group = group_of(config.task)
+    assert group.n == 12 and 0 not in group.tokens
+    before = [m.clone() for m in model.token_inputs()]
+    for k in (6, 2):
+        with frequencies_removed(model, group, [k]):
+            inside = [m.clone() for m in model.token_inputs()]
+        for b, i in zip(before, inside):
+            tokens = np.asarray(group.tokens)
+            power_b = np.abs(np.fft.rfft(b.double().numpy()[tokens], axis=0)) ** 2
+            power_i = np.abs(np.fft.rfft(i.double().numpy()[tokens], axis=0)) ** 2
+            scale = power_b[1:].max()
+            assert power_i[k].max() < 1e-10 * scale
+            others = [f for f in range(len(power_b)) if f != k]
+            np.testing.assert_allclose(power_i[others], power_b[others], atol=1e-8 * scale)
+            untouched = [t for t in range(len(b)) if t not in set(group.tokens)]  # 0, and `=` for the transformer
+            assert torch.equal(i[untouched], b[untouched])
+    with pytest.raises(RuntimeError, match="inside"), frequencies_removed(model, group, [1]):
+        raise RuntimeError("inside")
+    assert all(torch.equal(m, b) for m, b in zip(model.token_inputs(), before))

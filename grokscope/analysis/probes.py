@@ -124,10 +124,10 @@ def frequencies_removed(model, group: Group, frequencies: Sequence[int]) -> Iter
     tokens = torch.as_tensor(group.tokens)
     chosen = {int(k) for k in frequencies}
     F = fourier_basis(group.n)[[c for c in range(1, group.n) if (c + 1) // 2 in chosen]]  # (m, n) float64
-    for m in maps:
-        rows = m[tokens].double()
-        m[tokens] = (rows - F.T @ (F @ rows)).to(m.dtype)
     try:
+        for m in maps:
+            rows = m[tokens].double()
+            m[tokens] = (rows - F.T @ (F @ rows)).to(m.dtype)
         yield
     finally:
         for m, original in zip(maps, saved):

@@ -3,7 +3,7 @@
 Key frequencies, four rules (every rule's set is stored with every result, with the rule used):
 - `ablation`: the frequencies the model needs. Each frequency k = 1..n//2 is removed from the model's
   inputs in turn (probes.frequencies_removed); k is key when that raises the test cross-entropy at least
-  KEY_LOSS_RATIO-fold or lowers the test accuracy by at least KEY_ACC_DROP;
+  KEY_LOSS_RATIO-fold or lowers the test accuracy by at least KEY_ACC_DROP (and KEY_MIN_WRONG inputs);
 - `neurons`: the distinct frequencies of clustered neurons (fraction ≥ 0.85, see neurons.py);
 - `embed`: frequencies whose power in the embedding is at least KEY_POWER_FRACTION of the strongest's;
 - `logit_map`: the same rule on the DFT of the neuron → logit map W_out·W_U.
@@ -50,6 +50,7 @@ KEY_POWER_FRACTION = 0.1
 # LOSS_FLOOR (a ratio of two round-off errors means nothing).
 KEY_LOSS_RATIO = 10.0
 KEY_ACC_DROP = 0.01
+KEY_MIN_WRONG = 5  # and at least this many more test inputs wrong: on a small test set one point is one input
 LOSS_FLOOR = 1e-9
 KEY_RULES = ("ablation", "neurons", "embed", "logit_map")
 
@@ -74,6 +75,8 @@ def ablation_effects(model: torch.nn.Module, group: Group, dataset: Dataset) -> 
     rows, labels = torch.as_tensor(dataset.test_rows), torch.as_tensor(dataset.test_labels)
 
     def measure() -> tuple[float, float]:
+        if not len(rows):  # nothing to measure on: NaN, and the rule finds nothing
+            return math.nan, math.nan
         logits = model.grid_activations()[1].rows(rows).double()
         return float(F.cross_entropy(logits, labels)), float((logits.argmax(-1) == labels).double().mean())
 
@@ -91,13 +94,21 @@ def ablation_effects(model: torch.nn.Module, group: Group, dataset: Dataset) -> 
     }
 
 
-def key_frequencies_by_ablation(effects: dict[str, np.ndarray]) -> np.ndarray:
-    """ablation_effects → the frequencies whose removal raises the test loss KEY_LOSS_RATIO-fold or lowers
-    the test accuracy by KEY_ACC_DROP: sorted int array."""
-    floor = max(float(effects["test_loss"]), LOSS_FLOOR)
-    loss_up = effects["ablated_test_loss"] >= KEY_LOSS_RATIO * floor
-    acc_down = float(effects["test_acc"]) - effects["ablated_test_acc"] >= KEY_ACC_DROP - 1e-12
-    return np.flatnonzero(loss_up | acc_down).astype(np.int64) + 1
+def loss_ratios(effects: dict[str, np.ndarray]) -> np.ndarray:
+    """ablation_effects → per frequency k (index k − 1), the test loss with k removed over the test loss
+    (at least LOSS_FLOOR)."""
+    return effects["ablated_test_loss"] / max(float(effects["test_loss"]), LOSS_FLOOR)
+
+
+def key_frequencies_by_ablation(effects: dict[str, np.ndarray], n_test: int) -> np.ndarray:
+    """ablation_effects over n_test test inputs → the frequencies whose removal raises the test loss
+    KEY_LOSS_RATIO-fold or lowers the test accuracy by KEY_ACC_DROP and KEY_MIN_WRONG inputs: sorted int
+    array (empty without test inputs)."""
+    if not n_test:
+        return np.zeros(0, dtype=np.int64)
+    drop = float(effects["test_acc"]) - effects["ablated_test_acc"]
+    acc_down = drop >= max(KEY_ACC_DROP, KEY_MIN_WRONG / n_test) - 1e-12
+    return np.flatnonzero((loss_ratios(effects) >= KEY_LOSS_RATIO) | acc_down).astype(np.int64) + 1
 
 
 def key_directions(group: Group, keys: np.ndarray) -> torch.Tensor:
@@ -182,12 +193,6 @@ TRAIN_FIT = 0.99
 # answered right: the accuracy rule's threshold, guaranteed (this step can come after the accuracy rule's,
 # never before it).
 FIT_LOSS = math.log(2) * (1 - TRAIN_FIT)
-PHASE_RULES = {
-    "accuracy": "memorization ends at the first step with train accuracy ≥ 0.99 (every step measured)",
-    "accuracy at checkpoints": "the accuracy rule on the metrics grokscope measured at the imported checkpoints",
-    "source losses": f"memorization ends at the first step whose recorded train cross-entropy is ≤ ln 2 × 0.01 "
-    f"= {FIT_LOSS:.4f} (then ≥ 99% of the training set is answered right); clean-up from the recorded test loss",
-}
 
 
 def phases(fitted: np.ndarray, test_loss: np.ndarray) -> dict[str, int | None]:
@@ -239,7 +244,7 @@ def key_frequencies(
         frequency, fraction = c["frequency"].numpy(), c["fraction"].numpy()
     effects = ablation_effects(model, group, run.dataset)
     by = {
-        "ablation": key_frequencies_by_ablation(effects),
+        "ablation": key_frequencies_by_ablation(effects, len(run.dataset.test_rows)),
         "neurons": key_frequencies_by_neurons(frequency, fraction >= CLUSTER_THRESHOLD),
         "embed": key_frequencies_by_power(spec["embed_freq_power"][row]),
         "logit_map": key_frequencies_by_power(spec["neuron_out_freq_power"][row]),
@@ -284,7 +289,8 @@ KEY_FREQUENCIES = Analysis(
     requires=("spectra",),
     versions_of=("spectra", "neurons"),
     settings=(
-        f"ablation: test loss ×{KEY_LOSS_RATIO:g} or accuracy −{KEY_ACC_DROP:g}; cluster share {CLUSTER_THRESHOLD};"
+        f"ablation: test loss ×{KEY_LOSS_RATIO:g} or accuracy −{KEY_ACC_DROP:g} (≥ {KEY_MIN_WRONG} inputs);"
+        f" cluster share {CLUSTER_THRESHOLD};"
         f" power fraction {KEY_POWER_FRACTION}"
     ),
     current=lambda run, result: int(result["step"]) == int(run.steps[-1]),
@@ -313,14 +319,20 @@ PROGRESS = Analysis(
 )
 
 
+def dense(curve: np.ndarray | None) -> bool:
+    """A recorded curve is step by step: values at ≥ 90% of the steps (a per-epoch file's one value per
+    checkpoint is not)."""
+    return curve is not None and bool(np.isfinite(curve).mean() >= 0.9)
+
+
 def phase_boundaries(run: Run, group, cached) -> dict[str, np.ndarray]:
-    """The phases by the rule the run's curves allow (PHASE_RULES): a run trained here has train accuracy at
+    """The phases by the rule the run's curves allow (README, Analyses: phases): a run trained here has train accuracy at
     every step; an imported run has grokscope's metrics at its checkpoints only, and where its source
     recorded cross-entropy curves step by step, those give the boundaries at every step instead."""
     metrics, source = run.metrics, run.source_metrics
     if len(run.measured_steps) == run.n_metric_steps:
         rule, fitted, test_loss = "accuracy", metrics["train_acc"] >= TRAIN_FIT, metrics["test_loss"]
-    elif {"train_loss", "test_loss"} <= set(source) and run.config.train.loss == "ce":
+    elif run.config.train.loss == "ce" and all(dense(source.get(name)) for name in ("train_loss", "test_loss")):
         rule, fitted, test_loss = "source losses", source["train_loss"] <= FIT_LOSS, source["test_loss"]
     else:
         rule, fitted, test_loss = "accuracy at checkpoints", metrics["train_acc"] >= TRAIN_FIT, metrics["test_loss"]

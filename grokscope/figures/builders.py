@@ -15,7 +15,7 @@ from plotly.subplots import make_subplots
 from grokscope import analysis
 from grokscope.analysis.memorization import SCORES
 from grokscope.analysis.neurons import CLUSTER_THRESHOLD
-from grokscope.analysis.progress import KEY_LOSS_RATIO, LOSS_FLOOR, TRAIN_FIT
+from grokscope.analysis.progress import KEY_LOSS_RATIO, TRAIN_FIT, loss_ratios
 from grokscope.analysis.pruning import not_prunable
 from grokscope.analysis.spec import trained_here
 from grokscope.config import RunConfig
@@ -281,8 +281,7 @@ def key_frequency_ablation(run: Run, step: int | None = None) -> Plot:
     """What removing each frequency from the inputs does to the test loss, at the step the key frequencies
     were found (the last): the ablation rule's evidence, its threshold dashed, key frequencies in orange."""
     found = analysis.load(run, "key_frequencies")
-    loss = max(float(found["test_loss"]), LOSS_FLOOR)
-    ratio = found["ablated_test_loss"] / loss
+    ratio = loss_ratios(found)
     drop = float(found["test_acc"]) - found["ablated_test_acc"]
     frequency = np.arange(1, len(ratio) + 1)
     keys = found["by_ablation"]

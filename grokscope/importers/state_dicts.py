@@ -43,15 +43,17 @@ class SavedConfig:
 
 
 # What torch.load(weights_only=True) may build besides tensors: the stand-in above, under the names
-# TransformerLens 3 pickles its config by, and the numpy scalars and dtypes such a config holds
+# TransformerLens 3 pickles its config by, and the numpy scalars and dtypes such a config holds (pickled as
+# numpy 2's numpy._core or numpy 1's numpy.core)
+MULTIARRAY = (np._core if hasattr(np, "_core") else np.core).multiarray
 SAVED_DATA = [
     (SavedConfig, "transformer_lens.HookedTransformerConfig.HookedTransformerConfig"),
     (SavedConfig, "transformer_lens.config.hooked_transformer_config.HookedTransformerConfig"),
     np.dtype,
     (np.dtype, "numpy.core.multiarray.dtype"),
     *(type(np.dtype(t)) for t in (np.float64, np.float32, np.int64, np.int32, np.bool_)),
-    np._core.multiarray.scalar,
-    (np._core.multiarray.scalar, "numpy.core.multiarray.scalar"),
+    (MULTIARRAY.scalar, "numpy._core.multiarray.scalar"),
+    (MULTIARRAY.scalar, "numpy.core.multiarray.scalar"),
 ]
 
 
