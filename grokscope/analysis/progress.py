@@ -43,7 +43,7 @@ from grokscope.tasks import Dataset, Group
 # clean-up the others sit orders of magnitude lower, so the rule is insensitive to the exact value.
 KEY_POWER_FRACTION = 0.1
 # The ablation rule's thresholds. On the presets (benchmarks/README.md) removing a key frequency raises the
-# test cross-entropy 80-fold to 10⁷-fold and removing any other at most 2.5-fold, so tenfold sits between
+# test cross-entropy 44-fold to 3·10⁷-fold and removing any other at most 2.5-fold, so tenfold sits between
 # them with room on both sides; a point of test accuracy catches a frequency that matters where the loss
 # is already high (a run that has not finished cleaning up). The cross-entropy of the logits whatever
 # the run trained with, so that the rule reads the same on every run; losses under LOSS_FLOOR count as
