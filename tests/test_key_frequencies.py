@@ -114,6 +114,20 @@ def test_no_needed_frequency_falls_back_and_says_so(tmp_path):
     assert analysis.key_frequencies_at(run, rule="ablation")["frequencies"].tolist() == []
 
 
+def assert_only_removed(before: torch.Tensor, inside: torch.Tensor, tokens, k: int) -> None:
+    """Against numpy's FFT over the rows `tokens` (in group order): a map's power at frequency k is gone and
+    every other frequency's kept; the rows of every other token (`=`, the a·b task's 0) are untouched."""
+    tokens = np.asarray(tokens)
+    power_before = np.abs(np.fft.rfft(before.double().numpy()[tokens], axis=0)) ** 2
+    power_inside = np.abs(np.fft.rfft(inside.double().numpy()[tokens], axis=0)) ** 2
+    scale = power_before[1:].max()
+    assert power_inside[k].max() < 1e-10 * scale
+    others = [f for f in range(len(power_before)) if f != k]
+    np.testing.assert_allclose(power_inside[others], power_before[others], atol=1e-8 * scale)
+    untouched = [t for t in range(len(before)) if t not in set(tokens.tolist())]
+    assert untouched and torch.equal(inside[untouched], before[untouched])
+
+
 def test_frequencies_removed_takes_out_exactly_those_frequencies_and_restores(grokked_run):
     """Against numpy's FFT over the tokens: after removing frequency k from the transformer's W_E, its rows
     for the number tokens have no power at k and the same at every other frequency; the `=` row is kept,
@@ -125,14 +139,7 @@ def test_frequencies_removed_takes_out_exactly_those_frequencies_and_restores(gr
     with frequencies_removed(model, group, [k]):
         inside = model.embed.W_E.detach().clone()
     assert torch.equal(model.embed.W_E.detach(), before)
-    tokens = np.asarray(group.tokens)
-    power_before = np.abs(np.fft.rfft(before.double().numpy()[tokens], axis=0)) ** 2
-    power_inside = np.abs(np.fft.rfft(inside.double().numpy()[tokens], axis=0)) ** 2
-    scale = power_before[1:].max()
-    assert power_inside[k].max() < 1e-10 * scale
-    others = [f for f in range(len(power_before)) if f != k]
-    np.testing.assert_allclose(power_inside[others], power_before[others], atol=1e-8 * scale)
-    assert torch.equal(inside[grokked_run.config.task.p], before[grokked_run.config.task.p])  # the `=` token
+    assert_only_removed(before, inside, group.tokens, k)
 
 
 def test_probe_removes_frequencies_from_a_one_hot_mlp_too(spread_run):
@@ -158,15 +165,7 @@ def test_frequencies_removed_in_discrete_log_coordinates_with_even_n(kind):
         with frequencies_removed(model, group, [k]):
             inside = [m.clone() for m in model.token_inputs()]
         for b, i in zip(before, inside):
-            tokens = np.asarray(group.tokens)
-            power_b = np.abs(np.fft.rfft(b.double().numpy()[tokens], axis=0)) ** 2
-            power_i = np.abs(np.fft.rfft(i.double().numpy()[tokens], axis=0)) ** 2
-            scale = power_b[1:].max()
-            assert power_i[k].max() < 1e-10 * scale
-            others = [f for f in range(len(power_b)) if f != k]
-            np.testing.assert_allclose(power_i[others], power_b[others], atol=1e-8 * scale)
-            untouched = [t for t in range(len(b)) if t not in set(group.tokens)]  # 0, and `=` for the transformer
-            assert torch.equal(i[untouched], b[untouched])
+            assert_only_removed(b, i, group.tokens, k)
     with pytest.raises(RuntimeError, match="inside"), frequencies_removed(model, group, [1]):
         raise RuntimeError("inside")
     assert all(torch.equal(m, b) for m, b in zip(model.token_inputs(), before))

@@ -326,9 +326,9 @@ def dense(curve: np.ndarray | None) -> bool:
 
 
 def phase_boundaries(run: Run, group, cached) -> dict[str, np.ndarray]:
-    """The phases by the rule the run's curves allow (README, Analyses: phases): a run trained here has train accuracy at
-    every step; an imported run has grokscope's metrics at its checkpoints only, and where its source
-    recorded cross-entropy curves step by step, those give the boundaries at every step instead."""
+    """The phases by the rule the run's curves allow (README, Analyses: phases): a run trained here has
+    train accuracy at every step; an imported run has grokscope's metrics at its checkpoints only, and where
+    its source recorded cross-entropy curves step by step, those give the boundaries at every step instead."""
     metrics, source = run.metrics, run.source_metrics
     if len(run.measured_steps) == run.n_metric_steps:
         rule, fitted, test_loss = "accuracy", metrics["train_acc"] >= TRAIN_FIT, metrics["test_loss"]
