@@ -14,13 +14,26 @@ from grokscope.errors import GrokscopeError
 from grokscope.presets import PRESETS, load_preset
 
 
+def attached(argv: list[str]) -> list[str]:
+    """argv with a value that starts with "-" after --steps attached to it (`--steps -1,5` → `--steps=-1,5`):
+    argparse would read "-1,5" as an option and say only that --steps expects an argument, where the
+    command's own check says what is wrong with the steps."""
+    out = []
+    for arg in argv:
+        if out and out[-1] == "--steps" and arg.startswith("-") and arg[1:2].isdigit():
+            out[-1] = f"--steps={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else argv
     if not argv:  # plain `grokscope`: what it can do
         parser.print_help()
         return 0
-    args = parser.parse_args(argv)
+    args = parser.parse_args(attached(argv))
     try:
         return args.handler(args) or 0
     except GrokscopeError as e:

@@ -141,6 +141,10 @@ def test_bad_sources_are_refused_in_one_line(small_run, exported, tmp_path, caps
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out*"))
     assert main(["import", str(root), "--out", ".", "--train-rows", train]) == 2
     assert "is the current directory" in capsys.readouterr().err
+    # a negative step is the import's to refuse, not read by argparse as an option
+    six = ",".join(["-1", *map(str, steps[1:])])
+    assert main(["import", str(root), "--out", str(tmp_path / "out"), "--train-rows", train, "--steps", six]) == 2
+    assert "steps must be distinct, ≥ 0" in capsys.readouterr().err
 
 
 TL3 = Path(__file__).resolve().parent.parent / ".tl3"  # TransformerLens 3, installed by the README's test command
