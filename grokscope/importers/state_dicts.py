@@ -438,9 +438,7 @@ def import_state_dicts(
     if given:
         raise GrokscopeError(f"{min(given)} comes from the checkpoints; leave it out of --set")
     keys |= recorded
-    config = RunConfig(name=out.name, preset="imported").with_overrides(
-        {**keys, **sizes_of(first, files[0]), "train.steps": steps[-1]}
-    )
+    config = RunConfig(name=out.name, preset="imported").with_overrides({**keys, **sizes_of(first, files[0])})
     task = make_task(config.task)
     true_labels = task.true_labels()
     if train_rows is not None:
