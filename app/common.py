@@ -69,12 +69,16 @@ def status(run: grokscope.Run) -> str:
 
 def facts(run: grokscope.Run) -> dict[str, object]:
     """What the run header and the Runs table say of a run, from its store and cached analyses (nothing is
-    computed): how it was trained, when it grokked, its key frequencies and phases, its final accuracies."""
+    computed): how it was trained, when it grokked, its key frequencies and phases, its final accuracies (a run
+    without a split: on all inputs only)."""
     from grokscope import analysis
     from grokscope.figures.builders import phase_spans, training_label
 
     m = run.metrics
-    final = {split: float(m[f"{split}_acc"][-1]) if len(m["step"]) else None for split in ("train", "test")}
+    final = {
+        split: float(m[f"{split}_acc"][-1]) if f"{split}_acc" in m and len(m["step"]) else None
+        for split in ("train", "test", "all")
+    }
     out = {
         "status": status(run),
         "task": run.task.describe(),
@@ -85,9 +89,10 @@ def facts(run: grokscope.Run) -> dict[str, object]:
         "phases": None,
         "final train acc": final["train"],
         "final test acc": final["test"],
+        "final all-inputs acc": final["all"],
     }
     try:
-        if "key_frequencies" in analysis.applicable(run.config):
+        if "key_frequencies" in analysis.applicable(run):
             keys = analysis.cached_result(run, "key_frequencies")
             out["key frequencies"] = None if keys is None else ", ".join(map(str, keys["frequencies"].tolist()))
         out["phases"] = " · ".join(f"{name} {start}–{end}" for name, start, end in phase_spans(run)) or None
@@ -99,11 +104,12 @@ def facts(run: grokscope.Run) -> dict[str, object]:
 def header(run: grokscope.Run) -> None:
     """The run header every run page starts with: the run in two lines."""
     f = facts(run)
-    accuracy = (
-        "no metrics yet"
-        if f["final test acc"] is None
-        else f"final accuracy train {f['final train acc']:.3f}, test {f['final test acc']:.3f}"
-    )
+    if f["final all-inputs acc"] is not None:
+        accuracy = f"no split: final accuracy on all inputs {f['final all-inputs acc']:.3f}"
+    elif f["final test acc"] is not None:
+        accuracy = f"final accuracy train {f['final train acc']:.3f}, test {f['final test acc']:.3f}"
+    else:
+        accuracy = "no metrics yet"
     grok = "not grokked" if f["grok step"] is None else f"grokked at step {f['grok step']}"
     st.markdown(f"**{run.name}** · {f['status']} · {f['task']} · {f['model']} · {f['training']}")
     details = [grok, accuracy]
@@ -278,7 +284,7 @@ def not_applicable_note(run: grokscope.Run, needs: tuple[str, ...]) -> str | Non
     """Why a page's analyses do not apply to the run (one line), or None where they all do."""
     from grokscope import analysis
 
-    skipped = analysis.not_applicable(run.config)
+    skipped = analysis.not_applicable(run)
     reasons = {skipped[name] for name in needs if name in skipped}
     if not reasons:
         return None

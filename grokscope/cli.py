@@ -177,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", required=True, help="the run directory to write")
     p.add_argument(
-        "--train-rows", help="the training inputs: a JSON list or .npy of grid rows a·p + b (default: the files' own)"
+        "--train-rows",
+        help="the training inputs: a JSON list or .npy of grid rows a·p + b (default: the files' own; with neither, the run has no split)",
     )
     p.add_argument("--steps", metavar="S,...", help="each file's training step (default: the last number in its name)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="e.g. task.op=sub")
@@ -357,7 +358,10 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"{summary['name']}: {status}")
     if summary["n_checkpoints"]:
         print(f"  checkpoints: {summary['n_checkpoints']} (steps {summary['first_step']}..{summary['last_step']})")
-    print(f"  grok step: {'not grokked' if summary['grok_step'] is None else summary['grok_step']}")
+    if not summary["has_split"]:
+        print("  no split (imported without one): metrics on all inputs; no grok step")
+    else:
+        print(f"  grok step: {'not grokked' if summary['grok_step'] is None else summary['grok_step']}")
     for key, value in summary["final"].items():
         print(f"  final {key}: {number(value, '.6g')}")
     print("  config:")
@@ -409,12 +413,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             return 0
         print_summary(summary)
         return 0
-    skipped = analysis.not_applicable(run.config) if only is None else {}
+    skipped = analysis.not_applicable(run) if only is None else {}
     print(f"{run.path}: {len(run.steps)} checkpoints (steps {run.steps[0]}..{run.steps[-1]})")
     print(f"  computed: {', '.join(computed) if computed else 'nothing (all cached and current)'}")
     for name, reason in skipped.items():
         print(f"  not applicable: {name} ({reason})")
-    asked = [name for name in analysis.applicable(run.config) if name not in analysis.by_default(run)]
+    asked = [name for name in analysis.applicable(run) if name not in analysis.by_default(run)]
     if asked:
         print(f"  on request (--only {','.join(asked)}): {', '.join(asked)}")
     print(f"  cached in {run.path / analysis.cache.ANALYSIS_DIR}")
@@ -431,7 +435,8 @@ def print_summary(summary: dict) -> None:
         removing = "; ".join(
             f"{k}: loss {v['test_loss']:.3g}, accuracy {v['test_acc']:.1%}" for k, v in summary["removing_each"].items()
         )
-        print(f"  test loss {summary['test_loss']:.3g}; with one of them removed from the inputs: {removing or '-'}")
+        on = summary["ablation_inputs"]
+        print(f"  {on} loss {summary['test_loss']:.3g}; with one of them removed from the inputs: {removing or '-'}")
         print("  every rule's set, and the restricted loss with it:")
         for rule, found in summary["key_frequency_rules"].items():
             used = "  (used)" if rule == summary["key_frequency_rule"] else ""
@@ -442,7 +447,7 @@ def print_summary(summary: dict) -> None:
         )
         print(f"  share of neurons clustered to one frequency: {summary['clustered_neuron_share']:.1%}")
     if summary["phases"] is None:
-        print("  phases: not applicable (they read a trained run's per-step accuracies)")
+        print(f"  phases: not applicable (the analysis {summary['phases_not_applicable'] or 'is not computed yet'})")
         return
     bounds = ", ".join(f"{k} {'not reached' if v is None else v}" for k, v in summary["phases"].items())
     print(f"  phase boundaries (steps; rule: {summary['phase_rule']}): {bounds}")

@@ -53,7 +53,7 @@ KIND_CONFIGS = {  # one tiny run of every kind the app must show: what applies, 
 def kinds_dir(runs_dir, hf_series):
     """runs_dir plus analysed tiny runs of poly, mul, digits (deep MLP), one-hot MLP and MoE (p = 7, 30 steps);
     hf: a tiny OLMoE series imported with its pathways; imported: eight of tiny's checkpoints exported and
-    imported again (metrics at those steps only), analysed."""
+    imported again (metrics at those steps only), analysed; unsplit: the same imported without the split."""
     from grokscope.importers.export import export
     from grokscope.importers.hf import import_hf
     from grokscope.importers.state_dicts import import_state_dicts
@@ -66,7 +66,9 @@ def kinds_dir(runs_dir, hf_series):
         export(tiny, step, "safetensors", exported)
     (exported / "train.json").write_text(json.dumps(tiny.dataset.train_rows.tolist()))
     import_state_dicts([exported], runs_dir / "imported", exported / "train.json", say=lambda _: None)
-    analysis.analyze(grokscope.open_run(runs_dir / "imported"), progress=False)
+    import_state_dicts([exported], runs_dir / "unsplit", say=lambda _: None)  # without its split
+    for name in ("imported", "unsplit"):
+        analysis.analyze(grokscope.open_run(runs_dir / name), progress=False)
     base = {"train.steps": 30, "checkpoints.dense_until": 5, "checkpoints.n_log": 5, "checkpoints.n_uniform": 5}
     for name, overrides in KIND_CONFIGS.items():
         sizes = {} if "task.kind" in overrides else {"task.p": 7, "task.train_frac": 0.6}
@@ -76,7 +78,7 @@ def kinds_dir(runs_dir, hf_series):
 
 
 @pytest.mark.parametrize("page", PAGES)
-@pytest.mark.parametrize("run", ["coexist", *KIND_CONFIGS, "hf", "imported"])
+@pytest.mark.parametrize("run", ["coexist", *KIND_CONFIGS, "hf", "imported", "unsplit"])
 def test_every_page_renders_every_kind_of_run(kinds_dir, monkeypatch, page, run):
     at = app(kinds_dir, monkeypatch, run)
     at.switch_page(page).run()
@@ -212,6 +214,18 @@ def test_an_mlp_run_has_no_heads_picker_on_the_attention_page(kinds_dir, monkeyp
     at.switch_page("pages/60_attention.py").run()
     assert not at.exception and "has no attention" in at.info[0].value
     assert [m.label for m in at.multiselect] == ["frequencies (key ones listed)"]
+
+
+def test_a_run_without_a_split_says_so_and_names_what_needs_one(kinds_dir, monkeypatch):
+    at = app(kinds_dir, monkeypatch, "unsplit")
+    at.switch_page("pages/20_training.py").run()
+    assert any("no split: final accuracy on all inputs" in c.value for c in at.caption)
+    at.switch_page("pages/45_memorization.py").run()
+    assert not at.exception and any("needs the train/test split" in i.value for i in at.info)
+    at.switch_page("pages/10_runs.py").run()
+    table = at.dataframe[0].value
+    row = table[table["run"] == "unsplit"]
+    assert (row["final all-inputs acc"] > 0).all() and row["final test acc"].isna().all()
 
 
 def test_ablation_from_the_attention_page(runs_dir, monkeypatch):

@@ -25,10 +25,12 @@ def test_train_then_info_json(tmp_path, capsys):
     assert code == 0 and f"run: {out}" in stdout
     code, stdout, _ = run_cli(["info", str(out), "--json"], capsys)
     info = json.loads(stdout)
-    keys = {"name", "complete", "n_checkpoints", "first_step", "last_step", "grok_step", "diverged_step", "final"}
+    keys = {"name", "complete", "n_checkpoints", "first_step", "last_step", "has_split", "grok_step", "diverged_step"}
+    keys |= {"final"}
     assert set(info) == keys | {"config"}
     assert (
         info["diverged_step"] is None
+        and info["has_split"] is True
         and info["complete"] is True
         and info["first_step"] == 0
         and info["last_step"] == 60

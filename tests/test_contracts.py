@@ -67,7 +67,7 @@ def test_every_task_and_model_trains_opens_analyzes_and_draws(task, model, tmp_p
     test_acc = (logits[dataset.test_rows].argmax(-1).numpy() == dataset.test_labels).mean()
     assert test_acc == pytest.approx(run.metrics["test_acc"][-1], abs=1e-12)
     computed = analysis.analyze(run, progress=False)
-    skipped = analysis.not_applicable(run.config)
+    skipped = analysis.not_applicable(run)
     on_request = {name for name, spec in analysis.ANALYSES.items() if spec.on_request}
     assert set(computed) == set(analysis.ANALYSES) - set(skipped) - on_request
     small = {"local_complexity": {"radii": [1.0], "max_train": 8, "max_test": 8, "n_random": 8, "n_boundary": 4}}

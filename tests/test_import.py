@@ -449,3 +449,76 @@ def test_one_file_holding_a_list_of_checkpoints_with_their_steps(small_run, expo
     assert run.steps.tolist() == list(steps[:3])
     for step, state in zip(steps[:3], states):
         assert all(torch.equal(run.params(step)[name], tensor) for name, tensor in state.items())
+
+
+def test_a_series_without_a_split_is_measured_on_all_inputs(small_run, exported, tmp_path, capsys):
+    """Without a split (none in the files, no --train-rows) the run has loss and accuracy on all inputs and no
+    train or test metrics; what needs the split says so; the rest is computed on all inputs."""
+    from grokscope.analysis.probes import ablate
+    from grokscope.store.verify import verify
+
+    root, steps = exported
+    out = tmp_path / "unsplit"
+    assert main(["import", str(root), "--out", str(out)]) == 0
+    assert "no split recorded or given" in capsys.readouterr().out
+    run = grokscope.open_run(out)
+    assert not run.has_split and set(run.metrics) == {"step", "all_loss", "all_acc", "weight_norm"}
+    data = small_run.dataset
+    n_train, n_test = len(data.train_rows), len(data.test_rows)
+    for step in steps:
+        # independent: the all-inputs loss is the mean of training's own train and test losses, weighted by
+        # their sizes (small_run has no corrupted labels: its training labels are the true ones)
+        mixed = (n_train * small_run.metrics["train_loss"][step] + n_test * small_run.metrics["test_loss"][step]) / (
+            n_train + n_test
+        )
+        assert run.metrics["all_loss"][step] == pytest.approx(mixed, rel=1e-9)
+        hits = n_train * small_run.metrics["train_acc"][step] + n_test * small_run.metrics["test_acc"][step]
+        assert run.metrics["all_acc"][step] == pytest.approx(hits / (n_train + n_test), rel=1e-12)
+    assert run.grok_step is None and run.summary()["has_split"] is False and verify(run) == []
+    computed = analysis.analyze(run, progress=False)
+    skipped = analysis.not_applicable(run)
+    assert {"spectra", "key_frequencies", "neurons", "progress"} <= set(computed)
+    for name in ("memorization", "phases", "pathways"):  # phases: no split and no curves from the source
+        assert "needs the train/test split" in skipped[name], name
+    kf = analysis.load(run, "key_frequencies")
+    # the ablation rule on all inputs: its base loss is the all-inputs loss, computed apart
+    assert float(kf["test_loss"]) == pytest.approx(run.metrics["all_loss"][steps[-1]], rel=1e-6)
+    progress = analysis.load(run, "progress")
+    assert np.isfinite(progress["restricted_loss"]).all() and np.isnan(progress["excluded_loss"]).all()
+    assert analysis.summary(run)["ablation_inputs"] == "all inputs"
+    probe = ablate(load_model(run, steps[-1]), run.config, run.dataset, heads=[0])
+    assert set(probe) == {"all_loss", "all_acc"}
+    for name in grokscope.figures.standard(run):
+        plot = grokscope.figures.FIGURES[name][0](run, None)
+        assert plot.figure.data, name
+    names = [trace.name for trace in grokscope.figures.FIGURES["training_curves"][0](run, None).figure.data]
+    assert "all inputs loss" in names and not any("test" in n or "train" in n for n in names), names
+    assert main(["info", str(out)]) == 0
+    assert "no split (imported without one)" in capsys.readouterr().out
+    assert main(["prune", str(out), "--by", "ipr", "--fraction", "0.5"]) == 2
+    assert "pruning needs the train/test split" in capsys.readouterr().err
+    (tmp_path / "none.json").write_text("[]")
+    assert main(["import", str(root), "--out", str(tmp_path / "x"), "--train-rows", str(tmp_path / "none.json")]) == 2
+    assert "no training inputs (leave the split out" in capsys.readouterr().err
+
+
+def test_phases_without_a_split_come_from_the_source_curves(small_run, tmp_path):
+    """A run without a split has no accuracies; where its source recorded train and test losses step by
+    step, the phases still come from them."""
+    from grokscope.importers import write_series
+    from grokscope.tasks import Dataset
+
+    data = small_run.dataset
+    none = np.zeros(0, dtype=np.int64)
+    unsplit = Dataset(data.n_classes, none, none, none, data.true_labels, np.zeros(0, dtype=bool))
+    steps = [0, 100, 200, 300]
+    states = [small_run.params(int(s)) for s in small_run.steps[:4]]
+    t = np.arange(301, dtype=np.float64)
+    curves = {
+        "train_loss": np.where(t < 37, 1.0, 1e-4),
+        "test_loss": np.where(t < 125, 5.0, 5 * np.exp(-(t - 125) / 10)),
+    }
+    out = write_series(tmp_path / "run", small_run.config, unsplit, steps, states, {}, curves, say=lambda _: None)
+    run = grokscope.open_run(out)
+    assert str(analysis.load(run, "phases")["rule"]) == "source losses"
+    assert analysis.phase_steps(run)["memorization_end"] == 37

@@ -45,6 +45,8 @@ if rows:
             row.update(common.facts(runs[row["run"]]))
     columns = ["run", "status", "preset", "task", "model", "training", "checkpoints", "grok step"]
     columns += ["key frequencies", "phases", "final train acc", "final test acc"]
+    if any(row.get("final all-inputs acc") is not None for row in rows):  # a run imported without its split
+        columns.append("final all-inputs acc")
     shown = [{c: row.get(c) for c in columns} for row in rows]
     if wanted:
         shown = [row for row in shown if wanted.lower() in " ".join(map(str, row.values())).lower()]
@@ -53,7 +55,7 @@ if rows:
         shown,
         hide_index=True,
         width="stretch",
-        column_config={"final train acc": bar, "final test acc": bar},
+        column_config={"final train acc": bar, "final test acc": bar, "final all-inputs acc": bar},
         on_select="rerun",
         selection_mode="single-row",
         key="runs table",

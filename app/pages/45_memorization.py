@@ -21,8 +21,8 @@ def pruner(run, step: int, by: str, lowest: bool) -> Pruner:
 
 
 def render(run, step):
-    fourier = "memorization" in analysis.applicable(run.config)
-    cannot_prune = not_prunable(run.config)
+    fourier = "memorization" in analysis.applicable(run)
+    cannot_prune = not_prunable(run)
     if cannot_prune is not None:
         st.info(f"Not available for {run.name} ({common.run_model(run)}): {cannot_prune}.")
         return
@@ -34,7 +34,7 @@ def render(run, step):
             common.show(run, step, "neuron_scores", lambda s: neuron_scores(run, s))
         common.show(run, step, "ipr_over_time", lambda s: ipr_over_time(run, s))
     else:
-        reason = analysis.not_applicable(run.config)["memorization"]
+        reason = analysis.not_applicable(run)["memorization"]
         st.info(f"The IPR scores are not available for {run.name}: each {reason}. Prune by the other scores.")
 
     st.subheader(f"Pruning at step {step}")

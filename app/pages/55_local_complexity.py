@@ -29,7 +29,7 @@ def offer(run, missing: list[str]) -> None:
 
 
 def render(run, step):
-    skipped = analysis.not_applicable(run.config)
+    skipped = analysis.not_applicable(run)
     missing = [name for name in ON_REQUEST if name not in skipped and analysis.cached_result(run, name) is None]
     for name in ON_REQUEST:
         if name in skipped:

@@ -17,7 +17,7 @@ def render(run, step):
     else:
         st.info(f"This run's model ({model}) has no attention. Neuron ablations are below.")
     st.subheader(f"Ablation at step {step}")
-    fourier = "key_frequencies" in analysis.applicable(run.config)
+    fourier = "key_frequencies" in analysis.applicable(run)
     keys = [int(k) for k in analysis.load(run, "key_frequencies")["frequencies"]] if fourier else []
     columns = iter(st.columns(3 if transformer else 2))
     heads = (

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from grokscope.analysis.spec import Analysis, checkpoint_loader
-from grokscope.config import RunConfig
+from grokscope.analysis.spec import Analysis, checkpoint_loader, first_reason, needs_split
 from grokscope.errors import GrokscopeError
 from grokscope.models import MODELS, build_model, check_shapes
+from grokscope.store import Run
 
 SETS = ("train", "test", "random", "boundary")
 CHUNK_ROWS = 16_384  # vertices per forward: large matmuls, ~13 MB of pre-activations per 200-wide layer
@@ -253,8 +253,9 @@ def lc_pass(run, group, start: int, progress: Callable[[int, int], None], option
     return rows
 
 
-def has_neurons(config: RunConfig) -> str | None:
+def has_neurons(run: Run) -> str | None:
     """Local complexity counts the neurons of layers every input passes through."""
+    config = run.config
     if not MODELS[config.model.kind].neuron_layers(config.model):
         return f"needs layers of neurons that every input passes through; model.kind '{config.model.kind}' routes tokens to experts"
     return None
@@ -268,7 +269,7 @@ LOCAL_COMPLEXITY = Analysis(
     "(Humayun et al. 2024)",
     "checkpoints",
     lc_pass,
-    has_neurons,
+    first_reason(has_neurons, needs_split),
     ("lc", "n_points"),
     {"options": 0},
     options=LocalComplexityOptions,

@@ -23,7 +23,15 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from grokscope.analysis.spec import Analysis, blocks, checkpoint_loader, needs_fourier, neurons_of_width
+from grokscope.analysis.spec import (
+    Analysis,
+    blocks,
+    checkpoint_loader,
+    first_reason,
+    needs_fourier,
+    needs_split,
+    neurons_of_width,
+)
 from grokscope.config import RunConfig
 from grokscope.errors import GrokscopeError
 from grokscope.models import MODELS, build_model
@@ -169,7 +177,7 @@ MEMORIZATION = Analysis(
     "contribution to the trained label's logit; NaN without corrupted labels)",
     "checkpoints",
     memorization_pass,
-    needs_fourier,
+    first_reason(needs_fourier, needs_split),
     MEMORIZATION_ARRAYS,
     valid=neurons_of_width(*MEMORIZATION_ARRAYS),
 )

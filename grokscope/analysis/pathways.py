@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from grokscope.analysis.local_complexity import analysed_rows, frozen_model, sample
-from grokscope.analysis.spec import Analysis, always
+from grokscope.analysis.spec import Analysis, needs_split
 from grokscope.errors import GrokscopeError
 
 METRICS = ("distance", "jaccard", "consistency", "stability")
@@ -254,7 +254,7 @@ PATHWAYS = Analysis(
     "of a sample's units between saved checkpoints (Li, Fan & Zhou 2025)",
     "checkpoints",
     pathways_pass,
-    always,
+    needs_split,
     METRICS,
     {"options": 0},
     options=PathwayOptions,

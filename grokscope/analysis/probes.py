@@ -55,7 +55,8 @@ def ablate(
     frequencies: Sequence[int] = (),
 ) -> dict[str, dict[str, float]]:
     """Loss (the run's training loss, train.loss) and accuracy on train and test before and after the ablation:
-    {"train_loss": {"base", "ablated", "change"}, "train_acc": ..., "test_loss": ..., "test_acc": ...}."""
+    {"train_loss": {"base", "ablated", "change"}, "train_acc": ..., "test_loss": ..., "test_acc": ...}; on all
+    inputs where the dataset has no split: {"all_loss": ..., "all_acc": ...}."""
     if not (len(heads) or len(neurons) or len(frequencies)):
         raise GrokscopeError("nothing to ablate: give heads, neurons or frequencies")
     hooks = ablation_hooks(model, heads, neurons)
@@ -64,10 +65,12 @@ def ablate(
     with frequencies_removed(model, group_of(config.task), frequencies) if len(frequencies) else nullcontext():
         ablated = model.output_logits(model.run_with_hooks(inputs, fwd_hooks=hooks))
     out = {}
-    for split, split_rows, labels in (
-        ("train", dataset.train_rows, dataset.train_labels),
-        ("test", dataset.test_rows, dataset.test_labels),
-    ):
+    splits = (
+        (("train", dataset.train_rows, dataset.train_labels), ("test", dataset.test_rows, dataset.test_labels))
+        if dataset.has_split
+        else (("all", dataset.all_rows, dataset.true_labels[dataset.all_rows]),)
+    )
+    for split, split_rows, labels in splits:
         r, y = torch.as_tensor(split_rows), torch.as_tensor(labels)
         for metric, fn in (("loss", LOSSES[config.train.loss]), ("acc", accuracy)):
             b, a = float(fn(base[r], y)), float(fn(ablated[r], y))

@@ -71,8 +71,9 @@ def key_frequencies_by_neurons(frequency: np.ndarray, clustered: np.ndarray) -> 
 @torch.no_grad()
 def ablation_effects(model: torch.nn.Module, group: Group, dataset: Dataset) -> dict[str, np.ndarray]:
     """Test cross-entropy and accuracy of the model (test_loss, test_acc: ()) and with each frequency
-    k = 1..n//2 removed from its inputs (ablated_test_loss, ablated_test_acc: (n // 2,), index k − 1)."""
-    rows, labels = torch.as_tensor(dataset.test_rows), torch.as_tensor(dataset.test_labels)
+    k = 1..n//2 removed from its inputs (ablated_test_loss, ablated_test_acc: (n // 2,), index k − 1); on all
+    inputs where the dataset has no split (Dataset.held_out)."""
+    rows, labels = (torch.as_tensor(a) for a in dataset.held_out())
 
     def measure() -> tuple[float, float]:
         if not len(rows):  # nothing to measure on: NaN, and the rule finds nothing
@@ -244,7 +245,7 @@ def key_frequencies(
         frequency, fraction = c["frequency"].numpy(), c["fraction"].numpy()
     effects = ablation_effects(model, group, run.dataset)
     by = {
-        "ablation": key_frequencies_by_ablation(effects, len(run.dataset.test_rows)),
+        "ablation": key_frequencies_by_ablation(effects, len(run.dataset.held_out()[0])),
         "neurons": key_frequencies_by_neurons(frequency, fraction >= CLUSTER_THRESHOLD),
         "embed": key_frequencies_by_power(spec["embed_freq_power"][row]),
         "logit_map": key_frequencies_by_power(spec["neuron_out_freq_power"][row]),
@@ -325,17 +326,35 @@ def dense(curve: np.ndarray | None) -> bool:
     return curve is not None and bool(np.isfinite(curve).mean() >= 0.9)
 
 
+def phase_rule(run: Run) -> str | None:
+    """The rule the run's curves allow (README, Analyses: phases), or None: a run trained here has train
+    accuracy at every step; an imported run has grokscope's metrics at its checkpoints only, and where its
+    source recorded cross-entropy curves step by step, those give the boundaries at every step instead; a run
+    without a split has neither train nor test accuracy, only what its source recorded."""
+    source = run.source_metrics
+    if run.has_split and len(run.measured_steps) == run.n_metric_steps:
+        return "accuracy"
+    if run.config.train.loss == "ce" and all(dense(source.get(name)) for name in ("train_loss", "test_loss")):
+        return "source losses"
+    return "accuracy at checkpoints" if run.has_split else None
+
+
+def has_phase_rule(run: Run) -> str | None:
+    if trained_here(run) is not None or phase_rule(run) is not None:
+        return trained_here(run)
+    return (
+        "needs the train/test split or the source's train and test losses step by step; the run was imported "
+        "with neither (grokscope import --train-rows FILE)"
+    )
+
+
 def phase_boundaries(run: Run, group, cached) -> dict[str, np.ndarray]:
-    """The phases by the rule the run's curves allow (README, Analyses: phases): a run trained here has
-    train accuracy at every step; an imported run has grokscope's metrics at its checkpoints only, and where
-    its source recorded cross-entropy curves step by step, those give the boundaries at every step instead."""
-    metrics, source = run.metrics, run.source_metrics
-    if len(run.measured_steps) == run.n_metric_steps:
-        rule, fitted, test_loss = "accuracy", metrics["train_acc"] >= TRAIN_FIT, metrics["test_loss"]
-    elif run.config.train.loss == "ce" and all(dense(source.get(name)) for name in ("train_loss", "test_loss")):
-        rule, fitted, test_loss = "source losses", source["train_loss"] <= FIT_LOSS, source["test_loss"]
+    """The phases by phase_rule's rule."""
+    rule = phase_rule(run)
+    if rule == "source losses":
+        fitted, test_loss = run.source_metrics["train_loss"] <= FIT_LOSS, run.source_metrics["test_loss"]
     else:
-        rule, fitted, test_loss = "accuracy at checkpoints", metrics["train_acc"] >= TRAIN_FIT, metrics["test_loss"]
+        fitted, test_loss = run.metrics["train_acc"] >= TRAIN_FIT, run.metrics["test_loss"]
     bounds = phases(fitted, test_loss)
     return {
         "n_metric_steps": np.int64(run.n_metric_steps),
@@ -351,7 +370,7 @@ PHASES = Analysis(
     "memorization / circuit-formation / clean-up / stable boundaries, as steps, and the rule that found them",
     "run",
     phase_boundaries,
-    trained_here,
+    has_phase_rule,
     meta={"n_metric_steps": 0, "names": 1, "boundary_steps": 1, "rule": 0},
     current=lambda run, result: int(result["n_metric_steps"]) == run.n_metric_steps,
 )

@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import save
 
 from grokscope.analysis.memorization import SCORES, mlp_params, neuron_scores, no_single_mlp
+from grokscope.analysis.spec import needs_split
 from grokscope.config import RunConfig, upgrade
 from grokscope.errors import GrokscopeError
 from grokscope.models import build_model, load_model
@@ -50,10 +51,11 @@ def none_if_nan(value: float) -> float | None:
     return None if np.isnan(value) else value
 
 
-def not_prunable(config: RunConfig) -> str | None:
+def not_prunable(run: Run) -> str | None:
     """Why a run's model cannot be pruned here (one line), or None: pruning zeroes neurons of one MLP layer
-    read in and written out by its own W_in and W_out."""
-    reason = no_single_mlp(config)
+    read in and written out by its own W_in and W_out, and measures the accuracies on the training and test
+    inputs."""
+    reason = no_single_mlp(run.config) or needs_split(run)
     return None if reason is None else f"pruning {reason}"
 
 
@@ -97,7 +99,7 @@ class Pruner:
     def __init__(self, run: Run, step: int | None, by: str, lowest: bool = True):
         if by not in SCORES:
             raise GrokscopeError(f"unknown neuron score '{by}' (known: {', '.join(SCORES)})")
-        reason = not_prunable(run.config)
+        reason = not_prunable(run)
         if reason is not None:
             raise GrokscopeError(reason)
         run.refresh()

@@ -15,8 +15,8 @@ from grokscope.analysis.progress import KEY_FREQUENCIES, PHASES, PROGRESS
 from grokscope.analysis.robustness import ROBUSTNESS
 from grokscope.analysis.spec import Analysis
 from grokscope.analysis.weights import SPECTRA, WEIGHT_NORMS
-from grokscope.config import RunConfig
 from grokscope.errors import GrokscopeError
+from grokscope.store import Run
 
 ANALYSES: dict[str, Analysis] = {
     a.name: a
@@ -43,15 +43,15 @@ def check_names(names: Iterable[str]) -> list[str]:
     return names
 
 
-def not_applicable(config: RunConfig) -> dict[str, str]:
-    """The analyses that do not apply to a run's task and model → why not (one line each)."""
-    reasons = {name: spec.applies(config) for name, spec in ANALYSES.items()}
+def not_applicable(run: Run) -> dict[str, str]:
+    """The analyses that do not apply to a run (its task, model, split, curves) → why not (one line each)."""
+    reasons = {name: spec.applies(run) for name, spec in ANALYSES.items()}
     return {name: reason for name, reason in reasons.items() if reason is not None}
 
 
-def applicable(config: RunConfig) -> list[str]:
-    """The analyses that apply to a run's task and model, in registry order."""
-    skipped = not_applicable(config)
+def applicable(run: Run) -> list[str]:
+    """The analyses that apply to a run, in registry order."""
+    skipped = not_applicable(run)
     return [name for name in ANALYSES if name not in skipped]
 
 

@@ -10,6 +10,7 @@ from grokscope.analysis.registry import not_applicable
 from grokscope.analysis.scheduler import analyze, cached_result, load
 from grokscope.errors import GrokscopeError
 from grokscope.store import Run, as_run
+from grokscope.store.layout import EVALUATED
 
 
 def phase_steps(run: Run) -> dict[str, int | None]:
@@ -24,7 +25,7 @@ def boundaries(phases_result: dict[str, np.ndarray]) -> dict[str, int | None]:
 
 def fourier_group(run: Run):
     """The run's Group; GrokscopeError saying why the Fourier analyses do not apply where they do not."""
-    reason = not_applicable(run.config).get("spectra")
+    reason = not_applicable(run).get("spectra")
     if reason is not None:
         raise GrokscopeError(f"the Fourier analyses do not apply to {run.name}: each {reason}")
     return run.task.group()
@@ -43,13 +44,15 @@ def summary(run: Run) -> dict:
     """The headline of `grokscope analyze --summary`, at the last saved step: the phases (None where they do
     not apply: an imported series) and the step; where the Fourier analyses apply (None elsewhere), the key
     frequencies and their rule, every rule's set with its restricted loss beside the test cross-entropy,
-    the test loss and accuracy with each key frequency removed, and shares."""
+    the test loss and accuracy with each key frequency removed (ablation_inputs: on "test", or on "all
+    inputs" where the run has no split; the keys keep the test_ names), and shares."""
     run = as_run(run)
     analyze(run, progress=False)
     phases = cached_result(run, "phases")
     out = {
         "phases": None if phases is None else boundaries(phases),
         "phase_rule": None if phases is None else str(phases["rule"]),
+        "phases_not_applicable": not_applicable(run).get("phases"),
         "step": int(run.steps[-1]),
     }
     try:
@@ -60,6 +63,7 @@ def summary(run: Run) -> dict:
             "key_frequencies": None,
             "key_frequency_rule": None,
             "key_frequency_rules": None,
+            "ablation_inputs": None,
             "test_loss": None,
             "removing_each": None,
             "key_power_share": None,
@@ -78,6 +82,7 @@ def summary(run: Run) -> dict:
             rule: {"frequencies": kf[f"by_{rule}"].tolist(), "restricted_loss": float(kf[f"restricted_loss_by_{rule}"])}
             for rule in KEY_RULES
         },
+        "ablation_inputs": EVALUATED["test" if run.has_split else "all"],
         "test_loss": float(kf["test_loss"]),
         "removing_each": {
             int(k): {

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from grokscope.analysis.local_complexity import analysed_rows, forward_from, frozen_model, sample, space_points
-from grokscope.analysis.spec import Analysis, trained_here
+from grokscope.analysis.spec import Analysis, first_reason, needs_split, trained_here
 from grokscope.errors import GrokscopeError
 
 if TYPE_CHECKING:
@@ -134,7 +134,7 @@ ROBUSTNESS = Analysis(
     "continuous inputs, ℓ2 in a token model's embedding or one-hot space; Humayun et al. 2024)",
     "checkpoints",
     robustness_pass,
-    trained_here,
+    first_reason(trained_here, needs_split),
     ("clean_acc", "adv_acc"),
     {"options": 0},
     options=RobustnessOptions,

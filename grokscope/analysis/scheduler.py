@@ -59,7 +59,7 @@ def analyze(
         wanted = by_default(run)
     else:
         wanted = check_names(only)
-        skipped = not_applicable(run.config)
+        skipped = not_applicable(run)
         for name in wanted:
             if name in skipped:
                 raise GrokscopeError(f"{name} does not apply to this run: it {skipped[name]}")
@@ -126,7 +126,7 @@ def by_default(run: Run) -> list[str]:
     again rather than being recomputed with the default options)."""
     return [
         name
-        for name in applicable(run.config)
+        for name in applicable(run)
         if not ANALYSES[name].on_request or read_cached(run, ANALYSES[name], quiet=True) is not None
     ]
 

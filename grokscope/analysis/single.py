@@ -11,7 +11,7 @@ import torch
 from grokscope.analysis.fourier import group_of
 from grokscope.analysis.neurons import cluster, frequency_fractions, plain_neurons
 from grokscope.analysis.progress import loss_probe
-from grokscope.analysis.registry import not_applicable
+from grokscope.analysis.spec import fourier_reason
 from grokscope.analysis.weights import spectra, weight_norms
 from grokscope.config import RunConfig
 from grokscope.errors import GrokscopeError
@@ -24,7 +24,7 @@ def measure_model(
 ) -> dict[str, np.ndarray]:
     """Spectra, weight norms, neuron clustering (frequency, fraction per neuron) and, given key
     frequencies, restricted/excluded loss, for one model: name → array (no checkpoint axis)."""
-    reason = not_applicable(config).get("spectra")
+    reason = fourier_reason(config)
     if reason is not None:
         raise GrokscopeError(f"the per-checkpoint Fourier measures do not apply to this run: each {reason}")
     group = group_of(config.task)

@@ -52,7 +52,7 @@ class Analysis:
     description: str
     kind: Literal["weights", "forward", "checkpoints", "run"]
     compute: Callable
-    applies: Callable[[RunConfig], str | None]  # None where it applies, else why not (one line)
+    applies: Callable[[Run], str | None]  # None where it applies to the run, else why not (one line)
     rows: tuple[str, ...] = ()  # arrays with one row per saved step (besides "steps"); none: a whole-run result
     meta: dict[str, int] = field(default_factory=dict)  # other arrays → their number of dimensions
     requires: tuple[str, ...] = ()  # analyses whose cached results it reads
@@ -86,28 +86,48 @@ class Forward:
     workspace: torch.Tensor
 
 
-def always(config: RunConfig) -> str | None:
+def always(run: Run) -> str | None:
     return None
 
 
-def trained_here(config: RunConfig) -> str | None:
+def trained_here(run: Run) -> str | None:
     """Analyses of the stored parameters, the inputs' space or per-step accuracies: not for a Hugging Face
     series, whose weights stay in its checkpoint directories and whose metrics are a language model's at its
     checkpoints."""
-    if MODELS[config.model.kind].imported:
+    if MODELS[run.config.model.kind].imported:
         return "needs a run grokscope trained; model.kind 'hf' (an imported Hugging Face series) has its routing and losses only"
     return None
 
 
-def needs_fourier(config: RunConfig) -> str | None:
-    """The Fourier analyses: a task with a group operation and a model with token-indexed maps and a
-    whole-grid forward (the transformer, the one-hot MLP)."""
+def fourier_reason(config: RunConfig) -> str | None:
+    """The Fourier analyses need a task with a group operation and a model with token-indexed maps and a
+    whole-grid forward (the transformer, the one-hot MLP): why not (one line), or None."""
     task, model = make_task(config.task), MODELS[config.model.kind]
     if task.group() is None:
         return f"needs a group operation (Fourier basis); {task.named()} has none"
     if not model.token_indexed:
         return f"needs token-indexed weights (transformer or one-hot MLP); model.kind '{config.model.kind}' has none"
     return None
+
+
+def needs_fourier(run: Run) -> str | None:
+    return fourier_reason(run.config)
+
+
+def needs_split(run: Run) -> str | None:
+    """Analyses of the training inputs against the held-out ones."""
+    if not run.has_split:
+        return "needs the train/test split; the run was imported without one (grokscope import --train-rows FILE)"
+    return None
+
+
+def first_reason(*checks: Callable[[Run], str | None]) -> Callable[[Run], str | None]:
+    """An `applies` of several: the first check's reason, or None where all pass."""
+
+    def applies(run: Run) -> str | None:
+        return next((r for r in (check(run) for check in checks) if r is not None), None)
+
+    return applies
 
 
 def neurons_of_width(*keys: str) -> Callable[[Run, dict], str | None]:

@@ -22,7 +22,7 @@ from grokscope.config import RunConfig
 from grokscope.errors import GrokscopeError
 from grokscope.models import MODELS, load_model
 from grokscope.store import Run
-from grokscope.store.layout import STABILITY_COLUMNS
+from grokscope.store.layout import EVALUATED, STABILITY_COLUMNS
 
 # Okabe & Ito (2008): distinguishable with every common colour-vision deficiency
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
@@ -36,6 +36,7 @@ COLOURS = {
     "logit norm": PALETTE[5],
     "corrupted_vs_true": PALETTE[6],
     "zero loss": PALETTE[7],
+    "all": PALETTE[1],  # never beside "test": a run has one or the other
     "restricted loss": PALETTE[3],
     "excluded loss": PALETTE[4],
     "gini embed": PALETTE[5],
@@ -106,7 +107,7 @@ def phase_spans(run: Run) -> list[tuple[str, int, int]]:
     for a run still training (that cannot be claimed at its live end). Empty where none are cached."""
     from grokscope.analysis.results import boundaries
 
-    cached = analysis.cached_result(run, "phases") if "phases" in analysis.applicable(run.config) else None
+    cached = analysis.cached_result(run, "phases") if "phases" in analysis.applicable(run) else None
     if cached is None:
         return []
     end = min(int(cached["n_metric_steps"]) - 1, int(run.steps[-1]))
@@ -157,21 +158,22 @@ def decorate(
 
 
 def training_curves(run: Run, step: int | None = None) -> Plot:
-    """Train/test loss (log scale) and accuracy, the weight norm, and where the run has them, the numerical
-    stability columns (mean logit norm; Softmax Collapse and zero-loss fractions of the training examples),
-    every step (an imported run: at its checkpoints, with the loss curves its source recorded, dashed)."""
+    """Train/test loss (log scale) and accuracy (a run without a split: on all inputs), the weight norm, and
+    where the run has them, the numerical stability columns (mean logit norm; Softmax Collapse and zero-loss
+    fractions of the training examples), every step (an imported run: at its checkpoints, with the loss curves
+    its source recorded, dashed)."""
     step = cursor_step(run, step)
     m = {column: values[run.measured_steps] for column, values in run.metrics.items()}
     # runs made before the stability columns have none; an imported series does not measure them
     stability = all(c in m and np.isfinite(m[c]).any() for c in STABILITY_COLUMNS)
     heights = [0.38, 0.24, 0.19, 0.19] if stability else [0.45, 0.3, 0.25]
     fig = make_subplots(rows=len(heights), cols=1, shared_xaxes=True, vertical_spacing=0.04, row_heights=heights)
-    for i, split in enumerate(("train", "test")):
-        style = {"color": COLOURS[split]}
+    for split in (s for s in EVALUATED if f"{s}_loss" in m):
+        style, on = {"color": COLOURS[split]}, EVALUATED[split]
         loss = np.where(m[f"{split}_loss"] > 0, m[f"{split}_loss"], np.nan)  # log axis
-        fig.add_scatter(x=m["step"], y=loss, name=f"{split} loss", line=style, row=1, col=1)
+        fig.add_scatter(x=m["step"], y=loss, name=f"{on} loss", line=style, row=1, col=1)
         fig.add_scatter(
-            x=m["step"], y=m[f"{split}_acc"], name=f"{split} accuracy", line={**style, "dash": "dot"}, row=2, col=1
+            x=m["step"], y=m[f"{split}_acc"], name=f"{on} accuracy", line={**style, "dash": "dot"}, row=2, col=1
         )
     for column, values in run.source_metrics.items():  # an imported run: the curves its source recorded
         split = column.split("_")[0]
@@ -222,6 +224,8 @@ def training_curves(run: Run, step: int | None = None) -> Plot:
     if len(m["step"]) < 100:  # a few measured steps (an imported series): each one marked
         fig.update_traces(mode="lines+markers", selector=lambda trace: "source" not in trace.name)
     grokked = "not grokked" if run.grok_step is None else f"grok step {run.grok_step}"
+    if not run.has_split:
+        grokked = "no split: measured on all inputs"
     title = f"{run.name}: training ({grokked})<br><sup>{training_label(run.config)}</sup>"
     return Plot(decorate(fig, run, step, title), dict(m), Scrub())
 
@@ -278,9 +282,11 @@ def embedding_spectrum(run: Run, step: int | None = None) -> Plot:
 
 
 def key_frequency_ablation(run: Run, step: int | None = None) -> Plot:
-    """What removing each frequency from the inputs does to the test loss, at the step the key frequencies
-    were found (the last): the ablation rule's evidence, its threshold dashed, key frequencies in orange."""
+    """What removing each frequency from the inputs does to the test loss (a run without a split: the loss on
+    all inputs), at the step the key frequencies were found (the last): the ablation rule's evidence, its
+    threshold dashed, key frequencies in orange."""
     found = analysis.load(run, "key_frequencies")
+    on = EVALUATED["test" if run.has_split else "all"]
     ratio = loss_ratios(found)
     drop = float(found["test_acc"]) - found["ablated_test_acc"]
     frequency = np.arange(1, len(ratio) + 1)
@@ -292,13 +298,13 @@ def key_frequency_ablation(run: Run, step: int | None = None) -> Plot:
             x=frequency,
             y=ratio,
             marker_color=colours,
-            name="test loss ratio",
+            name=f"{on} loss ratio",
             customdata=drop,
-            hovertemplate="frequency %{x}: test loss ×%{y:.3g}, accuracy −%{customdata:.3f}<extra></extra>",
+            hovertemplate=f"frequency %{{x}}: {on} loss ×%{{y:.3g}}, accuracy −%{{customdata:.3f}}<extra></extra>",
         )
     )
     fig.update_xaxes(title_text="frequency k removed from the inputs")
-    fig.update_yaxes(title_text="test loss with it removed / without", type="log")
+    fig.update_yaxes(title_text=f"{on} loss with it removed / without", type="log")
     rule = f"key (ablation): {', '.join(map(str, keys.tolist())) or 'none'}; rule used: {found['rule']}"
     title = f"{run.name}: each frequency removed, at step {int(found['step'])}<br><sup>{rule}</sup>"
     decorate(fig, run, int(found["step"]), title, False)
@@ -375,18 +381,20 @@ def neuron_clusters(run: Run, step: int | None = None) -> Plot:
 
 
 def progress_measures(run: Run, step: int | None = None) -> Plot:
-    """Restricted, excluded and test loss (log scale); Gini coefficients; total squared weight norm."""
+    """Restricted, excluded and test loss (log scale; a run without a split: restricted loss and the loss on
+    all inputs); Gini coefficients; total squared weight norm."""
     step = cursor_step(run, step)
     progress, spectra, norms = (analysis.load(run, n) for n in ("progress", "spectra", "weight_norms"))
     # at the saved steps; NaN (not drawn) where a live run's last checkpoint has no metrics row yet
+    split = "test" if run.has_split else "all"
     test_loss = np.full(len(run.steps), np.nan)
     recorded = run.steps < run.n_metric_steps
-    test_loss[recorded] = run.metrics["test_loss"][run.steps[recorded]]
+    test_loss[recorded] = run.metrics[f"{split}_loss"][run.steps[recorded]]
     fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.05, row_heights=[0.5, 0.25, 0.25])
     curves = (
         ("restricted loss", progress["restricted_loss"], COLOURS["restricted loss"]),
-        ("excluded loss (train)", progress["excluded_loss"], COLOURS["excluded loss"]),
-        ("test loss", test_loss, COLOURS["test"]),
+        *((("excluded loss (train)", progress["excluded_loss"], COLOURS["excluded loss"]),) if run.has_split else ()),
+        (f"{EVALUATED[split]} loss", test_loss, COLOURS[split]),
     )
     for name, y, colour in curves:
         fig.add_scatter(x=run.steps, y=np.where(y > 0, y, np.nan), name=name, line={"color": colour}, row=1, col=1)
@@ -553,8 +561,8 @@ LOSS_UNITS = {"ce": "cross-entropy", "ce32": "cross-entropy", "stablemax": "cros
 
 def compare(runs: list[Run], step: int | None = None) -> Plot:
     """Several runs on one time axis, aligned by step: test and train loss (log scale; one axis per unit,
-    cross-entropy and MSE apart), test accuracy, and the Softmax Collapse fraction of the training
-    examples (runs that record it).
+    cross-entropy and MSE apart), test accuracy (a run without a split: loss and accuracy on all inputs), and
+    the Softmax Collapse fraction of the training examples (runs that record it).
     step: a dashed line at that step (any step; runs need not share their checkpoints)."""
     if not runs:
         raise GrokscopeError("compare needs at least one run")
@@ -563,30 +571,44 @@ def compare(runs: list[Run], step: int | None = None) -> Plot:
     heights = [0.5 / len(units)] * len(units) + ([0.25, 0.25] if stability else [0.4])
     fig = make_subplots(rows=len(heights), cols=1, shared_xaxes=True, vertical_spacing=0.06, row_heights=heights)
     accuracy_row = len(units) + 1
-    columns = ("step", "train_loss", "test_loss", "test_acc", *(("sc_fraction",) if stability else ()))
+    unsplit = ("all_loss", "all_acc") if not all(run.has_split for run in runs) else ()
+    columns = ("step", "train_loss", "test_loss", "test_acc", *unsplit, *(("sc_fraction",) if stability else ()))
     data: dict[str, list] = {"run": [], **{c: [] for c in columns}}
     for i, run in enumerate(runs):
         m, colour = run.metrics, PALETTE[i % len(PALETTE)]
         loss_row = units.index(LOSS_UNITS[run.config.train.loss]) + 1
-        for split, dash in (("test", "solid"), ("train", "dot")):
-            loss = np.where(m[f"{split}_loss"] > 0, m[f"{split}_loss"], np.nan)
-            line = {"color": colour, "dash": dash}
-            fig.add_scatter(x=m["step"], y=loss, name=f"{run.name} {split} loss", line=line, row=loss_row, col=1)
+        for split, dash in (("test", "solid"), ("train", "dot"), ("all", "dash")):
+            if f"{split}_loss" in m:
+                loss = np.where(m[f"{split}_loss"] > 0, m[f"{split}_loss"], np.nan)
+                line, name = {"color": colour, "dash": dash}, f"{run.name} {EVALUATED[split]} loss"
+                fig.add_scatter(x=m["step"], y=loss, name=name, line=line, row=loss_row, col=1)
+        split = "test" if run.has_split else "all"
         fig.add_scatter(
-            x=m["step"], y=m["test_acc"], name=f"{run.name} test acc", line={"color": colour}, row=accuracy_row, col=1
+            x=m["step"],
+            y=m[f"{split}_acc"],
+            name=f"{run.name} {EVALUATED[split]} acc",
+            line={"color": colour, "dash": "solid" if run.has_split else "dash"},
+            row=accuracy_row,
+            col=1,
         )
-        sc = m.get("sc_fraction", np.full(len(m["step"]), np.nan))  # NaN for runs made before the column
         if stability:
             name = f"{run.name} SC fraction"
             fig.add_scatter(
-                x=m["step"], y=sc, name=name, line={"color": colour, "dash": "dash"}, row=accuracy_row + 1, col=1
+                x=m["step"],
+                y=m.get("sc_fraction", np.full(len(m["step"]), np.nan)),
+                name=name,
+                line={"color": colour, "dash": "dash"},
+                row=accuracy_row + 1,
+                col=1,
             )
-        for key in columns:
-            data[key].extend((sc if key == "sc_fraction" else m[key]).tolist())
+        for key in columns:  # NaN where the run has no such column (made before it, or without a split)
+            data[key].extend(m.get(key, np.full(len(m["step"]), np.nan)).tolist())
         data["run"].extend([run.name] * len(m["step"]))
     for row, unit in enumerate(units, start=1):
         fig.update_yaxes(type="log", title_text=f"loss ({unit})", exponentformat="power", row=row, col=1)
-    fig.update_yaxes(title_text="test acc", range=[0, 1.02], row=accuracy_row, col=1)
+    fig.update_yaxes(
+        title_text="test acc" + (" (all: dashed)" if unsplit else ""), range=[0, 1.02], row=accuracy_row, col=1
+    )
     if stability:
         fig.update_yaxes(title_text="SC", range=[0, 1.02], row=accuracy_row + 1, col=1)
     fig.update_xaxes(title_text="step", row=len(heights), col=1)
@@ -594,7 +616,8 @@ def compare(runs: list[Run], step: int | None = None) -> Plot:
     if step is not None:
         fig.add_vline(x=step, line_dash="dash", line_color="#444444", line_width=1)
     names = ", ".join(run.name for run in runs)
-    decorate(fig, runs[0], step or 0, f"{names}: train (dotted) and test (solid)", False)
+    what = "train (dotted) and test (solid)" + (", all inputs (dashed)" if unsplit else "")
+    decorate(fig, runs[0], step or 0, f"{names}: {what}", False)
     return Plot(fig, {k: np.asarray(v) for k, v in data.items()})
 
 
@@ -608,7 +631,7 @@ def run_table(runs: list[Run]) -> dict[str, list]:
     table.update({"final train acc": [], "final test acc": []})
     for run in runs:
         ticket, m = run.config.ticket, run.metrics
-        memorized = np.flatnonzero(m["train_acc"] >= TRAIN_FIT)
+        memorized = np.flatnonzero(m["train_acc"] >= TRAIN_FIT) if run.has_split else []
         table["run"].append(run.name)
         table["kind"].append({"": "dense", "ticket": "ticket"}.get(ticket.kind, f"{ticket.kind} control"))
         table["weights kept"].append(ticket.keep)
@@ -616,8 +639,9 @@ def run_table(runs: list[Run]) -> dict[str, list]:
         table["training"].append(training_label(run.config))
         table["memorized at"].append(int(memorized[0]) if len(memorized) else None)
         table["grokked at"].append(run.grok_step)
-        table["final train acc"].append(float(m["train_acc"][-1]) if len(m["step"]) else None)
-        table["final test acc"].append(float(m["test_acc"][-1]) if len(m["step"]) else None)
+        for split in ("train", "test"):  # None for a run without a split: it has neither
+            acc = m.get(f"{split}_acc")
+            table[f"final {split} acc"].append(float(acc[-1]) if acc is not None and len(acc) else None)
     return table
 
 
@@ -1014,39 +1038,43 @@ TIME_AXIS = (
     "pathways",
 )  # with the cursor
 AT_LAST_STEP = ("key_frequency_ablation",)  # drawn at the step their analysis holds (the last), whatever the cursor
-GROUP_FREE = (
-    "training_curves",
-    "attention",
-    "local_complexity",
-    "robustness",
-    "region_slice",
-    "pathways",
-    "pathway_grid",
-)  # the others read Fourier analyses
+# the analysis each figure draws from: where it does not apply to a run, neither does the figure (the training
+# curves and attention patterns read the run itself)
+READS = {
+    "embedding_spectrum": "spectra",
+    "spectrum_over_time": "spectra",
+    "key_frequency_ablation": "key_frequencies",
+    "neuron_clusters": "neurons",
+    "progress_measures": "progress",
+    "neuron_frequency_map": "neurons",
+    "neuron_activation": "neurons",
+    "ipr_histogram": "memorization",
+    "neuron_scores": "memorization",
+    "ipr_over_time": "memorization",
+    "pruning_sweep": "memorization",
+    "local_complexity": "local_complexity",
+    "robustness": "robustness",
+    "region_slice": "local_complexity",
+    "pathways": "pathways",
+    "pathway_grid": "pathways",
+}
 
 
 def not_applicable(run: Run) -> dict[str, str]:
-    """The figures that do not apply to the run → why not (one line each): the Fourier and neuron ones where
-    the Fourier analyses do not apply, attention without attention heads, the pruning sweep where the model
-    cannot be pruned, local complexity's where it does not apply."""
-    skipped = analysis.not_applicable(run.config)
-    fourier = skipped.get("spectra")
+    """The figures that do not apply to the run → why not (one line each): those whose analysis (READS) does
+    not apply, attention without attention heads, the pruning sweep where the model cannot be pruned, and
+    those of analyses computed on request and not computed yet."""
+    skipped = analysis.not_applicable(run)
     model = MODELS[run.config.model.kind]
-    prune = not_prunable(run.config)
+    prune = not_prunable(run)
     out = {}
     for name in FIGURES:
-        if name not in GROUP_FREE and fourier is not None:
-            out[name] = fourier
-        elif name in ("local_complexity", "region_slice") and "local_complexity" in skipped:
-            out[name] = skipped["local_complexity"]
+        if READS.get(name) in skipped:
+            out[name] = skipped[READS[name]]
         elif name == "attention" and not model.has_attention:
-            out[name] = (
-                trained_here(run.config) or f"needs attention heads; model.kind '{run.config.model.kind}' has none"
-            )
+            out[name] = trained_here(run) or f"needs attention heads; model.kind '{run.config.model.kind}' has none"
         elif name == "pruning_sweep" and prune is not None:
             out[name] = prune
-        elif name in ON_REQUEST and name in skipped:
-            out[name] = skipped[name]
         elif name in ON_REQUEST and analysis.cached_result(run, name) is None:
             out[name] = f"is computed on request: grokscope analyze {run.path} --only {name}"
     return out

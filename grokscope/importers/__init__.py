@@ -83,9 +83,14 @@ def write_series(
                 values = metrics(model.all_logits(inputs))
             norm = torch.sqrt(sum(t.double().square().sum() for t in state.values()))
             writer.save_metrics(step, {k: np.array([float(v)]) for k, v in {**values, "weight_norm": norm}.items()})
-            say(
-                f"step {step}: train loss {float(values['train_loss']):.4g}, test accuracy {float(values['test_acc']):.3f}"
-            )
+            if dataset.has_split:
+                say(
+                    f"step {step}: train loss {float(values['train_loss']):.4g}, test accuracy {float(values['test_acc']):.3f}"
+                )
+            else:
+                say(
+                    f"step {step}: loss {float(values['all_loss']):.4g}, accuracy {float(values['all_acc']):.3f} on all inputs"
+                )
         if curves:
             layout.write_npz(building / layout.SOURCE_METRICS, curves)
         writer.commit(steps[-1], len(steps), steps[-1] + 1, {})

@@ -298,9 +298,11 @@ def checked_rows(rows, n_inputs: int, source: str) -> np.ndarray:
         rows = np.asarray(rows)
     except (ValueError, TypeError):
         rows = np.zeros((0, 0))
+    if rows.shape == (0,):
+        raise GrokscopeError(f"{source}: no training inputs (leave the split out to import without one)")
     if rows.ndim != 1 or rows.dtype.kind not in "iu" or len(np.unique(rows)) != len(rows):
         raise GrokscopeError(f"{source}: training inputs must be distinct integers (grid rows a·p + b)")
-    if len(rows) and (rows.min() < 0 or rows.max() >= n_inputs):
+    if rows.min() < 0 or rows.max() >= n_inputs:
         raise GrokscopeError(f"{source}: training inputs must be grid rows in [0, {n_inputs})")
     return np.sort(rows.astype(np.int64))
 
@@ -404,7 +406,8 @@ def import_state_dicts(
     """Import the checkpoint files `paths` (files or directories of them; one step per checkpoint: `steps`,
     else as step_from reads them) into the run `out`, with the split of `train_rows` (a file of training
     inputs), else the one the files record (a progress-measures init file, a MIScope variant, a grokking-demo
-    file's train_indices). Every file is read once, up front."""
+    file's train_indices); with neither, the run has no split and is measured on all inputs. Every file is
+    read once, up front."""
 
     out, paths = Path(out), [Path(p) for p in paths]
     variant = miscope_variant(paths[0]) if len(paths) == 1 else None
@@ -445,16 +448,17 @@ def import_state_dicts(
         train = read_rows(Path(train_rows), task.n_inputs)
     else:
         train = split_from([info for _, info in read], config.task.p)
-        if train is None:
-            raise GrokscopeError("the checkpoints record no split: give the training inputs (--train-rows FILE)")
-    if (true_labels[train] < 0).any():
+    if train is None:
+        say("no split recorded or given (--train-rows FILE): measured on all inputs; no train or test metrics")
+        train = np.zeros(0, dtype=np.int64)
+    elif (true_labels[train] < 0).any():
         bad = int(train[true_labels[train] < 0][0])
         raise GrokscopeError(
             f"training input {bad} (a = {bad // config.task.p}, b = {bad % config.task.p}) is not an input of {task.named()}"
         )
-    test = np.setdiff1d(np.flatnonzero(true_labels >= 0), train)
-    if not len(train) or not len(test):
-        raise GrokscopeError("the split needs at least one training and one test input")
+    test = np.setdiff1d(np.flatnonzero(true_labels >= 0), train) if train.size else train
+    if train.size and not test.size:
+        raise GrokscopeError("the split needs at least one test input: every input is a training input")
     corrupted = np.zeros(len(train), dtype=bool)
     dataset = Dataset(task.n_classes, train, test, true_labels[train].copy(), true_labels, corrupted)
     model = build_model(config).eval()

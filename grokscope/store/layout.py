@@ -6,10 +6,12 @@ Layout of checkpoints/<run>/:
     meta.json                 provenance: package versions, git revision, device, parameter shapes; an imported
                               series: "checkpoint_dirs", where its weights stay (one directory per step); an imported
                               run: "metrics_at" "checkpoints" (its metrics are measured there only)
-    data.npz                  the split, labels and corruption mask (grokscope.tasks.Dataset), by input number
+    data.npz                  the split, labels and corruption mask (grokscope.tasks.Dataset), by input number;
+                              no training or test inputs: a run imported without its split
     steps.npy                 int64 (n_scheduled,) the steps the schedule will save, in order
     params/<name>.npy         float32 (n_scheduled, *shape) one memmap per parameter, filled as training goes
-    metrics/<column>.npy      float64 (steps + 1,) one value per training step (METRIC_COLUMNS)
+    metrics/<column>.npy      float64 (steps + 1,) one value per training step (METRIC_COLUMNS; a run
+                              imported without its split: NO_SPLIT_COLUMNS)
     source_metrics.npz        an imported run only: the curves its source recorded (train_loss, test_loss),
                               float64 (steps + 1,) by step, NaN where it recorded none
     mask.safetensors          grokking tickets only: 0/1 per weight; masked weights stay zero
@@ -56,6 +58,11 @@ SPLIT_COLUMNS = ("corrupted_noisy_acc", "corrupted_true_acc", "clean_train_acc")
 STABILITY_COLUMNS = ("sc_fraction", "zero_loss_fraction", "logit_norm")
 METRIC_COLUMNS = ("train_loss", "test_loss", "train_acc", "test_acc", "weight_norm", *SPLIT_COLUMNS, *STABILITY_COLUMNS)
 LATER_COLUMNS = (*SPLIT_COLUMNS, *STABILITY_COLUMNS)  # absent from runs made before they existed
+# a run imported without its split: loss and accuracy over every input of the task (true labels), and the
+# weight norm; nothing that needs to know which inputs were trained on
+NO_SPLIT_COLUMNS = ("all_loss", "all_acc", "weight_norm")
+# what the loss and accuracy columns are measured on, by their prefix, as figures and summaries name it
+EVALUATED = {"train": "train", "test": "test", "all": "all inputs"}
 
 
 def fsync_dir(path: Path) -> None:
@@ -170,7 +177,10 @@ def check_creatable(path: Path) -> None:
 
 
 def metric_columns(run: Path) -> tuple[str, ...]:
-    """The metric columns a run has: all of METRIC_COLUMNS, less the later ones of runs made before them."""
+    """The metric columns a run has: NO_SPLIT_COLUMNS where it has no split, else all of METRIC_COLUMNS, less
+    the later ones of runs made before them."""
+    if (run / METRICS / f"{NO_SPLIT_COLUMNS[0]}.npy").is_file():
+        return NO_SPLIT_COLUMNS
     return tuple(c for c in METRIC_COLUMNS if c not in LATER_COLUMNS or (run / METRICS / f"{c}.npy").is_file())
 
 

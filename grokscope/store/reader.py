@@ -200,8 +200,17 @@ class Run:
         return layout.load_mask(self.path, self.meta["param_shapes"])
 
     @property
+    def has_split(self) -> bool:
+        """Whether the run knows which inputs it was trained on; one imported without has metrics on all
+        inputs only (layout.NO_SPLIT_COLUMNS)."""
+        return "all_loss" not in self._metrics
+
+    @property
     def grok_step(self) -> int | None:
-        """First step with test accuracy at least the task's grok_accuracy (0.99 for modular tasks), or None."""
+        """First step with test accuracy at least the task's grok_accuracy (0.99 for modular tasks), or None
+        (also where the run has no split: no test accuracy)."""
+        if not self.has_split:
+            return None
         hits = np.flatnonzero(self.metrics["test_acc"] >= self.task.grok_accuracy)
         return int(hits[0]) if len(hits) else None
 
@@ -224,9 +233,11 @@ class Run:
 
     @property
     def diverged_step(self) -> int | None:
-        """First step whose training loss is not finite (the optimizer blew the weights up), or None."""
+        """First step whose training loss (a run without a split: the loss on all inputs) is not finite (the
+        optimizer blew the weights up), or None."""
         steps = self.measured_steps
-        hits = np.flatnonzero(~np.isfinite(self.metrics["train_loss"][steps]))
+        loss = self.metrics["train_loss" if self.has_split else "all_loss"]
+        hits = np.flatnonzero(~np.isfinite(loss[steps]))
         return int(steps[hits[0]]) if len(hits) else None
 
     def summary(self) -> dict:
@@ -241,6 +252,7 @@ class Run:
             "n_checkpoints": len(steps),
             "first_step": int(steps[0]) if len(steps) else None,
             "last_step": int(steps[-1]) if len(steps) else None,
+            "has_split": self.has_split,
             "grok_step": self.grok_step,
             "diverged_step": self.diverged_step,
             "final": final,

@@ -8,8 +8,7 @@ from grokscope.errors import GrokscopeError
 from grokscope.store import layout
 from grokscope.store.reader import Run
 
-ACCURACIES = ("train_acc", "test_acc", *layout.SPLIT_COLUMNS)
-LOSSES = ("train_loss", "test_loss")
+ACCURACIES = ("train_acc", "test_acc", "all_acc", *layout.SPLIT_COLUMNS)
 
 
 def verify(run: Run) -> list[str]:
@@ -44,9 +43,11 @@ def verify(run: Run) -> list[str]:
     except GrokscopeError as e:
         problems.append(str(e))
         dataset = None
-    # a Hugging Face series imported without held-out samples has no test loss
+    # a Hugging Face series imported without held-out samples has no test loss; a run without a split has
+    # the loss on all inputs only
     held_out = dataset is None or len(dataset.test_rows) > 0
-    for column in LOSSES if held_out else LOSSES[:1]:
+    losses = ("train_loss", "test_loss") if held_out else ("train_loss",)
+    for column in losses if run.has_split else ("all_loss",):
         if (metrics[column] < 0).any() or (run.n_metric_steps and np.isnan(metrics[column]).all()):
             problems.append(f"metrics/{column}.npy: negative or no values")
     return problems

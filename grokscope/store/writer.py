@@ -82,7 +82,8 @@ class RunWriter:
         # per parameter: the state is AdamW's two moments plus a Grokfast filter's (EMA: μ; MA: the window and
         # its float64 sum)
         state = 2 + {"": 0, "ema": 1, "ma": config.grokfast.ma_window + 2}[config.grokfast.kind]
-        need = (len(steps) + 2 * state + 1) * n_params * 4 + len(layout.METRIC_COLUMNS) * (config.train.steps + 1) * 8
+        columns = layout.METRIC_COLUMNS if dataset.has_split else layout.NO_SPLIT_COLUMNS
+        need = (len(steps) + 2 * state + 1) * n_params * 4 + len(columns) * (config.train.steps + 1) * 8
         layout.check_creatable(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(path.parent).free
@@ -104,7 +105,7 @@ class RunWriter:
                 layout.write_bytes(tmp / layout.MASK, save({n: m.contiguous() for n, m in mask.items()}))
             for folder, arrays in (
                 (layout.PARAMS, {n: ((len(steps), *t.shape), np.float32) for n, t in params.items()}),
-                (layout.METRICS, {c: ((config.train.steps + 1,), np.float64) for c in layout.METRIC_COLUMNS}),
+                (layout.METRICS, {c: ((config.train.steps + 1,), np.float64) for c in columns}),
             ):
                 (tmp / folder).mkdir()
                 for name, (shape, dtype) in arrays.items():

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class Dataset:
-    """A run's inputs split into train and test, with their labels.
+    """A run's inputs split into train and test, with their labels. A run imported without its split has
+    neither (both empty: `has_split` False): it is measured on all inputs.
 
     train_rows, test_rows: int64 (n_train,), (n_test,) disjoint, sorted input numbers
     train_labels: int64 (n_train,) the labels trained on (corrupted where `corrupted`)
@@ -42,6 +43,21 @@ class Dataset:
     @property
     def test_labels(self) -> np.ndarray:
         return self.true_labels[self.test_rows]
+
+    @property
+    def has_split(self) -> bool:
+        return len(self.train_rows) > 0
+
+    @property
+    def all_rows(self) -> np.ndarray:
+        """int64 (n,) every input of the task, sorted."""
+        return np.flatnonzero(self.true_labels >= 0)
+
+    def held_out(self) -> tuple[np.ndarray, np.ndarray]:
+        """The inputs a model is judged on, with their true labels: the test inputs, or every input where the
+        run has no split."""
+        rows = self.test_rows if self.has_split else self.all_rows
+        return rows, self.true_labels[rows]
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Plain arrays for saving with the run."""

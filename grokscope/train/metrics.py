@@ -1,5 +1,6 @@
 """The metrics of a run at one step, from the logits of every input: the columns of `store.layout.METRIC_COLUMNS`
-(less `weight_norm`, which reads the parameters). One source for the training loop and for pruning."""
+(a run without a split: NO_SPLIT_COLUMNS), less `weight_norm`, which reads the parameters. One source for the
+training loop, imports and pruning."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ class StepMetrics:
     indicator divided by the split's size (exact; a boolean-mask index would sync with the host on CUDA); a
     split with no examples is NaN (0 / 0). Stability (Prieto et
     al. 2025), over the training examples: the share in Softmax Collapse, the share with a loss of exactly 0
-    (the run's own loss, in its own precision), the mean logit norm.
+    (the run's own loss, in its own precision), the mean logit norm. A dataset without a split: all_loss and
+    all_acc, over every input against its true label.
     """
 
     def __init__(self, dataset: Dataset, loss_fn, device: torch.device | str = "cpu"):
@@ -26,6 +28,8 @@ class StepMetrics:
             return torch.as_tensor(a, device=device)
 
         self.loss_fn = loss_fn
+        self.has_split = dataset.has_split
+        self.all_rows, self.all_labels = on_device(dataset.all_rows), on_device(dataset.true_labels[dataset.all_rows])
         self.train_rows, self.train_labels = on_device(dataset.train_rows), on_device(dataset.train_labels)
         self.test_rows, self.test_labels = on_device(dataset.test_rows), on_device(dataset.test_labels)
         self.true_train_labels = on_device(dataset.true_labels[dataset.train_rows])
@@ -37,6 +41,12 @@ class StepMetrics:
     def __call__(self, logits: torch.Tensor, train_loss: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """logits: (n_inputs, n_classes) of every input; train_loss: the training loss when already computed
         (a full-batch step's)."""
+        if not self.has_split:
+            all_logits = logits[self.all_rows]
+            return {
+                "all_loss": self.loss_fn(all_logits, self.all_labels),
+                "all_acc": accuracy(all_logits, self.all_labels),
+            }
         train_logits, test_logits = logits[self.train_rows], logits[self.test_rows]
         train_losses = self.loss_fn(train_logits, self.train_labels, per_example=True)
         predicted = train_logits.argmax(-1)
