@@ -81,7 +81,7 @@ def facts(run: grokscope.Run) -> dict[str, object]:
     }
     out = {
         "status": status(run),
-        "task": run.task.describe(),
+        "task": run.task.describe(run.has_split),
         "model": run_model(run),
         "training": training_label(run.config),
         "grok step": run.grok_step,
@@ -111,6 +111,8 @@ def header(run: grokscope.Run) -> None:
     else:
         accuracy = "no metrics yet"
     grok = "not grokked" if f["grok step"] is None else f"grokked at step {f['grok step']}"
+    if not run.has_split:
+        grok = "no grok step (no test inputs)"
     st.markdown(f"**{run.name}** · {f['status']} · {f['task']} · {f['model']} · {f['training']}")
     details = [grok, accuracy]
     if f["key frequencies"]:
@@ -288,7 +290,7 @@ def not_applicable_note(run: grokscope.Run, needs: tuple[str, ...]) -> str | Non
     reasons = {skipped[name] for name in needs if name in skipped}
     if not reasons:
         return None
-    return f"Not available for {run.name} ({run.task.describe()}; {run_model(run)}): this page {'; '.join(sorted(reasons))}."
+    return f"Not available for {run.name} ({run.task.describe(run.has_split)}; {run_model(run)}): this page {'; '.join(sorted(reasons))}."
 
 
 def run_model(run: grokscope.Run) -> str:

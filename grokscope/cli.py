@@ -293,6 +293,12 @@ def report(out: Path, seconds: float) -> None:
     final = summary["final"]
     grok = summary["grok_step"]
     print(f"run: {out}")
+    if not run.has_split:  # an imported run resumed: it is complete, and has metrics on all inputs only
+        print(
+            f"{summary['n_checkpoints']} checkpoints, steps {summary['first_step']}..{summary['last_step']}; no split: "
+            f"final loss {number(final['all_loss'], '.3g')} acc {number(final['all_acc'], '.1%')} on all inputs"
+        )
+        return
     print(
         f"{summary['n_checkpoints']} checkpoints, steps {summary['first_step']}..{summary['last_step']}, {seconds:.0f} s; "
         f"final train loss {number(final['train_loss'], '.3g')} acc {number(final['train_acc'], '.1%')}, "

@@ -46,6 +46,7 @@ def test_an_imported_series_is_the_source_run_at_its_checkpoints(small_run, expo
     run = grokscope.open_run(out)
     assert run.complete and run.steps.tolist() == steps and run.config.model.d_mlp == small_run.config.model.d_mlp
     assert np.array_equal(run.dataset.test_rows, small_run.dataset.test_rows)
+    assert run.config.task.n_train == len(small_run.dataset.train_rows)  # what run tables show
     for step in steps:
         for name, value in small_run.params(step).items():
             assert torch.equal(run.params(step)[name], value)
@@ -478,8 +479,9 @@ def test_a_series_without_a_split_is_measured_on_all_inputs(small_run, exported,
     computed = analysis.analyze(run, progress=False)
     skipped = analysis.not_applicable(run)
     assert {"spectra", "key_frequencies", "neurons", "progress"} <= set(computed)
-    for name in ("memorization", "phases", "pathways"):  # phases: no split and no curves from the source
+    for name in ("phases", "pathways", "local_complexity", "robustness"):  # phases: no curves from the source
         assert "needs the train/test split" in skipped[name], name
+    assert "memorization" in computed  # IPR and magnitude read the weights only
     kf = analysis.load(run, "key_frequencies")
     # the ablation rule on all inputs: its base loss is the all-inputs loss, computed apart
     assert float(kf["test_loss"]) == pytest.approx(run.metrics["all_loss"][steps[-1]], rel=1e-6)
@@ -493,8 +495,14 @@ def test_a_series_without_a_split_is_measured_on_all_inputs(small_run, exported,
         assert plot.figure.data, name
     names = [trace.name for trace in grokscope.figures.FIGURES["training_curves"][0](run, None).figure.data]
     assert "all inputs loss" in names and not any("test" in n or "train" in n for n in names), names
+    compared = grokscope.figures.builders.compare([small_run, run]).figure.data
+    drawn = {trace.name: np.isfinite(np.asarray(trace.y, dtype=float)).sum() for trace in compared}
+    assert drawn["unsplit all inputs loss"] == drawn["unsplit all inputs acc"] == len(steps)  # its checkpoints
     assert main(["info", str(out)]) == 0
     assert "no split (imported without one)" in capsys.readouterr().out
+    assert run.task.describe(run.has_split).endswith("no split")
+    assert main(["ticket", str(out), "--keep", "0.5"]) == 2
+    assert "was trained elsewhere" in capsys.readouterr().err
     assert main(["prune", str(out), "--by", "ipr", "--fraction", "0.5"]) == 2
     assert "pruning needs the train/test split" in capsys.readouterr().err
     (tmp_path / "none.json").write_text("[]")

@@ -26,7 +26,7 @@ for name in common.run_names():
             "run": name,
             "status": common.status(run),
             "preset": run.config.preset,
-            "task": run.task.describe(),
+            "task": run.task.describe(run.has_split),
             "checkpoints": run.n_checkpoints,
             "grok step": run.grok_step,
         }

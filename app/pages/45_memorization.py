@@ -23,9 +23,6 @@ def pruner(run, step: int, by: str, lowest: bool) -> Pruner:
 def render(run, step):
     fourier = "memorization" in analysis.applicable(run)
     cannot_prune = not_prunable(run)
-    if cannot_prune is not None:
-        st.info(f"Not available for {run.name} ({common.run_model(run)}): {cannot_prune}.")
-        return
     if fourier:
         left, right = st.columns(2)
         with left:
@@ -33,9 +30,12 @@ def render(run, step):
         with right:
             common.show(run, step, "neuron_scores", lambda s: neuron_scores(run, s))
         common.show(run, step, "ipr_over_time", lambda s: ipr_over_time(run, s))
-    else:
+    elif cannot_prune is None:
         reason = analysis.not_applicable(run)["memorization"]
         st.info(f"The IPR scores are not available for {run.name}: each {reason}. Prune by the other scores.")
+    if cannot_prune is not None:
+        st.info(f"Not available for {run.name} ({common.run_model(run)}): {cannot_prune}.")
+        return
 
     st.subheader(f"Pruning at step {step}")
     corrupted = bool(run.dataset.corrupted.any()) and MODELS[run.config.model.kind].token_indexed

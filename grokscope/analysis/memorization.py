@@ -27,9 +27,7 @@ from grokscope.analysis.spec import (
     Analysis,
     blocks,
     checkpoint_loader,
-    first_reason,
     needs_fourier,
-    needs_split,
     neurons_of_width,
 )
 from grokscope.config import RunConfig
@@ -177,7 +175,7 @@ MEMORIZATION = Analysis(
     "contribution to the trained label's logit; NaN without corrupted labels)",
     "checkpoints",
     memorization_pass,
-    first_reason(needs_fourier, needs_split),
+    needs_fourier,
     MEMORIZATION_ARRAYS,
     valid=neurons_of_width(*MEMORIZATION_ARRAYS),
 )

@@ -88,6 +88,10 @@ def ticket(
         raise GrokscopeError(f"{run.path}: no checkpoint saved yet")
     if run.config.ticket.kind:
         raise GrokscopeError(f"{run.name} is itself a ticket: take tickets from dense runs")
+    if run.config.preset == "imported":  # the config's seed would draw another split, and another data order
+        raise GrokscopeError(
+            f"{run.name} was trained elsewhere: a ticket retrains a run grokscope trained, on its split and data order"
+        )
     if control == "memorization":
         if step is not None:
             raise GrokscopeError("the memorization control's mask step is --memorization-step, not --step")

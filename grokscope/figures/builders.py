@@ -421,7 +421,7 @@ def progress_measures(run: Run, step: int | None = None) -> Plot:
         "step": run.steps,
         "restricted_loss": progress["restricted_loss"],
         "excluded_loss": progress["excluded_loss"],
-        "test_loss": test_loss,
+        f"{split}_loss": test_loss,
         "gini_embed": spectra["gini_embed"],
         "gini_neuron_out": spectra["gini_neuron_out"],
         "sq_norm": norms["sq_norm"],
@@ -575,7 +575,9 @@ def compare(runs: list[Run], step: int | None = None) -> Plot:
     columns = ("step", "train_loss", "test_loss", "test_acc", *unsplit, *(("sc_fraction",) if stability else ()))
     data: dict[str, list] = {"run": [], **{c: [] for c in columns}}
     for i, run in enumerate(runs):
-        m, colour = run.metrics, PALETTE[i % len(PALETTE)]
+        # at the measured steps (an imported run: its checkpoints; NaN between would leave its lines undrawn)
+        m = {column: values[run.measured_steps] for column, values in run.metrics.items()}
+        colour = PALETTE[i % len(PALETTE)]
         loss_row = units.index(LOSS_UNITS[run.config.train.loss]) + 1
         for split, dash in (("test", "solid"), ("train", "dot"), ("all", "dash")):
             if f"{split}_loss" in m:
@@ -591,7 +593,7 @@ def compare(runs: list[Run], step: int | None = None) -> Plot:
             row=accuracy_row,
             col=1,
         )
-        if stability:
+        if stability and "sc_fraction" in m:
             name = f"{run.name} SC fraction"
             fig.add_scatter(
                 x=m["step"],

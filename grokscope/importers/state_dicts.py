@@ -431,7 +431,15 @@ def import_state_dicts(
         raise GrokscopeError(f"the checkpoints' steps must be distinct, ≥ 0 and end past 0; got {steps}")
     first = read[0][0]
     keys = dict(overrides or {})
-    from_files = {"task.p", "model.kind", "model.bias", "model.n_layers", "model.d_model", "model.n_heads"}
+    from_files = {
+        "task.p",
+        "task.n_train",
+        "model.kind",
+        "model.bias",
+        "model.n_layers",
+        "model.d_model",
+        "model.n_heads",
+    }
     recorded = beside(files[0])
     for _, info in read:
         if "act" in info:  # the activation a file of many records in its config
@@ -459,6 +467,8 @@ def import_state_dicts(
     test = np.setdiff1d(np.flatnonzero(true_labels >= 0), train) if train.size else train
     if train.size and not test.size:
         raise GrokscopeError("the split needs at least one test input: every input is a training input")
+    if train.size:  # the config says how many inputs were trained on (run tables show it)
+        config = config.with_overrides({"task.n_train": len(train)})
     corrupted = np.zeros(len(train), dtype=bool)
     dataset = Dataset(task.n_classes, train, test, true_labels[train].copy(), true_labels, corrupted)
     model = build_model(config).eval()

@@ -179,7 +179,7 @@ def check_creatable(path: Path) -> None:
 def metric_columns(run: Path) -> tuple[str, ...]:
     """The metric columns a run has: NO_SPLIT_COLUMNS where it has no split, else all of METRIC_COLUMNS, less
     the later ones of runs made before them."""
-    if (run / METRICS / f"{NO_SPLIT_COLUMNS[0]}.npy").is_file():
+    if any((run / METRICS / f"{c}.npy").is_file() for c in NO_SPLIT_COLUMNS[:2]):
         return NO_SPLIT_COLUMNS
     return tuple(c for c in METRIC_COLUMNS if c not in LATER_COLUMNS or (run / METRICS / f"{c}.npy").is_file())
 

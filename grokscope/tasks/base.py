@@ -133,13 +133,16 @@ class Task:
         """Every input as a float32 vector (n_inputs, d_vector), for models on continuous inputs."""
         raise NotImplementedError
 
-    def describe(self) -> str:
-        """One line for run tables, e.g. 'add mod 59, 40% train'."""
+    def describe(self, has_split: bool = True) -> str:
+        """One line for run tables, e.g. 'add mod 59, 40% train' (has_split False: a run imported without
+        a split, 'add mod 59, no split')."""
         raise NotImplementedError
 
-    def split_description(self) -> str:
-        """The split and corruption in words, e.g. '40% train, 35% corrupted'."""
+    def split_description(self, has_split: bool = True) -> str:
+        """The split and corruption in words, e.g. '40% train, 35% corrupted', or 'no split'."""
         c = self.config
+        if not has_split:
+            return "no split"
         split = f"{c.n_train} train" if c.n_train else f"{c.train_frac:.0%} train"
         return split + (f", {c.corrupt_frac:.0%} corrupted" if c.corrupt_frac else "")
 

@@ -71,6 +71,6 @@ class DigitsTask(Task):
             standardise(x, dataset.train_rows) if self.config.pixels == "standard" else x / 16
         ).float()
 
-    def describe(self) -> str:
+    def describe(self, has_split: bool = True) -> str:
         pixels = "" if self.config.pixels == "standard" else ", pixels in [0, 1]"
-        return f"digits 8×8{pixels}, {self.split_description()}"
+        return f"digits 8×8{pixels}, {self.split_description(has_split)}"

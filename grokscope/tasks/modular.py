@@ -126,8 +126,8 @@ class ModularTask(Task):
         """one-hot(a)‖one-hot(b) of every grid row: (p², 2p)."""
         return one_hots(np.arange(self.p**2), self.p)
 
-    def describe(self) -> str:
-        return f"{self.config.op} mod {self.config.p}, {self.split_description()}"
+    def describe(self, has_split: bool = True) -> str:
+        return f"{self.config.op} mod {self.config.p}, {self.split_description(has_split)}"
 
     def named(self) -> str:
         return f"task.op '{self.config.op}'"

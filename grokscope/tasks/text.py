@@ -31,7 +31,7 @@ class TextTask(Task):
     def dataset(self) -> Dataset:
         raise GrokscopeError("task.kind 'text' holds samples read from files: `grokscope import-hf` makes such runs")
 
-    def describe(self) -> str:
+    def describe(self, has_split: bool = True) -> str:
         c = self.config
         return f"text, {c.n_train} train + {c.n_test} held-out samples × {c.seq_len} tokens"
 
