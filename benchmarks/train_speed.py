@@ -72,6 +72,45 @@ def grokscope_ms_per_step(config: grokscope.RunConfig, n_steps: int, device: str
         return (time.perf_counter() - start - short) / n_steps * 1000
 
 
+def floor_ms(config: grokscope.RunConfig) -> dict[str, float]:
+    """How fast a step of the 1-layer transformer could be on this CPU: the FLOPs of the products the maths
+    needs (the factored pre-activations and skip path over all p² inputs, the read-out of all p² logits for
+    the test metrics, the four products of the training rows' backward and the skip path's two) at the
+    machine's measured float32 matrix-product rate, plus the bytes of the passes it needs (the (p², d_mlp)
+    activations written and read once, the (p², p) logits written and read once, the training rows'
+    activations gathered) at its measured copy bandwidth."""
+    p, m = config.task.p, config.model
+    P, H, d, k = p * p, m.n_heads, m.d_model, m.d_mlp
+    n = len(make_dataset(config.task).train_rows)
+    flops = 2 * P * (3 * H + 1) * (k + p)  # per input: 3H + 1 weighted per-token vectors, k + p wide
+    flops += 2 * P * k * p  # the read-out
+    flops += 2 * n * (2 * k * p + 2 * d * k + 2 * d * p)  # backward: g·Mᵀ, hᵀ·g, xᵀ·δ, δ·W_inᵀ, the skip path's two
+    moved = 4 * (2 * P * k + 2 * P * p + n * k)
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    rate = max(2 * 2048**3 / timed(lambda: a @ b) for _ in range(3))  # FLOP/s
+    x = torch.empty(P * k)
+    y = torch.empty_like(x)
+    bandwidth = max(2 * 4 * P * k / timed(lambda: y.copy_(x)) for _ in range(3))  # bytes/s
+    return {
+        "gflop": flops / 1e9,
+        "gflops_per_s": rate / 1e9,
+        "mb": moved / 1e6,
+        "gb_per_s": bandwidth / 1e9,
+        "ms": (flops / rate + moved / bandwidth) * 1000,
+    }
+
+
+def timed(f) -> float:
+    """Seconds for one call of f, the best of five after a warm-up."""
+    f()
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        f()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 def sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -96,6 +135,12 @@ def main() -> None:
     print(f"reference (eager, all positions, test loss every step): {ref:8.2f} ms/step")
     print(f"grokscope (fast path, metrics every step, checkpoint every step): {ours:8.2f} ms/step")
     print(f"speed-up: {ref / ours:.1f}x")
+    if args.device == "cpu" and config.model.kind == "transformer" and config.model.n_layers == 1:
+        f = floor_ms(config)
+        print(
+            f"floor: {f['gflop']:.2f} GFLOP at {f['gflops_per_s']:.0f} GFLOP/s + {f['mb']:.0f} MB at "
+            f"{f['gb_per_s']:.0f} GB/s = {f['ms']:.1f} ms/step; grokscope's step is {ours / f['ms']:.1f}x that"
+        )
 
 
 if __name__ == "__main__":

@@ -124,3 +124,14 @@ def test_initialisation_is_seeded():
     c = build_model(config(**{"model.seed": 1}))
     assert torch.equal(a.embed.W_E, b.embed.W_E)
     assert not torch.equal(a.embed.W_E, c.embed.W_E)
+
+
+def test_a_second_training_forward_before_the_first_backward_raises_not_corrupts():
+    """The fast training forward writes into buffers the model reuses (Workspace); a backward whose saved
+    activations were overwritten since must fail loudly (autograd's version counter), not give wrong gradients."""
+    model = perturbed(build_model(config()))
+    rows = torch.arange(0, P * P, 3)
+    first = model.grid_logits(grad_rows=rows)[rows].sum()
+    model.grid_logits(grad_rows=rows)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        first.backward()

@@ -253,11 +253,15 @@ class Trainer:
         # forward
         with torch.set_grad_enabled(not dropout):
             logits = self.model.all_logits(self.inputs, grad_rows=rows)
-        loss = self.dropout_loss(step, rows, labels) if dropout else self.loss_fn(logits[rows], labels)
+        if dropout:
+            losses, loss = None, self.dropout_loss(step, rows, labels)
+        else:  # per example, so that a full batch's metrics reuse them
+            losses = self.loss_fn(logits[rows], labels, per_example=True)
+            loss = losses.mean()
         extra = self.model.extra_loss(rows)  # e.g. an MoE router's balancing: trained on, not a metric
         with torch.no_grad():
             full_batch = rows is self.train_rows and not dropout
-            values = self.step_metrics(logits, loss if full_batch else None)
+            values = self.step_metrics(logits, losses.detach() if full_batch else None)
             values["weight_norm"] = (
                 torch.stack([p.detach().double().square().sum() for p in self.params.values()]).sum().sqrt()
             )

@@ -38,9 +38,9 @@ class StepMetrics:
         self.n_corrupted, self.n_clean = on_device(corrupted.sum()), on_device((1 - corrupted).sum())
 
     @torch.no_grad()
-    def __call__(self, logits: torch.Tensor, train_loss: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """logits: (n_inputs, n_classes) of every input; train_loss: the training loss when already computed
-        (a full-batch step's)."""
+    def __call__(self, logits: torch.Tensor, train_losses: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """logits: (n_inputs, n_classes) of every input; train_losses: the per-example training losses when
+        already computed (a full-batch step's, (n_train,))."""
         if not self.has_split:
             all_logits = logits[self.all_rows]
             return {
@@ -48,12 +48,13 @@ class StepMetrics:
                 "all_acc": accuracy(all_logits, self.all_labels),
             }
         train_logits, test_logits = logits[self.train_rows], logits[self.test_rows]
-        train_losses = self.loss_fn(train_logits, self.train_labels, per_example=True)
+        if train_losses is None:
+            train_losses = self.loss_fn(train_logits, self.train_labels, per_example=True)
         predicted = train_logits.argmax(-1)
         hits = (predicted == self.train_labels).double()
         true_hits = (predicted == self.true_train_labels).double()
         return {
-            "train_loss": train_losses.mean() if train_loss is None else train_loss.detach(),
+            "train_loss": train_losses.mean(),
             "test_loss": self.loss_fn(test_logits, self.test_labels),
             "train_acc": hits.mean(),
             "test_acc": accuracy(test_logits, self.test_labels),
