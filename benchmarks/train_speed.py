@@ -6,6 +6,10 @@ state-dict copy every step. grokscope's loop is measured with its run store on a
 step too (the canonical schedule's densest stretch, so the worst case for both).
 
     python benchmarks/train_speed.py [--preset canonical] [--steps 200] [--ref-steps 30] [--device cpu]
+                                     [--eval-every N]
+
+--eval-every N also times grokscope with train.eval_every N (the test metrics and a checkpoint every N steps,
+the steps between reading the training inputs alone): not the reference's work, reported apart.
 """
 
 from __future__ import annotations
@@ -58,9 +62,14 @@ def reference_ms_per_step(config: grokscope.RunConfig, n_steps: int, device: str
     return (time.perf_counter() - start) / n_steps * 1000
 
 
-def grokscope_ms_per_step(config: grokscope.RunConfig, n_steps: int, device: str) -> float:
-    warm = config.with_overrides({"train.steps": 5})
-    long = config.with_overrides({"train.steps": 5 + n_steps})
+def grokscope_ms_per_step(config: grokscope.RunConfig, n_steps: int, device: str, every: int = 0) -> float:
+    """every: a checkpoint every this many steps (0: the config's schedule)."""
+
+    def length(steps: int) -> dict:
+        return {"train.steps": steps, **({"checkpoints.n_uniform": steps // every} if every else {})}
+
+    warm = config.with_overrides(length(5))
+    long = config.with_overrides(length(5 + n_steps))
     with tempfile.TemporaryDirectory() as tmp:
         grokscope.train(warm, f"{tmp}/warm", device=device, progress=False)
         start = time.perf_counter()
@@ -122,6 +131,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200, help="grokscope steps timed")
     parser.add_argument("--ref-steps", type=int, default=30, help="reference steps timed")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--eval-every", type=int, default=0, help="also time train.eval_every N (see above)")
     args = parser.parse_args()
     config = grokscope.load_preset(args.preset).with_overrides({"checkpoints.n_uniform": 10**6})
     ref = reference_ms_per_step(config, args.ref_steps, args.device)
@@ -135,6 +145,17 @@ def main() -> None:
     print(f"reference (eager, all positions, test loss every step): {ref:8.2f} ms/step")
     print(f"grokscope (fast path, metrics every step, checkpoint every step): {ours:8.2f} ms/step")
     print(f"speed-up: {ref / ours:.1f}x")
+    if args.eval_every > 1:
+        n = args.eval_every
+        sparse = config.with_overrides(
+            {"train.eval_every": n, "checkpoints.dense_until": 0, "checkpoints.n_log": 0, "checkpoints.n_uniform": 0}
+        )
+        # a checkpoint every n steps too: n_uniform evenly spaced over each timed run's length
+        sparse_ms = grokscope_ms_per_step(sparse, args.steps, args.device, every=n)
+        print(
+            f"grokscope with train.eval_every {n} (test metrics and a checkpoint every {n} steps; not the "
+            f"reference's work): {sparse_ms:8.2f} ms/step, {ref / sparse_ms:.1f}x the reference"
+        )
     if args.device == "cpu" and config.model.kind == "transformer" and config.model.n_layers == 1:
         f = floor_ms(config)
         print(

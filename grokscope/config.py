@@ -227,9 +227,18 @@ class TrainConfig:
     # squared error to one-hot targets; stablemax: cross-entropy through StableMax instead of softmax, in float64
     loss: LossName = "ce"
     seed: int = 0  # minibatch order
+    # the test metrics (and everything else read from all inputs' logits) every this many steps, at every
+    # saved step and at the last; between them the step reads the training inputs only (test columns NaN)
+    eval_every: int = 1
 
     def __post_init__(self):
         check(1 <= self.steps <= MAX_STEPS, f"train.steps must be in [1, {MAX_STEPS:,}]; got {self.steps}")
+        check(self.eval_every >= 1, f"train.eval_every must be >= 1 (1: every step); got {self.eval_every}")
+        check(
+            self.eval_every == 1 or self.batch_size == 0,
+            "train.eval_every > 1 needs full batches (train.batch_size 0): the training metrics are then the "
+            "step's own",
+        )
         check(self.batch_size >= 0, f"train.batch_size must be >= 0 (0 = full batch); got {self.batch_size}")
         check_seed("train.seed", self.seed)
         check_choice("train.loss", self.loss, LossName)
@@ -296,6 +305,10 @@ class RunConfig:
             f"grokfast.ma_window ({g.ma_window}) is longer than train.steps ({self.train.steps}): the filter would "
             "never act",
         )
+        check(
+            self.train.eval_every == 1 or self.model.kind != "moe",
+            "train.eval_every > 1 does not apply to model.kind 'moe': its routers' losses read every input's forward",
+        )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -328,6 +341,7 @@ V2_LATER = {
     "model.top_k": 2,
     "model.router_aux_coef": 0.01,
     "model.router_z_coef": 0.0,
+    "train.eval_every": 1,
 }  # keys added within schema 2, at what runs written before them did
 
 

@@ -91,6 +91,8 @@ def test_known_keys_are_dotted():
         ("ModelConfig", {"kind": "cnn"}, "model.kind must be one of 'transformer', 'mlp', 'deep_mlp'"),
         ("ModelConfig", {"init_scale": 0.0}, "model.init_scale must be positive"),
         ("TrainConfig", {"loss": "hinge"}, "train.loss must be one of"),
+        ("TrainConfig", {"eval_every": 0}, "train.eval_every must be >= 1"),
+        ("TrainConfig", {"eval_every": 5, "batch_size": 64}, "train.eval_every > 1 needs full batches"),
     ],
 )
 def test_configs_validate_on_construction(section, kwargs, message):
@@ -114,3 +116,8 @@ def test_a_schema_1_config_is_upgraded_and_an_unknown_schema_refused():
     v2 = load_preset("digits").to_dict()  # written before task.pixels existed: its pixels were standardised
     del v2["task"]["pixels"]
     assert RunConfig.from_dict(upgrade(v2), complete=True) == load_preset("digits")
+
+
+def test_eval_every_does_not_apply_to_the_mixture_of_experts():
+    with pytest.raises(GrokscopeError, match="train.eval_every > 1 does not apply to model.kind 'moe'"):
+        load_preset("tiny").with_overrides({"model.kind": "moe", "train.eval_every": 10})

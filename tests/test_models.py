@@ -126,6 +126,21 @@ def test_initialisation_is_seeded():
     assert not torch.equal(a.embed.W_E, c.embed.W_E)
 
 
+@pytest.mark.parametrize("case", CASES)
+def test_the_rows_only_form_equals_the_plain_forward(case):
+    """What a step between evaluations computes (train.eval_every): logits and gradients of some rows only."""
+    model = perturbed(build_model(config(**CASES[case]))).double()
+    rows = torch.randperm(P * P, generator=torch.Generator().manual_seed(0))[:300]
+    labels = torch.randint(0, P, (300,), generator=torch.Generator().manual_seed(2))
+    fast = model.rows_logits(model.task_inputs(None, None), rows)
+    fast_grads = torch.autograd.grad(cross_entropy(fast, labels), list(model.parameters()))
+    plain = model.plain_logits(rows)
+    plain_grads = torch.autograd.grad(cross_entropy(plain, labels), list(model.parameters()))
+    torch.testing.assert_close(fast, plain, rtol=1e-10, atol=1e-10)  # float64: the same maths up to rounding
+    for (name, _), a, b in zip(model.named_parameters(), fast_grads, plain_grads):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12, msg=f"float64 gradient of {name}")
+
+
 def test_a_second_training_forward_before_the_first_backward_raises_not_corrupts():
     """The fast training forward writes into buffers the model reuses (Workspace); a backward whose saved
     activations were overwritten since must fail loudly (autograd's version counter), not give wrong gradients."""

@@ -71,12 +71,14 @@ GROKFAST_EMA_ORTHO = {"grokfast.kind": "ema", "optim.orthograd": True, "train.lo
 # the MoE transformer: its routing and router losses must resume exactly too
 MOE = {"model.kind": "moe", "model.n_layers": 2, "model.d_model": 32, "model.d_head": 8, "model.d_mlp": 16}
 MOE |= {"model.n_experts": 4, "model.router_z_coef": 0.001}
+# test metrics every 3rd step and at checkpoints: the steps between read the training inputs alone
+EVAL_EVERY = {"train.eval_every": 3}
 
 
 @pytest.mark.parametrize(
     "extra",
-    [{"train.batch_size": 0}, {"train.batch_size": 64}, MLP_DROPOUT, GROKFAST_MA, GROKFAST_EMA_ORTHO, MOE],
-    ids=["full", "minibatch", "mlp", "grokfast-ma", "grokfast-ema-orthograd-stablemax", "moe"],
+    [{"train.batch_size": 0}, {"train.batch_size": 64}, MLP_DROPOUT, GROKFAST_MA, GROKFAST_EMA_ORTHO, MOE, EVAL_EVERY],
+    ids=["full", "minibatch", "mlp", "grokfast-ma", "grokfast-ema-orthograd-stablemax", "moe", "eval-every"],
 )
 @pytest.mark.slow
 def test_resume_after_kill_is_bit_exact(tmp_path, extra):

@@ -171,9 +171,11 @@ def training_curves(run: Run, step: int | None = None) -> Plot:
     for split in (s for s in EVALUATED if f"{s}_loss" in m):
         style, on = {"color": COLOURS[split]}, EVALUATED[split]
         loss = np.where(m[f"{split}_loss"] > 0, m[f"{split}_loss"], np.nan)  # log axis
-        fig.add_scatter(x=m["step"], y=loss, name=f"{on} loss", line=style, row=1, col=1)
+        # a line across the steps not measured (train.eval_every: the test metrics at some steps only)
+        gaps = {"connectgaps": True}
+        fig.add_scatter(x=m["step"], y=loss, name=f"{on} loss", line=style, row=1, col=1, **gaps)
         fig.add_scatter(
-            x=m["step"], y=m[f"{split}_acc"], name=f"{on} accuracy", line={**style, "dash": "dot"}, row=2, col=1
+            x=m["step"], y=m[f"{split}_acc"], name=f"{on} accuracy", line={**style, "dash": "dot"}, row=2, col=1, **gaps
         )
     for column, values in run.source_metrics.items():  # an imported run: the curves its source recorded
         split = column.split("_")[0]
@@ -583,7 +585,7 @@ def compare(runs: list[Run], step: int | None = None) -> Plot:
             if f"{split}_loss" in m:
                 loss = np.where(m[f"{split}_loss"] > 0, m[f"{split}_loss"], np.nan)
                 line, name = {"color": colour, "dash": dash}, f"{run.name} {EVALUATED[split]} loss"
-                fig.add_scatter(x=m["step"], y=loss, name=name, line=line, row=loss_row, col=1)
+                fig.add_scatter(x=m["step"], y=loss, name=name, line=line, row=loss_row, col=1, connectgaps=True)
         split = "test" if run.has_split else "all"
         fig.add_scatter(
             x=m["step"],
@@ -592,6 +594,7 @@ def compare(runs: list[Run], step: int | None = None) -> Plot:
             line={"color": colour, "dash": "solid" if run.has_split else "dash"},
             row=accuracy_row,
             col=1,
+            connectgaps=True,
         )
         if stability and "sc_fraction" in m:
             name = f"{run.name} SC fraction"

@@ -85,6 +85,11 @@ class Model(HookedRootModule):
         caller's loss reads (a fast form may differentiate only those)."""
         return self.output_logits(self(inputs))
 
+    def rows_logits(self, inputs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """Logits of the inputs `rows` only (len(rows), n_classes), with a graph: a step that reads the
+        training inputs alone (train.eval_every)."""
+        return self.output_logits(self(inputs[rows]))
+
     def extra_loss(self, rows: torch.Tensor) -> torch.Tensor | None:
         """The model's own training loss terms from its last forward, over the inputs `rows` the task loss
         reads (the MoE transformer: its routers' load-balancing and z-losses), or None."""

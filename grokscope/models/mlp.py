@@ -147,11 +147,20 @@ class MLP(Model):
     def grid_pre(self, out: torch.Tensor | None = None) -> torch.Tensor:
         """Pre-activations for every input: (p², d_mlp), into `out` if given.
         pre(a, b) = A[a] + B[b] (+ b_in) as a broadcast sum over the p×p grid: no one-hot products."""
-        p, mlp = self.p, self.mlp
+        p, (W_a, W_b) = self.p, self.token_tables()
+        pre = torch.add(W_a[:, None], W_b[None, :], out=None if out is None else out.view(p, p, -1))
+        return pre.reshape(p * p, -1)
+
+    def token_tables(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """What each value of a and of b adds to the pre-activations: (p, d_mlp) each, b_in in b's."""
+        mlp = self.mlp
         W_a, W_b = mlp.W_in[: len(mlp.W_in) // 2], mlp.W_in[len(mlp.W_in) // 2 :]
         if self.embed is not None:
             W_a, W_b = self.embed.W_E @ W_a, self.embed.W_E @ W_b  # (p, d_mlp)
-        if mlp.b_in is not None:
-            W_b = W_b + mlp.b_in
-        pre = torch.add(W_a[:, None], W_b[None, :], out=None if out is None else out.view(p, p, -1))
-        return pre.reshape(p * p, -1)
+        return W_a, W_b if mlp.b_in is None else W_b + mlp.b_in
+
+    def rows_logits(self, inputs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """The fast form for those rows only (no dropout: these are measurements)."""
+        W_a, W_b = self.token_tables()
+        logits = self.act(W_a[rows // self.p] + W_b[rows % self.p]) @ self.mlp.W_out
+        return logits if self.mlp.b_out is None else logits + self.mlp.b_out

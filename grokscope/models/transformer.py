@@ -247,6 +247,15 @@ class Transformer(Model):
         constant = self.logit_bias()
         return logits if constant is None else logits + constant
 
+    def rows_logits(self, inputs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """1 layer: the fast form's products for those rows only (resid_mid from grid_resid)."""
+        if len(self.blocks) != 1:
+            return super().rows_logits(inputs, rows)
+        mlp, W_U = self.blocks[0].mlp, self.unembed.W_U
+        logits = read_out(self.grid_resid()[rows], mlp.W_in, mlp.W_out @ W_U, mlp.act, W_skip=W_U, b_in=mlp.b_in)
+        constant = self.logit_bias()
+        return logits if constant is None else logits + constant
+
     def logit_bias(self) -> torch.Tensor | None:
         """What the biases after the MLP add to every input's logits, 1-layer model: b_out @ W_U + b_U (p,),
         or None without biases."""

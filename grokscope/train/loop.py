@@ -204,6 +204,9 @@ class Trainer:
                 for name, p in self.params.items():
                     p.mul_(self.mask[name])  # the ticket starts from the masked initial weights
         self.schedule = np.asarray(writer.steps)
+        self.saved = set(self.schedule.tolist())
+        self.not_measured = torch.tensor(torch.nan, dtype=torch.float64, device=device)
+        self.last_evaluated = 0
         n_columns = len(layout.METRIC_COLUMNS)
         self.metrics = torch.full((n_columns, config.train.steps + 1), torch.nan, dtype=torch.float64, device=device)
         self.epoch_order = (-1, None)  # (epoch, its minibatch order on the device)
@@ -245,23 +248,39 @@ class Trainer:
         index = self.epoch_order[1][i * size : (i + 1) * size]
         return self.train_rows[index], self.train_labels[index]
 
+    def evaluates(self, step: int) -> bool:
+        """Whether the step reads every input (the test metrics): every train.eval_every steps, at each saved
+        step and at the last."""
+        return step % self.config.train.eval_every == 0 or step in self.saved or step == self.config.train.steps
+
     def step(self, step: int) -> None:
         """Evaluate at the current parameters, record metrics[:, step], then update them."""
         rows, labels = self.batch(step)
         dropout = self.config.model.dropout > 0
-        # (n_inputs, n_classes): every input, so metrics need no extra pass; with dropout, the loss needs its own
-        # forward
+        evaluate = self.evaluates(step)
+        # (n_inputs, n_classes): every input, so metrics need no extra pass; between evaluations (full batches
+        # only, see TrainConfig) the training inputs alone, in the dataset's order; with dropout, the loss needs
+        # its own forward
         with torch.set_grad_enabled(not dropout):
-            logits = self.model.all_logits(self.inputs, grad_rows=rows)
+            if evaluate:
+                logits = self.model.all_logits(self.inputs, grad_rows=rows)
+            else:
+                logits = self.model.rows_logits(self.inputs, rows)
         if dropout:
             losses, loss = None, self.dropout_loss(step, rows, labels)
         else:  # per example, so that a full batch's metrics reuse them
-            losses = self.loss_fn(logits[rows], labels, per_example=True)
+            losses = self.loss_fn(logits[rows] if evaluate else logits, labels, per_example=True)
             loss = losses.mean()
         extra = self.model.extra_loss(rows)  # e.g. an MoE router's balancing: trained on, not a metric
         with torch.no_grad():
             full_batch = rows is self.train_rows and not dropout
-            values = self.step_metrics(logits, losses.detach() if full_batch else None)
+            train_losses = losses.detach() if full_batch else None
+            if evaluate:
+                values = self.step_metrics(logits, train_losses)
+                self.last_evaluated = step
+            else:
+                values = self.step_metrics.training(logits, train_losses)
+                values["test_loss"] = values["test_acc"] = self.not_measured
             values["weight_norm"] = (
                 torch.stack([p.detach().double().square().sum() for p in self.params.values()]).sum().sqrt()
             )
@@ -321,6 +340,9 @@ class Trainer:
         if bar.disable:
             return
         values = dict(zip(layout.METRIC_COLUMNS, self.metrics[:, step].tolist()))
+        if step != self.last_evaluated and not math.isfinite(values["test_loss"]):  # train.eval_every: the last test
+            tested = dict(zip(layout.METRIC_COLUMNS, self.metrics[:, self.last_evaluated].tolist()))
+            values.update(test_loss=tested["test_loss"], test_acc=tested["test_acc"])
         bar.set_postfix_str(
             f"train {values['train_loss']:.3g}/{values['train_acc']:.1%} test {values['test_loss']:.3g}/{values['test_acc']:.1%}",
             refresh=False,

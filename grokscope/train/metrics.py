@@ -47,7 +47,17 @@ class StepMetrics:
                 "all_loss": self.loss_fn(all_logits, self.all_labels),
                 "all_acc": accuracy(all_logits, self.all_labels),
             }
-        train_logits, test_logits = logits[self.train_rows], logits[self.test_rows]
+        test_logits = logits[self.test_rows]
+        return {
+            **self.training(logits[self.train_rows], train_losses),
+            "test_loss": self.loss_fn(test_logits, self.test_labels),
+            "test_acc": accuracy(test_logits, self.test_labels),
+        }
+
+    @torch.no_grad()
+    def training(self, train_logits: torch.Tensor, train_losses: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The columns read from the training inputs alone (all but test_loss and test_acc), from their logits
+        (n_train, n_classes) in the dataset's order."""
         if train_losses is None:
             train_losses = self.loss_fn(train_logits, self.train_labels, per_example=True)
         predicted = train_logits.argmax(-1)
@@ -55,9 +65,7 @@ class StepMetrics:
         true_hits = (predicted == self.true_train_labels).double()
         return {
             "train_loss": train_losses.mean(),
-            "test_loss": self.loss_fn(test_logits, self.test_labels),
             "train_acc": hits.mean(),
-            "test_acc": accuracy(test_logits, self.test_labels),
             "corrupted_noisy_acc": (hits @ self.corrupted) / self.n_corrupted,
             "corrupted_true_acc": (true_hits @ self.corrupted) / self.n_corrupted,
             "clean_train_acc": (hits @ self.clean) / self.n_clean,
