@@ -319,9 +319,9 @@ class Transformer(Model):
         of 2H + 1 and H in place of d_model."""
         weights_a, ov_a, fixed, weights_b, ov_b, bias = self.grid_terms() if terms is None else terms
         out = torch.bmm(weights_a, torch.cat([ov_a, fixed.expand(self.p, -1, -1)], dim=1))  # (a, b, d)
-        # the b-side term batched over b, brought to (a, b) order by a copy (its backward is a copy too)
-        out_b = torch.bmm(weights_b, ov_b)  # (b, a, d)
-        return plus((out + out_b.transpose(0, 1).contiguous()).reshape(self.p**2, -1), bias)
+        # the b-side term batched over b, (b, a, d), added in (a, b) order in place
+        out = out.add_(torch.bmm(weights_b, ov_b).transpose(0, 1))
+        return plus(out.view(self.p**2, -1), bias)
 
     def grid_terms(self) -> GridTerms:
         """resid_mid per input from per-token vectors.
