@@ -74,11 +74,8 @@ def facts(run: grokscope.Run) -> dict[str, object]:
     from grokscope import analysis
     from grokscope.figures.builders import phase_spans, training_label
 
-    m = run.metrics
-    final = {
-        split: float(m[f"{split}_acc"][-1]) if f"{split}_acc" in m and len(m["step"]) else None
-        for split in ("train", "test", "all")
-    }
+    last = run.final_metrics()
+    final = {split: last.get(f"{split}_acc") for split in ("train", "test", "all")}
     out = {
         "status": status(run),
         "task": run.task.describe(run.has_split),

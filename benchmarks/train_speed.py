@@ -63,13 +63,18 @@ def reference_ms_per_step(config: grokscope.RunConfig, n_steps: int, device: str
 
 
 def grokscope_ms_per_step(config: grokscope.RunConfig, n_steps: int, device: str, every: int = 0) -> float:
-    """every: a checkpoint every this many steps (0: the config's schedule)."""
+    """every: a checkpoint at exactly every this many steps, run lengths rounded up to a multiple of it (0: the
+    config's schedule)."""
 
     def length(steps: int) -> dict:
-        return {"train.steps": steps, **({"checkpoints.n_uniform": steps // every} if every else {})}
+        if not every:
+            return {"train.steps": steps}
+        steps = -(-steps // every) * every
+        return {"train.steps": steps, "checkpoints.n_uniform": steps // every + 1}
 
     warm = config.with_overrides(length(5))
-    long = config.with_overrides(length(5 + n_steps))
+    long = config.with_overrides(length(warm.train.steps + n_steps))
+    n_steps = long.train.steps - warm.train.steps
     with tempfile.TemporaryDirectory() as tmp:
         grokscope.train(warm, f"{tmp}/warm", device=device, progress=False)
         start = time.perf_counter()

@@ -150,3 +150,18 @@ def test_a_second_training_forward_before_the_first_backward_raises_not_corrupts
     model.grid_logits(grad_rows=rows)
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         first.backward()
+
+
+def test_a_measurement_leaves_a_pending_backward_alone_and_inference_mode_does_not_stick():
+    """A no-graph measurement between a training forward and its backward writes its own buffer; buffers made
+    under torch.inference_mode are made again outside it."""
+    model = perturbed(build_model(config()))
+    rows = torch.arange(0, P * P, 3)
+    loss = model.grid_logits(grad_rows=rows)[rows].sum()
+    with torch.no_grad():
+        measured = model.grid_logits()
+    loss.backward()
+    with torch.inference_mode():
+        model.grid_logits()
+    with torch.no_grad():
+        torch.testing.assert_close(model.grid_logits(), measured, rtol=0, atol=0)  # the same weights: the same bits

@@ -168,3 +168,10 @@ def test_eval_every_measures_the_test_inputs_at_its_steps_only(small_run, tmp_pa
         np.testing.assert_allclose(m[column][expected], small_run.metrics[column][expected], rtol=1e-3, err_msg=column)
     assert np.abs(m["train_acc"] - small_run.metrics["train_acc"]).max() <= 2 / len(run.dataset.train_rows)
     assert run.grok_step == small_run.grok_step
+    # a run stopped between evaluations reports its test metrics at the last step that measured them
+    last = int(steps[~expected][-1])  # a step between evaluations, as the last recorded one
+    previous = int(steps[: last + 1][expected[: last + 1]][-1])
+    run.pin = (run.n_checkpoints, last + 1)
+    run.refresh()
+    assert not np.isfinite(run.metrics["test_acc"][last])
+    assert run.summary()["final"]["test_acc"] == run.metrics["test_acc"][previous]

@@ -644,9 +644,9 @@ def run_table(runs: list[Run]) -> dict[str, list]:
         table["training"].append(training_label(run.config))
         table["memorized at"].append(int(memorized[0]) if len(memorized) else None)
         table["grokked at"].append(run.grok_step)
+        last = run.final_metrics()
         for split in ("train", "test"):  # None for a run without a split: it has neither
-            acc = m.get(f"{split}_acc")
-            table[f"final {split} acc"].append(float(acc[-1]) if acc is not None and len(acc) else None)
+            table[f"final {split} acc"].append(last.get(f"{split}_acc"))
     return table
 
 

@@ -46,7 +46,9 @@ class Workspace:
 
     def get(self, name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
         buffer = self.buffers.get(name)
-        if buffer is None or buffer.shape != shape or buffer.dtype != like.dtype or buffer.device != like.device:
+        # (a buffer made under torch.inference_mode cannot be written outside it, nor used with a graph)
+        stale = buffer is None or buffer.is_inference() != torch.is_inference_mode_enabled()
+        if stale or buffer.shape != shape or buffer.dtype != like.dtype or buffer.device != like.device:
             buffer = self.buffers[name] = torch.empty(shape, dtype=like.dtype, device=like.device)
         return buffer
 

@@ -236,7 +236,8 @@ class Transformer(Model):
         M = mlp.W_out @ W_U
         terms, computed = self.grid_terms(), None
         if grad_rows is not None or not torch.is_grad_enabled():
-            computed = self.grid_forward(M.detach(), GridTerms(*(None if t is None else t.detach() for t in terms)))
+            detached = GridTerms(*(None if t is None else t.detach() for t in terms))
+            computed = self.grid_forward(M.detach(), detached, "training" if torch.is_grad_enabled() else "measured")
         if torch.is_grad_enabled():
             x = self.grid_resid(terms)
             logits = read_out(
@@ -344,13 +345,14 @@ class Transformer(Model):
         return GridTerms(weights_a, ov_a, fixed, pattern[1].transpose(0, 1).contiguous(), ov_b, attn.b_O)
 
     @torch.no_grad()
-    def grid_forward(self, M: torch.Tensor, terms: GridTerms) -> tuple[torch.Tensor, torch.Tensor]:
+    def grid_forward(self, M: torch.Tensor, terms: GridTerms, buffer: str) -> tuple[torch.Tensor, torch.Tensor]:
         """The training step's forward over every input without a graph, 1-layer model (see read_out's
         `computed`): the logits at `=` less logit_bias (p², p), and block 0's MLP activations (ReLU: its
         output, else its pre-activations) (p², d_mlp), in the model's workspace. resid_mid @ [W_in | W_U] from
         grid_terms' vectors, then the activation and the read-out through M (d_mlp, p) = W_out @ W_U, a
         block of values of a at a time: each block's intermediates stay in cache, and the (p², d_mlp)
-        activations are written once. W_U and M are padded with zero columns to padded_width."""
+        activations are written once. W_U and M are padded with zero columns to padded_width. buffer: the
+        workspace buffer the activations go to (a measurement's is not the one a pending backward reads)."""
         p, mlp, W_U = self.p, self.blocks[0].mlp, self.unembed.W_U
         d_mlp, width = mlp.W_in.shape[1], padded_width(p)
         W = torch.cat([mlp.W_in, W_U, W_U.new_zeros(W_U.shape[0], width - p)], dim=1)
@@ -363,7 +365,7 @@ class Transformer(Model):
             bias = torch.cat([mlp.b_in, W_U.new_zeros(width)]) + (0 if bias is None else bias)
         M = torch.nn.functional.pad(M, (0, width - p))
         n, block = d_mlp + width, GRID_BLOCK
-        mapped = self.workspace.get("mapped", (p, p, n), W)  # (a, b, n): the activations, then the skip path
+        mapped = self.workspace.get(buffer, (p, p, n), W)  # (a, b, n): the activations, then the skip path
         logits = W.new_empty(p, p, width)  # the caller's to keep: never a workspace buffer
         b_side = self.workspace.get("b_side", (p * block * n,), W)
         for i in range(0, p, block):

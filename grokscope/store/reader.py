@@ -240,11 +240,20 @@ class Run:
         hits = np.flatnonzero(~np.isfinite(loss[steps]))
         return int(steps[hits[0]]) if len(hits) else None
 
+    def final_metrics(self) -> dict[str, float]:
+        """Each metric column at the last recorded step; the test columns of a run with train.eval_every at
+        the last step that measured them (a live or stopped run's last recorded step may lie between)."""
+        metrics, last = self.metrics, self.n_metric_steps - 1
+        if last < 0:
+            return {}
+        every, saved = self.config.train.eval_every, set(self.steps.tolist())
+        tested = next(s for s in range(last, -1, -1) if s % every == 0 or s in saved)
+        return {c: float(v[tested if c.startswith("test_") else last]) for c, v in metrics.items() if c != "step"}
+
     def summary(self) -> dict:
         """What `grokscope info --json` prints."""
-        metrics, steps = self.metrics, self.steps
-        last = self.n_metric_steps - 1
-        final = {c: finite_or_none(v[last]) if last >= 0 else None for c, v in metrics.items() if c != "step"}
+        steps, last = self.steps, self.n_metric_steps - 1
+        final = {c: finite_or_none(v) for c, v in self.final_metrics().items()}
         final["step"] = last if last >= 0 else None
         return {
             "name": self.name,
