@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         hint = {
             "train": " (continue with `grokscope train --resume --out RUN`)",
+            "sweep": " (the same `grokscope sweep` again resumes it)",
             "demo": " (`grokscope demo` continues it)",
             "analyze": " (analyses finished so far are cached)",
         }
@@ -98,6 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_threads(p)
     p.set_defaults(handler=cmd_train)
+
+    p = sub.add_parser("sweep", help="train every run of a sweep spec (TOML); again: skip done runs, resume the rest")
+    p.add_argument("spec", help="the spec: preset, [set], [grid], [[runs]] (see README, Sweeps)")
+    p.add_argument("--out", help="the sweep's directory (default checkpoints/<spec file name>)")
+    p.add_argument("--jobs", type=int, default=1, help="runs trained at once, in separate processes (default 1)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    p.set_defaults(handler=cmd_sweep)
 
     p = sub.add_parser("presets", help="list presets and their settings")
     p.add_argument("--json", action="store_true")
@@ -282,6 +290,21 @@ def cmd_train(args: argparse.Namespace) -> int:
     timing = {} if args.commit_every is None else {"commit_every_s": args.commit_every}
     out = train(config, args.out, device=args.device, resume=args.resume, force=args.force, **timing)
     report(out, time.perf_counter() - start)
+    return 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from grokscope.store import open_run
+    from grokscope.train import RUNS_DIR
+    from grokscope.train.sweep import sweep
+
+    out = Path(args.out) if args.out else RUNS_DIR / Path(args.spec).stem
+    runs = sweep(args.spec, out, jobs=args.jobs, device=args.device)
+    print(f"sweep: {out} ({len(runs)} runs)")
+    for path in runs:
+        summary = open_run(path).summary()
+        grok = "not grokked" if summary["grok_step"] is None else f"grokked at step {summary['grok_step']}"
+        print(f"  {summary['name']}: test accuracy {number(summary['final'].get('test_acc'), '.1%')}, {grok}")
     return 0
 
 

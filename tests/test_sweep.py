@@ -1,0 +1,101 @@
+"""`grokscope sweep`: every run of a spec in its own run directory; again, complete runs are skipped and
+interrupted ones resumed; bad specs are refused in one line."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+
+import grokscope
+from grokscope.cli import main
+from grokscope.train.loop import Trainer
+from grokscope.train.sweep import load_spec, sweep
+
+SPEC = """
+preset = "tiny"
+[set]
+"train.steps" = 24
+"task.p" = 13
+"checkpoints.n_log" = 0
+"checkpoints.n_uniform" = 4
+"checkpoints.dense_until" = 2
+[grid]
+"optim.weight_decay" = [0.5, 1.0]
+"model.seed" = [0, 1]
+"""
+
+
+def test_a_grid_trains_each_run_once_and_resumes_an_interrupted_one(tmp_path, monkeypatch):
+    spec = tmp_path / "wd.toml"
+    spec.write_text(SPEC)
+    names = [r.name for r in load_spec(spec)]
+    assert names == [f"optim.weight_decay={wd}__model.seed={s}" for wd in (0.5, 1.0) for s in (0, 1)]
+
+    step = Trainer.step
+
+    def interrupted(self, s):  # the third run stops at step 10 (after a commit at every checkpoint)
+        if self.config.name == names[2] and s == 10:
+            raise KeyboardInterrupt
+        step(self, s)
+
+    monkeypatch.setattr(Trainer, "step", interrupted)
+    quiet = {"say": lambda _: None, "progress": False, "commit_every_s": 0}
+    with pytest.raises(KeyboardInterrupt):
+        sweep(spec, tmp_path / "out", **quiet)
+    monkeypatch.setattr(Trainer, "step", step)
+    said = []
+    runs = sweep(spec, tmp_path / "out", say=said.append, progress=False)
+    assert said == [f"{names[0]}: complete", f"{names[1]}: complete", f"{names[2]}: resuming", f"{names[3]}: training"]
+    for path, name in zip(runs, names):
+        run = grokscope.open_run(path)
+        assert run.complete and run.name == name and run.config.task.p == 13
+        assert run.config.optim.weight_decay == float(name.split("=")[1].split("__")[0])
+    # the resumed run is the uninterrupted one, bit for bit (CPU)
+    alone = grokscope.train(grokscope.open_run(runs[2]).config, tmp_path / "alone", progress=False)
+    for name, value in grokscope.open_run(alone).params(24).items():
+        assert torch.equal(grokscope.open_run(runs[2]).params(24)[name], value), name
+    manifest = json.loads((tmp_path / "out" / "sweep.json").read_text())
+    assert [r["name"] for r in manifest["runs"]] == names
+    assert sweep(spec, tmp_path / "out", say=said.append) == runs and said[-4:] == [f"{n}: complete" for n in names]
+
+
+def test_runs_in_parallel_processes(tmp_path):
+    spec = tmp_path / "two.toml"
+    spec.write_text(SPEC.replace('"model.seed" = [0, 1]', ""))
+    runs = sweep(spec, tmp_path / "out", jobs=2, say=lambda _: None)
+    assert len(runs) == 2 and all(grokscope.open_run(r).complete for r in runs)
+    # each run is its config's own: the weight decays differ, so do the final weights
+    finals = [grokscope.open_run(r).params(24)["embed.W_E"].numpy() for r in runs]
+    assert not np.array_equal(*finals)
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ('preset = "tiny"\n[grid]\n"optim.lr" = 0.1\n', "grid key 'optim.lr' needs a non-empty list"),
+        ('preset = "tiny"\n[set]\n"optim.nope" = 1\n', "run base: unknown config key 'optim.nope'"),
+        ('preset = "tiny"\n[grid]\n"task.p" = [13, 2]\n', "run task.p=2: task.p must be in"),
+        ('presets = "tiny"\n', "unknown entry 'presets'"),
+        ("[grid\n", "not a TOML sweep spec"),
+        ('preset = "huge"\n', "unknown preset"),
+    ],
+)
+def test_bad_specs_are_refused_in_one_line(tmp_path, capsys, spec, message):
+    (tmp_path / "s.toml").write_text(spec)
+    assert main(["sweep", str(tmp_path / "s.toml"), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and re.search(message, err), err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_directory_holding_another_sweep_is_refused(tmp_path, capsys):
+    (tmp_path / "a.toml").write_text('preset = "tiny"\n[set]\n"train.steps" = 2\n"task.p" = 7\n')
+    assert main(["sweep", str(tmp_path / "a.toml"), "--out", str(tmp_path / "out")]) == 0
+    assert "base: test accuracy" in capsys.readouterr().out
+    (tmp_path / "b.toml").write_text('preset = "tiny"\n[set]\n"train.steps" = 3\n"task.p" = 7\n')
+    assert main(["sweep", str(tmp_path / "b.toml"), "--out", str(tmp_path / "out")]) == 2
+    assert "holds another sweep" in capsys.readouterr().err
