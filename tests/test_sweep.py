@@ -99,3 +99,35 @@ def test_a_directory_holding_another_sweep_is_refused(tmp_path, capsys):
     (tmp_path / "b.toml").write_text('preset = "tiny"\n[set]\n"train.steps" = 3\n"task.p" = 7\n')
     assert main(["sweep", str(tmp_path / "b.toml"), "--out", str(tmp_path / "out")]) == 2
     assert "holds another sweep" in capsys.readouterr().err
+
+
+def test_the_same_config_twice_is_refused(tmp_path, capsys):
+    (tmp_path / "s.toml").write_text('preset = "tiny"\n[grid]\n"optim.weight_decay" = [1, 1.0]\n')
+    assert main(["sweep", str(tmp_path / "s.toml"), "--out", str(tmp_path / "out")]) == 2
+    assert "runs optim.weight_decay=1 and optim.weight_decay=1.0 have the same config" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_parallel_sweep_and_the_same_sweep_resumes_it(tmp_path):
+    """Ctrl-C during `--jobs 2`: the command ends at once (queued runs never start, running ones stop where
+    they are, crash-safe); the same command again finishes every run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    spec = tmp_path / "s.toml"
+    spec.write_text(SPEC.replace('"train.steps" = 24', '"train.steps" = 1000'))
+    command = [sys.executable, "-m", "grokscope", "sweep", str(spec), "--out", str(tmp_path / "out"), "--jobs", "2"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not any((tmp_path / "out").glob("*/progress.json")) and time.monotonic() < deadline:
+        time.sleep(0.2)  # until the workers have started their first runs
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
+    runs = [p for p in (tmp_path / "out").iterdir() if p.is_dir()]
+    assert 0 < len(runs) <= 2 and not any((p / "COMPLETE").is_file() for p in runs)  # 4 runs, 2 at a time
+    done = subprocess.run(command[:-2], check=False, capture_output=True, text=True, timeout=600)  # one at a time
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("resuming") == len(runs) and done.stdout.count("training") == 4 - len(runs)

@@ -20,8 +20,8 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import signal
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -63,25 +63,29 @@ def load_spec(path: str | Path) -> list[SweepRun]:
         raise GrokscopeError(f"{path}: grid key '{bad}' needs a non-empty list of values")
     base = load_preset(spec["preset"]) if "preset" in spec else RunConfig()
     points = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
-    runs, names = [], set()
+    runs, seen = [], {}
     for point, extra in itertools.product(points, listed):
         if not isinstance(extra, dict):
             raise GrokscopeError(f"{path}: each [[runs]] entry is a table of overrides")
         varied = {**point, **extra}
-        name = run_name(varied)
-        if name in names:
-            raise GrokscopeError(f"{path}: two runs with the same overrides ({name})")
-        names.add(name)
+        said = ", ".join(f"{k}={v!r}" for k, v in varied.items()) or "base"
         try:
-            config = base.with_overrides({**shared, **varied, "name": name})
+            config = base.with_overrides({**shared, **varied})
         except GrokscopeError as e:
-            raise GrokscopeError(f"{path}: run {name}: {e}") from None
-        runs.append(SweepRun(name, config))
+            raise GrokscopeError(f"{path}: run {said}: {e}") from None
+        same = seen.setdefault(config.to_json(), said)  # the same config twice (e.g. 1 and 1.0)
+        if same != said:
+            raise GrokscopeError(f"{path}: runs {same} and {said} have the same config")
+        name = run_name(varied)
+        if any(r.name == name for r in runs):
+            raise GrokscopeError(f"{path}: runs {said} and another would share the directory name {name}")
+        runs.append(SweepRun(name, config.with_overrides({"name": name})))
     return runs
 
 
 def run_name(overrides: dict) -> str:
-    """A run's directory name from what varies: 'KEY=VALUE' joined by '__' ('base' where nothing does)."""
+    """A run's directory name from what varies: 'KEY=VALUE' joined by '__' ('base' where nothing does), '/'
+    written as '_'."""
     return "__".join(f"{k}={v}" for k, v in overrides.items()).replace("/", "_") or "base"
 
 
@@ -120,22 +124,34 @@ def sweep(
             train_one(config, where, resume, train_options)
     else:
         threads = max(1, (os.cpu_count() or 1) // jobs)
-        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
-            futures = [pool.submit(train_one, *job, {**train_options, "progress": False}, threads) for job in todo]
-            for future, (_, where, resume) in zip(futures, todo):
-                future.result()
+        pool = get_context("spawn").Pool(jobs, initializer=worker, initargs=(threads,))
+        try:
+            results = [pool.apply_async(train_one, (*job, {**train_options, "progress": False})) for job in todo]
+            for result, (_, where, resume) in zip(results, todo):
+                result.get()  # a worker's error, raised here
                 say(f"{Path(where).name}: {'resumed' if resume else 'trained'}")
+            pool.close()
+        except BaseException:  # Ctrl-C or a failed run: queued runs never start, running ones stop where they are
+            pool.terminate()  # (crash-safe: the same sweep again resumes them)
+            raise
+        finally:
+            pool.join()
     return [out / run.name for run in runs]
 
 
-def train_one(config: dict, where: str, resume: bool, options: dict, threads: int | None = None) -> None:
-    """One run of a sweep (in a worker process: with `threads` torch threads)."""
+def worker(threads: int) -> None:
+    """A worker process of `--jobs`: `threads` torch threads; Ctrl-C is its parent's to act on (it ends the
+    workers), not each worker's (one would go on to its next queued run)."""
     import torch
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(threads)
+
+
+def train_one(config: dict, where: str, resume: bool, options: dict) -> None:
+    """One run of a sweep."""
     from grokscope.train import train
 
-    if threads is not None:
-        torch.set_num_threads(threads)
     if resume:
         train(out=where, resume=True, **options)
     else:
