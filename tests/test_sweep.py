@@ -119,7 +119,10 @@ def test_ctrl_c_stops_a_parallel_sweep_and_the_same_sweep_resumes_it(tmp_path):
     spec = tmp_path / "s.toml"
     spec.write_text(SPEC.replace('"train.steps" = 24', '"train.steps" = 1000'))
     command = [sys.executable, "-m", "grokscope", "sweep", str(spec), "--out", str(tmp_path / "out"), "--jobs", "2"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a terminal's Ctrl-C: SIGINT at its default in the child even where this process ignores it (a test run in
+    # the background of a shell does, and children inherit that)
+    default = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default)
     deadline = time.monotonic() + 120
     while not any((tmp_path / "out").glob("*/progress.json")) and time.monotonic() < deadline:
         time.sleep(0.2)  # until the workers have started their first runs
