@@ -12,6 +12,7 @@ import torch
 
 import grokscope
 from grokscope.cli import main
+from grokscope.store import layout
 from grokscope.train.loop import Trainer
 from grokscope.train.sweep import load_spec, sweep
 
@@ -119,17 +120,21 @@ def test_ctrl_c_stops_a_parallel_sweep_and_the_same_sweep_resumes_it(tmp_path):
     spec = tmp_path / "s.toml"
     spec.write_text(SPEC.replace('"train.steps" = 24', '"train.steps" = 1000'))
     command = [sys.executable, "-m", "grokscope", "sweep", str(spec), "--out", str(tmp_path / "out"), "--jobs", "2"]
-    # a terminal's Ctrl-C: SIGINT at its default in the child even where this process ignores it (a test run in
-    # the background of a shell does, and children inherit that)
-    default = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default)
+    # a terminal's Ctrl-C: the child starts with SIGINT handled even where this process ignores it (a test run
+    # in the background of a shell does, and a child inherits an ignored signal, not a handler)
+    ignored = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, ignored)
     deadline = time.monotonic() + 120
-    while not any((tmp_path / "out").glob("*/progress.json")) and time.monotonic() < deadline:
+    while not any((tmp_path / "out").glob("[!.]*/progress.json")) and time.monotonic() < deadline:
         time.sleep(0.2)  # until the workers have started their first runs
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
-    runs = [p for p in (tmp_path / "out").iterdir() if p.is_dir()]
+    # the runs started (a run stopped while its directory was being laid out leaves none: it starts afresh)
+    runs = [p for p in (tmp_path / "out").iterdir() if layout.is_run(p)]
     assert 0 < len(runs) <= 2 and not any((p / "COMPLETE").is_file() for p in runs)  # 4 runs, 2 at a time
     done = subprocess.run(command[:-2], check=False, capture_output=True, text=True, timeout=600)  # one at a time
     assert done.returncode == 0, done.stderr
