@@ -243,6 +243,11 @@ class TrainConfig:
         check_seed("train.seed", self.seed)
         check_choice("train.loss", self.loss, LossName)
 
+    def evaluates(self, step: int, saved: set[int]) -> bool:
+        """Whether a step reads every input (the test metrics): every eval_every steps and at each saved step
+        (the last step is always saved)."""
+        return step % self.eval_every == 0 or step in saved
+
 
 @dataclass
 class CheckpointConfig:

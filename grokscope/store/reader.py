@@ -246,8 +246,8 @@ class Run:
         metrics, last = self.metrics, self.n_metric_steps - 1
         if last < 0:
             return {}
-        every, saved = self.config.train.eval_every, set(self.steps.tolist())
-        tested = next(s for s in range(last, -1, -1) if s % every == 0 or s in saved)
+        saved = set(self.steps.tolist())
+        tested = next(s for s in range(last, -1, -1) if self.config.train.evaluates(s, saved))
         return {c: float(v[tested if c.startswith("test_") else last]) for c, v in metrics.items() if c != "step"}
 
     def summary(self) -> dict:

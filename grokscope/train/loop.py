@@ -248,16 +248,11 @@ class Trainer:
         index = self.epoch_order[1][i * size : (i + 1) * size]
         return self.train_rows[index], self.train_labels[index]
 
-    def evaluates(self, step: int) -> bool:
-        """Whether the step reads every input (the test metrics): every train.eval_every steps, at each saved
-        step and at the last."""
-        return step % self.config.train.eval_every == 0 or step in self.saved or step == self.config.train.steps
-
     def step(self, step: int) -> None:
         """Evaluate at the current parameters, record metrics[:, step], then update them."""
         rows, labels = self.batch(step)
         dropout = self.config.model.dropout > 0
-        evaluate = self.evaluates(step)
+        evaluate = self.config.train.evaluates(step, self.saved)
         # (n_inputs, n_classes): every input, so metrics need no extra pass; between evaluations (full batches
         # only, see TrainConfig) the training inputs alone, in the dataset's order; with dropout, the loss needs
         # its own forward
