@@ -103,7 +103,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="train every run of a sweep spec (TOML); again: skip done runs, resume the rest")
     p.add_argument("spec", help="the spec: preset, [set], [grid], [[runs]] (see README, Sweeps)")
     p.add_argument("--out", help="the sweep's directory (default checkpoints/<spec file name>)")
-    p.add_argument("--jobs", type=int, default=1, help="runs trained at once, in separate processes (default 1)")
+    p.add_argument(
+        "--executor",
+        default="local",
+        help="local: on this machine, --jobs at a time; ray: one Ray task per run (pip install 'grokscope[sweep]')",
+    )
+    p.add_argument("--jobs", type=int, default=1, help="local: runs trained at once, in separate processes (default 1)")
+    p.add_argument(
+        "--address", help="ray: the cluster to run on, as ray.init takes it ('auto'; default: a local Ray instance)"
+    )
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.set_defaults(handler=cmd_sweep)
 
@@ -295,11 +303,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_sweep(args: argparse.Namespace) -> int:
     from grokscope.store import open_run
+    from grokscope.sweep import sweep
     from grokscope.train import RUNS_DIR
-    from grokscope.train.sweep import sweep
 
     out = Path(args.out) if args.out else RUNS_DIR / Path(args.spec).stem
-    runs = sweep(args.spec, out, jobs=args.jobs, device=args.device)
+    runs = sweep(args.spec, out, args.jobs, args.executor, args.address, device=args.device)
     print(f"sweep: {out} ({len(runs)} runs)")
     for path in runs:
         summary = open_run(path).summary()

@@ -4,7 +4,11 @@ interrupted ones resumed; bad specs are refused in one line."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -13,8 +17,8 @@ import torch
 import grokscope
 from grokscope.cli import main
 from grokscope.store import layout
+from grokscope.sweep import load_spec, sweep
 from grokscope.train.loop import Trainer
-from grokscope.train.sweep import load_spec, sweep
 
 SPEC = """
 preset = "tiny"
@@ -72,6 +76,86 @@ def test_runs_in_parallel_processes(tmp_path):
     # each run is its config's own: the weight decays differ, so do the final weights
     finals = [grokscope.open_run(r).params(24)["embed.W_E"].numpy() for r in runs]
     assert not np.array_equal(*finals)
+
+
+@pytest.fixture
+def ray_files(monkeypatch):
+    """Ray's files (its session under RAY_TMPDIR, its token under ~/.ray) in a directory removed afterwards, so
+    the test leaves the machine as it was; a short path, for the Unix sockets Ray makes in it (107 bytes at
+    most)."""
+    where = tempfile.mkdtemp(prefix="gs-ray-")
+    monkeypatch.setenv("RAY_TMPDIR", where)
+    monkeypatch.setenv("HOME", where)
+    yield
+    shutil.rmtree(where, ignore_errors=True)
+
+
+def test_a_sweep_on_ray_trains_and_resumes_the_runs_the_local_executor_trains(tmp_path, monkeypatch, ray_files):
+    """Ray's local instance (this machine's cores, one run per core) finishes a sweep the local executor left
+    interrupted: the complete runs are skipped, the interrupted one resumed, the last one trained, and every run
+    equals the same run trained here, bit for bit (one torch thread each, as Ray's tasks have)."""
+    spec = tmp_path / "wd.toml"
+    spec.write_text(SPEC)
+    names = [r.name for r in load_spec(spec)]
+    step, threads = Trainer.step, torch.get_num_threads()
+
+    def interrupted(self, s):
+        if self.config.name == names[2] and s == 10:
+            raise KeyboardInterrupt
+        step(self, s)
+
+    torch.set_num_threads(1)
+    try:
+        monkeypatch.setattr(Trainer, "step", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            sweep(spec, tmp_path / "out", say=lambda _: None, progress=False, commit_every_s=0)
+        monkeypatch.setattr(Trainer, "step", step)
+        here = sweep(spec, tmp_path / "here", say=lambda _: None, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    said = []
+    runs = sweep(spec, tmp_path / "out", executor="ray", say=said.append)
+    assert said[:3] == [
+        f"{names[0]}: complete",
+        f"{names[1]}: complete",
+        f"Ray: 2 runs on {os.cpu_count()} cores, one run per core",
+    ]
+    assert sorted(said[3:]) == sorted([f"{names[2]}: resumed", f"{names[3]}: trained"])  # in the order they end
+    for ray_run, local_run in zip(runs, here):
+        ray_run, local_run = grokscope.open_run(ray_run), grokscope.open_run(local_run)
+        assert ray_run.complete and ray_run.meta["threads"] == 1
+        for name, value in local_run.params(24).items():
+            assert torch.equal(ray_run.params(24)[name], value), (ray_run.name, name)
+        assert np.array_equal(ray_run.metrics["test_loss"], local_run.metrics["test_loss"], equal_nan=True)
+
+
+def test_a_run_failing_on_ray_ends_the_sweep_in_one_line(tmp_path, capsys, ray_files):
+    (tmp_path / "s.toml").write_text('preset = "tiny"\n[set]\n"task.p" = 7\n"train.batch_size" = 1000\n')
+    assert main(["sweep", str(tmp_path / "s.toml"), "--out", str(tmp_path / "out"), "--executor", "ray"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "train.batch_size 1000 is larger than the training set" in err, err
+
+
+def test_the_ray_executor_without_ray_says_how_to_install_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    (tmp_path / "s.toml").write_text('preset = "tiny"\n[set]\n"task.p" = 7\n')
+    assert main(["sweep", str(tmp_path / "s.toml"), "--out", str(tmp_path / "out"), "--executor", "ray"]) == 2
+    assert capsys.readouterr().err == "grokscope: error: the ray executor needs Ray: pip install 'grokscope[sweep]'\n"
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--executor", "dask"], "unknown executor 'dask' (use local or ray)"),
+        (["--executor", "ray", "--jobs", "2"], "--jobs is for --executor local"),
+        (["--address", "auto"], "--address is for --executor ray"),
+        (["--jobs", "0"], "--jobs must be >= 1"),
+    ],
+)
+def test_executor_options_that_do_not_fit_are_refused(tmp_path, capsys, options, message):
+    (tmp_path / "s.toml").write_text('preset = "tiny"\n[set]\n"task.p" = 7\n')
+    assert main(["sweep", str(tmp_path / "s.toml"), "--out", str(tmp_path / "out"), *options]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,64 @@
+"""A sweep's directory: `sweep.json` (its runs in the spec's order, each a name and a full config) and one run
+directory per run, named by the run. Written by `grokscope.sweep`; read here by every command and the app."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from grokscope.config import RunConfig, flatten
+from grokscope.errors import GrokscopeError
+from grokscope.store import layout
+from grokscope.store.reader import Run, open_run
+
+MANIFEST = "sweep.json"
+
+
+def is_sweep(path: str | Path) -> bool:
+    return (Path(path) / MANIFEST).is_file()
+
+
+def manifest(configs: dict[str, RunConfig]) -> dict:
+    """What `sweep.json` holds for these runs (name → config), as JSON reads it back."""
+    runs = [{"name": name, "config": config.to_dict()} for name, config in configs.items()]
+    return json.loads(json.dumps({"runs": runs}))  # tuples as lists
+
+
+@dataclass(frozen=True)
+class Sweep:
+    path: Path
+    configs: dict[str, RunConfig]  # run name → its config, in the spec's order
+
+    @property
+    def varied(self) -> dict[str, list]:
+        """The config keys whose values differ between runs (dotted, as --set takes them; the name aside) →
+        each run's value, in the order of `configs`."""
+        flat = [flatten(config.to_dict()) for config in self.configs.values()]
+        keys = dict.fromkeys(key for f in flat for key in f if key != "name")
+        values = {key: [f.get(key) for f in flat] for key in keys}
+        return {key: v for key, v in values.items() if any(x != v[0] for x in v)}
+
+    def started(self) -> list[str]:
+        """The runs whose directory is laid out (training, stopped or complete)."""
+        return [name for name in self.configs if layout.is_run(self.path / name)]
+
+    def open(self, name: str) -> Run:
+        if name not in self.configs:
+            raise GrokscopeError(f"the sweep {self.path} has no run '{name}'")
+        return open_run(self.path / name)
+
+
+def open_sweep(path: str | Path) -> Sweep:
+    """The sweep in `path` (GrokscopeError, one line, if there is none or its manifest is unreadable)."""
+    path = Path(path)
+    if not is_sweep(path):
+        raise GrokscopeError(f"{path} is not a sweep (no {MANIFEST}: make one with grokscope sweep SPEC.toml)")
+    data = layout.read_json(path / MANIFEST)
+    try:
+        configs = {entry["name"]: RunConfig.from_dict(entry["config"]) for entry in data["runs"]}
+    except (KeyError, TypeError) as e:
+        raise GrokscopeError(f"{path / MANIFEST}: not a sweep manifest (no {e})") from None
+    except GrokscopeError as e:
+        raise GrokscopeError(f"{path / MANIFEST}: {e}") from None
+    return Sweep(path, configs)

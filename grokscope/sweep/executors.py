@@ -1,0 +1,171 @@
+"""Training a sweep's runs: one after another, in a pool of local processes, or as Ray tasks.
+
+Every run is an ordinary run directory inside the sweep's (store/sweep.py), trained by `grokscope.train`, so a
+run is crash-safe and resumable wherever it ran, and the same sweep again skips complete runs and resumes
+the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from collections.abc import Callable
+from multiprocessing import get_context
+from pathlib import Path
+
+from grokscope.config import RunConfig
+from grokscope.errors import GrokscopeError
+from grokscope.store import layout
+from grokscope.store.sweep import MANIFEST, is_sweep, manifest
+from grokscope.sweep.spec import load_spec
+
+EXECUTORS = ("local", "ray")
+RAY_MISSING = "the ray executor needs Ray: pip install 'grokscope[sweep]'"
+
+
+def sweep(
+    spec: str | Path,
+    out: str | Path,
+    jobs: int = 1,
+    executor: str = "local",
+    address: str | None = None,
+    say: Callable[[str], None] = print,
+    **train_options,
+) -> list[Path]:
+    """Train every run of the spec into `out` (created; a directory holding another sweep is refused),
+    skipping complete runs and resuming interrupted ones; returns the run directories in the spec's order.
+
+    executor "local": `jobs` runs at a time (separate processes beyond one, each with cores / jobs torch
+    threads). "ray": one Ray task per run, one core and one torch thread each, on the cluster at `address`
+    (ray.init's: "auto", "ray://host:port") or on a local Ray instance with this machine's cores; `out` must
+    be a path every node sees. train_options: passed to `grokscope.train` (device, commit_every_s, progress).
+    """
+    if executor not in EXECUTORS:
+        raise GrokscopeError(f"unknown executor '{executor}' (use {' or '.join(EXECUTORS)})")
+    if jobs < 1:
+        raise GrokscopeError(f"--jobs must be >= 1; got {jobs}")
+    if executor == "local" and address is not None:
+        raise GrokscopeError("--address is for --executor ray")
+    if executor == "ray" and jobs != 1:
+        raise GrokscopeError("--jobs is for --executor local: Ray runs as many runs at once as it has cores")
+    runs, out = load_spec(spec), Path(out).resolve()  # absolute: Ray tasks run in another directory
+    written = manifest({run.name: run.config for run in runs})
+    if is_sweep(out):
+        if layout.read_json(out / MANIFEST) != written:
+            raise GrokscopeError(f"{out} holds another sweep (its {MANIFEST} differs): give another --out")
+    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise GrokscopeError(f"{out} exists and is not this sweep's directory: give another --out")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        layout.write_json(out / MANIFEST, written)
+    todo = []
+    for run in runs:
+        where = out / run.name
+        if (where / layout.COMPLETE).is_file():
+            say(f"{run.name}: complete")
+        else:
+            todo.append(Job(run.config.to_dict(), str(where), layout.is_run(where)))
+    if executor == "ray":
+        on_ray(todo, address, say, {**train_options, "progress": False})
+    elif jobs == 1 or len(todo) <= 1:
+        for job in todo:
+            say(f"{job.name}: {'resuming' if job.resume else 'training'}")
+            job.train(train_options)
+    else:
+        in_pool(todo, jobs, say, {**train_options, "progress": False})
+    return [out / run.name for run in runs]
+
+
+class Job:
+    """One run of a sweep to train: its config (as a dict, to cross process boundaries), its directory and
+    whether it resumes there."""
+
+    def __init__(self, config: dict, where: str, resume: bool):
+        self.config, self.where, self.resume = config, where, resume
+        self.name = Path(where).name
+
+    def train(self, options: dict) -> None:
+        from grokscope.train import train
+
+        if self.resume:
+            train(out=self.where, resume=True, **options)
+        else:
+            train(RunConfig.from_dict(self.config), self.where, **options)
+
+    def done(self) -> str:
+        return f"{self.name}: {'resumed' if self.resume else 'trained'}"
+
+
+def in_pool(todo: list[Job], jobs: int, say: Callable[[str], None], options: dict) -> None:
+    """`jobs` spawned processes; Ctrl-C or a failed run ends the sweep at once: queued runs never start,
+    running ones stop where they are (crash-safe: the same sweep again resumes them)."""
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    pool = get_context("spawn").Pool(jobs, initializer=pool_worker, initargs=(threads,))
+    try:
+        results = [pool.apply_async(job.train, (options,)) for job in todo]
+        for result, job in zip(results, todo):
+            result.get()  # a worker's error, raised here
+            say(job.done())
+        pool.close()
+    except BaseException:
+        pool.terminate()
+        raise
+    finally:
+        pool.join()
+
+
+def pool_worker(threads: int) -> None:
+    """A worker process of `--jobs`: `threads` torch threads; Ctrl-C is its parent's to act on (it ends the
+    workers), not each worker's (one would go on to its next queued run)."""
+    import torch
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(threads)
+
+
+def on_ray(todo: list[Job], address: str | None, say: Callable[[str], None], options: dict) -> None:
+    """One Ray task per run (num_cpus=1, no retries: a resumed run restarts from its own last commit when the
+    sweep is run again). Ctrl-C or a failed run cancels the others, which stop where they are. A Ray instance
+    started here (no `address`, none running in this process) is shut down at the end."""
+    try:
+        import ray
+    except ImportError:
+        raise GrokscopeError(RAY_MISSING) from None
+    started = not ray.is_initialized()
+    if started:
+        try:
+            quiet = {"log_to_driver": False, "logging_level": logging.ERROR}  # the sweep says what happens
+            if address is None:
+                ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **quiet)
+            else:
+                ray.init(address=address, **quiet)
+        except (ConnectionError, RuntimeError, ValueError) as e:
+            raise GrokscopeError(
+                f"cannot start or reach Ray ({address or 'local'}): {str(e).splitlines()[0]}"
+            ) from None
+    say(f"Ray: {len(todo)} runs on {int(ray.cluster_resources().get('CPU', 0))} cores, one run per core")
+    task = ray.remote(num_cpus=1, max_retries=0)(train_on_ray)
+    pending = {task.remote(job, options): job for job in todo}
+    try:
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            job = pending.pop(ready[0])
+            try:
+                ray.get(ready[0])
+            except ray.exceptions.RayTaskError as e:  # the run's own error, as the local executors raise it
+                raise (e.cause if isinstance(e.cause, GrokscopeError) else e) from None
+            say(job.done())
+    finally:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        if started:
+            ray.shutdown()
+
+
+def train_on_ray(job: Job, options: dict) -> None:
+    """A Ray task: one run with one torch thread (Ray gives it one core)."""
+    import torch
+
+    torch.set_num_threads(1)
+    job.train(options)
