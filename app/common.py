@@ -20,6 +20,8 @@ import streamlit as st
 
 import grokscope
 from grokscope.store import layout
+from grokscope.store.sweep import Sweep, is_sweep
+from grokscope.store.sweep import open_sweep as read_sweep
 
 if TYPE_CHECKING:
     from grokscope.figures import Plot
@@ -120,12 +122,37 @@ def header(run: grokscope.Run) -> None:
 
 
 def run_names() -> list[str]:
-    """The runs inside the runs directory; a link that leads outside it is not one of them."""
+    """The runs inside the runs directory, and those of each sweep there as SWEEP/RUN (those started, in the
+    sweep's order); a link that leads outside it is not one of them."""
     root = runs_dir()
+    names = []
+    for name in sweep_names():
+        try:
+            names += [f"{name}/{run}" for run in open_sweep(name).started()]
+        except grokscope.GrokscopeError:  # an unreadable manifest: the Sweep page says so
+            continue
+    found = [p.name for p in inside_dirs(root) if layout.is_run(p)]
+    return sorted(found) + names
+
+
+def inside_dirs(root: Path) -> list[Path]:
+    """The entries of the runs directory that stay inside it (a link leading outside is left out)."""
     if not root.is_dir():
         return []
     inside = root.resolve()
-    return sorted(p.name for p in root.iterdir() if p.resolve().is_relative_to(inside) and layout.is_run(p))
+    return [p for p in root.iterdir() if p.resolve().is_relative_to(inside)]
+
+
+def sweep_names() -> list[str]:
+    """The sweeps inside the runs directory (directories holding a sweep.json), by name."""
+    return sorted(p.name for p in inside_dirs(runs_dir()) if is_sweep(p))
+
+
+def open_sweep(name: str) -> Sweep:
+    """A sweep inside the runs directory, by name only (one of `sweep_names()`; anything else is refused)."""
+    if name not in sweep_names():
+        raise grokscope.GrokscopeError(f"no sweep '{name}' inside {runs_dir()}")
+    return read_sweep(runs_dir() / name)
 
 
 def sidebar() -> None:
@@ -343,14 +370,20 @@ def show(
     """A figure (build: step → Plot; params: what else it depends on) that follows the cursor, with
     download buttons for its data (CSV) and, where a browser can render it, a PDF, both made at the step
     when clicked and named <run>_<figure>_step<S> (or <stem>_step<S>)."""
+    scrub.chart(run, name, step, build, params)
+    stem = (stem or f"{run.name}_{name}") + ("" if step is None else f"_step{step}")
+    downloads(name, stem, lambda: build(step))
+
+
+def downloads(name: str, stem: str, make: Callable[[], Plot]) -> None:
+    """Download buttons for a figure's data (CSV) and, where a browser can render it, the figure (PDF), named
+    <stem>.csv and <stem>.pdf; `make` builds the Plot when a button is clicked."""
     from grokscope.figures.export import csv_text
 
-    scrub.chart(run, name, step, build, params)
     left, right = st.columns(2)
-    stem = (stem or f"{run.name}_{name}") + ("" if step is None else f"_step{step}")
     left.download_button(
         "data (CSV)",
-        lambda: csv_text(build(step).data),
+        lambda: csv_text(make().data),
         file_name=f"{stem}.csv",
         mime="text/csv",
         key=f"csv {name}",
@@ -359,7 +392,7 @@ def show(
     if browser():  # rendered only when clicked: kaleido takes a second or two
         right.download_button(
             "figure (PDF)",
-            lambda: build(step).figure.to_image(format="pdf"),
+            lambda: make().figure.to_image(format="pdf"),
             file_name=f"{stem}.pdf",
             mime="application/pdf",
             key=f"pdf {name}",

@@ -229,12 +229,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run directory")
     p.set_defaults(handler=cmd_verify)
 
-    p = sub.add_parser("figures", help="write the standard figures of a run for papers, with their data as CSV")
-    p.add_argument("run", help="run directory")
+    p = sub.add_parser(
+        "figures",
+        help="write the standard figures of a run, or a sweep's phase diagrams, for papers, with their data as CSV",
+    )
+    p.add_argument("run", help="run directory, or a sweep's directory")
     p.add_argument("--out", required=True, help="directory to write into")
     p.add_argument("--format", default="pdf", help="pdf, svg or png (default pdf)")
     p.add_argument("--step", type=int, help="the step shown or marked (default: the last saved)")
     p.add_argument("--only", metavar="NAME,...", help="these figures only (default: all of them)")
+    p.add_argument("--x", help="a sweep: the diagram's x key (default: the first key it varies)")
+    p.add_argument("--y", help="a sweep: its y key (default: the second key it varies, if any)")
+    p.add_argument(
+        "--fix",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a sweep: only runs with this value (repeatable)",
+    )
     p.set_defaults(handler=cmd_figures)
 
     p = sub.add_parser("app", help="start the workbench app on localhost")
@@ -678,10 +690,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_figures(args: argparse.Namespace) -> int:
     from grokscope import analysis, figures
     from grokscope.store import open_run
+    from grokscope.store.sweep import is_sweep
 
-    run = open_run(args.run)
     if args.format not in figures.FORMATS:
         raise GrokscopeError(f"unknown format '{args.format}' (use {', '.join(figures.FORMATS)})")
+    if is_sweep(args.run):
+        return sweep_figures(args)
+    if args.x or args.y or args.fix:
+        raise GrokscopeError(f"--x, --y and --fix are for a sweep's directory; {args.run} is not one")
+    run = open_run(args.run)
     skipped = figures.builders.not_applicable(run)
     names = figures.standard(run) if args.only is None else [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in names if n not in figures.FIGURES]
@@ -697,6 +714,35 @@ def cmd_figures(args: argparse.Namespace) -> int:
             print(f"grokscope: not applicable: {name} ({reason})", file=sys.stderr)
     analysis.analyze(run)  # what the figures read, computed once up front (with a progress bar)
     plots = {name: figures.FIGURES[name][0](run, args.step) for name in names}
+    for path in figures.export(plots, args.out, args.format, progress=True):
+        print(path)
+    return 0
+
+
+def sweep_figures(args: argparse.Namespace) -> int:
+    """A sweep's phase diagrams, one per colouring (file sweep_<colouring>), over --x and --y."""
+    from grokscope import figures
+    from grokscope.analysis.sweeps import COLOURINGS, sweep_table, varied_keys
+    from grokscope.config import parse_override
+    from grokscope.store.sweep import open_sweep
+
+    if args.step is not None or args.only is not None:
+        raise GrokscopeError("--step and --only are for a run; a sweep's diagrams show each run's last step")
+    sweep = open_sweep(args.run)
+    table = sweep_table(sweep)
+    keys = varied_keys(table)
+    if any("=" not in text for text in args.fix):
+        raise GrokscopeError(f"--fix expects KEY=VALUE, got '{next(t for t in args.fix if '=' not in t)}'")
+    fixed = dict(parse_override(text) for text in args.fix)
+    free = [k for k in keys if k not in fixed]
+    x = args.x or (free[0] if free else None)
+    y = args.y if args.y or args.x else next((k for k in free if k != x), None)
+    if x is None:
+        raise GrokscopeError(f"the sweep {sweep.path.name} varies no key that is not fixed: it has no phase diagram")
+    plots = {
+        f"sweep_{colouring.replace(' ', '_')}": figures.builders.sweep_diagram(sweep, x, y, colouring, fixed, table)
+        for colouring in COLOURINGS
+    }
     for path in figures.export(plots, args.out, args.format, progress=True):
         print(path)
     return 0

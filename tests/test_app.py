@@ -21,10 +21,11 @@ PAGES = sorted(f"pages/{path.name}" for path in (Path(APP).parent / "pages").glo
 
 
 @pytest.fixture(scope="module")
-def runs_dir(analyzed_run, small_run, coexistence_run, tmp_path_factory):
-    """tiny (analysed), small (not analysed), broken (a run whose files are damaged) and coexist (the
-    corrupted-label MLP, analysed)."""
+def runs_dir(analyzed_run, small_run, coexistence_run, small_sweep, tmp_path_factory):
+    """tiny (analysed), small (not analysed), broken (a run whose files are damaged), coexist (the
+    corrupted-label MLP, analysed) and the sweep wd (2 weight decays × 2 seeds)."""
     root = tmp_path_factory.mktemp("app_runs")
+    shutil.copytree(small_sweep.path, root / "wd")
     shutil.copytree(analyzed_run.path, root / "tiny")
     shutil.copytree(coexistence_run.path, root / "coexist")
     analysis.analyze(grokscope.open_run(root / "coexist"), progress=False)
@@ -130,6 +131,41 @@ def test_runs_page_lists_every_run_with_its_status(runs_dir, monkeypatch):
     status = dict(zip(table["run"], table["status"]))
     assert status["tiny"] == "complete" and status["small"] == "complete"
     assert status["broken"].startswith("unreadable") and "progress.json" in status["broken"]
+
+
+def test_the_sweep_page_draws_the_phase_diagram_and_opens_its_runs(runs_dir, small_sweep, monkeypatch):
+    at = app(runs_dir, monkeypatch, "tiny")
+    at.switch_page("pages/75_sweep.py").run()
+    assert not at.exception and not at.error
+    (diagram,) = charts(at)
+    squares = [trace for trace in json.loads(diagram)["data"]]
+    assert sorted(name for trace in squares for name in trace["customdata"]) == sorted(small_sweep.configs)
+    assert list(at.dataframe[0].value["run"]) == list(small_sweep.configs)
+    at.selectbox(key="sweep y").set_value("(one row)").run()  # one row: the seeds pooled, then one seed fixed
+    at.selectbox(key="sweep fix model.seed").set_value(1).run()
+    (diagram,) = charts(at)
+    assert [name for trace in json.loads(diagram)["data"] for name in trace["customdata"]] == [
+        name for name in small_sweep.configs if name.endswith("model.seed=1")
+    ]
+    at.radio(key="sweep colour").set_value("outcome").run()
+    assert not at.exception and "outcome" in json.loads(charts(at)[0])["layout"]["title"]["text"]
+    # the sweep's runs are runs of the app: SWEEP/RUN opens on every page
+    name = f"wd/{next(iter(small_sweep.configs))}"
+    at = app(runs_dir, monkeypatch, name)
+    at.switch_page("pages/20_training.py").run()
+    assert not at.exception and not at.error and charts(at)
+    assert at.session_state.chosen_run == name
+
+
+def test_an_unreadable_sweep_says_so_on_its_page(runs_dir, tmp_path, monkeypatch):
+    root = tmp_path / "runs"
+    shutil.copytree(runs_dir / "wd", root / "wd")
+    (root / "wd" / "sweep.json").write_text('{"runs": [{"name": "../tiny", "config": {}}]}')
+    at = app(root, monkeypatch)
+    at.switch_page("pages/75_sweep.py").run()
+    assert not at.exception
+    (error,) = [e.value for e in at.error]
+    assert "Sweep 'wd' cannot be read" in error and "is not a directory name" in error and "\n" not in error
 
 
 def test_the_runs_table_carries_the_header_columns_and_filters(runs_dir, monkeypatch):

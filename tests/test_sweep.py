@@ -9,29 +9,22 @@ import re
 import shutil
 import sys
 import tempfile
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from conftest import SWEEP_SPEC
 
 import grokscope
+from grokscope.analysis.sweeps import OUTCOMES, cells, outcome, sweep_table, varied_keys
 from grokscope.cli import main
+from grokscope.figures.export import NO_BROWSER
 from grokscope.store import layout
 from grokscope.sweep import load_spec, sweep
 from grokscope.train.loop import Trainer
 
-SPEC = """
-preset = "tiny"
-[set]
-"train.steps" = 24
-"task.p" = 13
-"checkpoints.n_log" = 0
-"checkpoints.n_uniform" = 4
-"checkpoints.dense_until" = 2
-[grid]
-"optim.weight_decay" = [0.5, 1.0]
-"model.seed" = [0, 1]
-"""
+SPEC = SWEEP_SPEC
 
 
 def test_a_grid_trains_each_run_once_and_resumes_an_interrupted_one(tmp_path, monkeypatch):
@@ -78,15 +71,16 @@ def test_runs_in_parallel_processes(tmp_path):
     assert not np.array_equal(*finals)
 
 
-@pytest.fixture
-def ray_files(monkeypatch):
+@pytest.fixture(scope="module")
+def ray_files():
     """Ray's files (its session under RAY_TMPDIR, its token under ~/.ray) in a directory removed afterwards, so
-    the test leaves the machine as it was; a short path, for the Unix sockets Ray makes in it (107 bytes at
-    most)."""
+    the tests leave the machine as they found it; a short path, for the Unix sockets Ray makes in it (107 bytes
+    at most). One for the module: Ray keeps the token it read for the life of the process."""
     where = tempfile.mkdtemp(prefix="gs-ray-")
-    monkeypatch.setenv("RAY_TMPDIR", where)
-    monkeypatch.setenv("HOME", where)
-    yield
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RAY_TMPDIR", where)
+        patch.setenv("HOME", where)
+        yield
     shutil.rmtree(where, ignore_errors=True)
 
 
@@ -223,3 +217,135 @@ def test_ctrl_c_stops_a_parallel_sweep_and_the_same_sweep_resumes_it(tmp_path):
     done = subprocess.run(command[:-2], check=False, capture_output=True, text=True, timeout=600)  # one at a time
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("resuming") == len(runs) and done.stdout.count("training") == 4 - len(runs)
+
+
+def fake_run(final: dict, corrupt_frac: float = 0.1, has_split: bool = True) -> SimpleNamespace:
+    """What `outcome` reads of a run: its final metrics, whether it has a split, its corruption."""
+    task = SimpleNamespace(corrupt_frac=corrupt_frac)
+    return SimpleNamespace(final_metrics=lambda: final, has_split=has_split, config=SimpleNamespace(task=task))
+
+
+@pytest.mark.parametrize(
+    "test, train, noisy, true, corrupt, expected",
+    [
+        (0.95, 1.0, 1.0, 0.0, 0.1, "coexistence"),  # every corrupted label memorized, the rule learnt
+        (0.95, 0.9, 0.0, 1.0, 0.1, "full inversion"),  # every corrupted example answered with its true label
+        (0.95, 0.95, 0.5, 0.5, 0.1, "partial inversion"),
+        (0.9, 0.95, 0.98, 0.0, 0.1, "partial inversion"),  # at the generalizing threshold; 98% memorized is not all
+        (0.89, 1.0, 1.0, 0.0, 0.1, "memorization"),  # just short of generalizing, the training set fitted
+        (0.5, 0.98, 0.9, 0.0, 0.1, "not fitted"),
+        (0.99, 1.0, float("nan"), float("nan"), 0.0, "generalization"),  # no corruption: no inversion to speak of
+        (float("nan"), float("nan"), float("nan"), float("nan"), 0.1, "not fitted"),  # diverged
+    ],
+)
+def test_outcome_rules(test, train, noisy, true, corrupt, expected):
+    final = {"test_acc": test, "train_acc": train, "corrupted_noisy_acc": noisy, "corrupted_true_acc": true}
+    assert outcome(fake_run(final, corrupt)) == expected
+    assert outcome(fake_run(final, corrupt, has_split=False)) is None
+
+
+def test_the_outcome_of_a_corrupted_run_reads_its_final_predictions(coexistence_run):
+    """The accuracies `outcome` reads equal those of the final model's predictions (computed here, not read
+    from the recorded metrics): every corrupted label memorized, the test accuracy on either side of 0.9."""
+    from grokscope.models import load_model
+
+    run, data = coexistence_run, coexistence_run.dataset
+    model = load_model(run, int(run.steps[-1]))
+    with torch.no_grad():
+        predicted = model.all_logits(model.task_inputs(run.task, data)).argmax(-1).numpy()
+    test_acc = (predicted[data.test_rows] == data.test_labels).mean()
+    corrupted = data.train_rows[data.corrupted]
+    noisy_acc = (predicted[corrupted] == data.train_labels[data.corrupted]).mean()
+    final = run.final_metrics()
+    assert final["test_acc"] == test_acc and final["corrupted_noisy_acc"] == noisy_acc == 1.0
+    assert outcome(run) == ("coexistence" if test_acc >= 0.9 else "memorization")
+
+
+def test_the_sweep_table_reads_every_run(small_sweep):
+    table = sweep_table(small_sweep)
+    assert varied_keys(table) == ["optim.weight_decay", "model.seed"]
+    assert table["optim.weight_decay"] == [0.5, 0.5, 1.0, 1.0] and table["model.seed"] == [0, 1, 0, 1]
+    for i, name in enumerate(table["run"]):
+        run = grokscope.open_run(small_sweep.path / name)
+        assert table["status"][i] == "complete"
+        assert table["final test acc"][i] == run.metrics["test_acc"][-1]
+        assert table["final train acc"][i] == run.metrics["train_acc"][-1]
+        assert table["grok step"][i] == run.grok_step and table["outcome"][i] == outcome(run)
+
+
+def test_cells_pool_the_keys_off_the_axes():
+    table = {
+        "run": ["a", "b", "c", "d", "e", "f"],
+        "wd": [1.0, 1.0, 2.0, 2.0, 2.0, 3.0],
+        "seed": [0, 1, 0, 1, 2, 0],
+        "status": ["complete"] * 5 + ["not started"],
+        "final train acc": [1.0] * 5 + [None],
+        "final test acc": [0.5, 1.0, 0.96, 0.2, 1.0, None],
+        "grok step": [None, 100, 300, None, 500, None],
+        "outcome": ["memorization", "generalization", "generalization", "memorization", "memorization", None],
+    }
+    one, two = cells(table, "wd", None, {})  # f has not started: no cell
+    assert one["runs"] == ["a", "b"] and one["final test acc"] == 0.75 and one["grok step"] == 100
+    assert one["grokked"] == 1 and one["outcome"] == "generalization" and one["outcome count"] == 1  # a tie: first
+    assert two["runs"] == ["c", "d", "e"] and two["final test acc"] == pytest.approx((0.96 + 0.2 + 1.0) / 3)
+    assert two["grok step"] == 400 and two["grokked"] == 2  # the median of the runs that grokked
+    assert two["outcome"] == "memorization" and two["outcome count"] == 2
+    (alone,) = cells(table, "wd", "seed", {"wd": 2.0, "seed": 1})
+    assert alone["runs"] == ["d"] and alone["grok step"] is None and alone["x"] == 2.0 and alone["y"] == 1
+    with pytest.raises(grokscope.GrokscopeError, match="does not vary 'lr'.*varies: wd, seed"):
+        cells(table, "lr", None, {})
+
+
+def test_the_phase_diagram_has_a_square_per_cell_that_opens_its_run(small_sweep):
+    from grokscope.figures.builders import sweep_diagram
+
+    table = sweep_table(small_sweep)
+    plot = sweep_diagram(small_sweep, "optim.weight_decay", "model.seed")
+    (trace,) = [t for t in plot.figure.data if t.name == "final test accuracy"]
+    assert list(trace.customdata) == table["run"] and list(trace.x) == ["0.5", "0.5", "1.0", "1.0"]
+    assert list(trace.marker.color) == table["final test acc"]
+    np.testing.assert_array_equal(plot.data["final_test_acc"], table["final test acc"])
+    pooled = sweep_diagram(small_sweep, "optim.weight_decay", None, "outcome")
+    assert "pooled over model.seed" in pooled.figure.layout.title.text
+    assert list(pooled.data["n_runs"]) == [2, 2] and set(pooled.data["outcome"]) <= set(OUTCOMES)
+    assert {t.name for t in pooled.figure.data} == set(pooled.data["outcome"])  # one legend entry per outcome
+    fixed = sweep_diagram(small_sweep, "optim.weight_decay", None, "grok step", {"model.seed": 1})
+    assert list(fixed.data["runs"]) == [table["run"][1], table["run"][3]]
+    with pytest.raises(grokscope.GrokscopeError, match="two different keys"):
+        sweep_diagram(small_sweep, "model.seed", "model.seed")
+    with pytest.raises(grokscope.GrokscopeError, match="unknown colouring"):
+        sweep_diagram(small_sweep, "model.seed", None, "colour")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--x", "optim.lr"], "the sweep does not vary 'optim.lr'"),
+        (["--step", "3"], "--step and --only are for a run"),
+        (["--fix", "model.seed"], "--fix expects KEY=VALUE"),
+        (["--fix", "model.seed=7"], "no run of the sweep wd has started with these values"),
+    ],
+)
+def test_sweep_figures_bad_input(small_sweep, tmp_path, capsys, args, message):
+    assert main(["figures", str(small_sweep.path), "--out", str(tmp_path / "f"), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+
+
+def test_sweep_options_on_a_run_are_refused(small_run, tmp_path, capsys):
+    assert main(["figures", str(small_run.path), "--out", str(tmp_path / "f"), "--x", "model.seed"]) == 2
+    assert "--x, --y and --fix are for a sweep's directory" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_figures_of_a_sweep_are_its_phase_diagrams(small_sweep, tmp_path, capsys):
+    out = tmp_path / "figs"
+    code = main(["figures", str(small_sweep.path), "--out", str(out), "--format", "svg"])
+    names = ["sweep_final_test_accuracy", "sweep_grok_step", "sweep_outcome"]
+    for name in names:  # x and y: the first two keys the sweep varies
+        header = (out / f"{name}.csv").read_text().splitlines()[0].split(",")
+        assert header[:3] == ["optim.weight_decay", "model.seed", "runs"]
+    if shutil.which("chromium") or shutil.which("google-chrome"):
+        assert code == 0 and all(b"<svg" in (out / f"{n}.svg").read_bytes()[:400] for n in names)
+    else:
+        assert code == 2 and NO_BROWSER in capsys.readouterr().err

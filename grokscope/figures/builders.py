@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import plotly.colors as pcolors
 import plotly.graph_objects as go
 import plotly.io as pio
 import torch
@@ -18,11 +19,13 @@ from grokscope.analysis.neurons import CLUSTER_THRESHOLD
 from grokscope.analysis.progress import KEY_LOSS_RATIO, TRAIN_FIT, loss_ratios
 from grokscope.analysis.pruning import not_prunable
 from grokscope.analysis.spec import trained_here
+from grokscope.analysis.sweeps import COLOURINGS, OUTCOMES, cells, sweep_table, varied_keys
 from grokscope.config import RunConfig
 from grokscope.errors import GrokscopeError
 from grokscope.models import MODELS, load_model
 from grokscope.store import Run
 from grokscope.store.layout import EVALUATED, STABILITY_COLUMNS
+from grokscope.store.sweep import Sweep
 
 # Okabe & Ito (2008): distinguishable with every common colour-vision deficiency
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
@@ -648,6 +651,141 @@ def run_table(runs: list[Run]) -> dict[str, list]:
         for split in ("train", "test"):  # None for a run without a split: it has neither
             table[f"final {split} acc"].append(last.get(f"{split}_acc"))
     return table
+
+
+def readable_on(fill: str) -> str:
+    """Black or white text, whichever reads on a fill colour ('#rrggbb' or 'rgb(r, g, b)'): by its relative
+    luminance (WCAG), black above 0.18, where the two contrast equally."""
+    rgb = pcolors.hex_to_rgb(fill) if fill.startswith("#") else pcolors.unlabel_rgb(fill)
+    linear = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in (v / 255 for v in rgb)]
+    return "black" if 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2] > 0.18 else "white"
+
+
+def axis_order(values: list) -> list:
+    """A phase diagram axis's values in order: numbers by value, anything else as text."""
+    distinct = list(dict.fromkeys(values))
+    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in distinct)
+    return sorted(distinct) if numeric else sorted(distinct, key=str)
+
+
+def sweep_diagram(
+    sweep: Sweep,
+    x: str,
+    y: str | None = None,
+    colour: str = "final test accuracy",
+    fixed: dict[str, object] | None = None,
+    table: dict[str, list] | None = None,
+) -> Plot:
+    """A sweep's phase diagram: a square per value of key x and of key y (None: one row), coloured by the final test accuracy, the grok step or the
+    outcome (analysis/sweeps.py), among the runs with the `fixed` values of other keys; keys neither on an axis
+    nor fixed (seeds, say) are pooled: mean accuracy, median grok step of the runs that grokked, most common
+    outcome, each cell saying over how many runs. Each marker's customdata is its cell's first run, so a click
+    can open it. table: the sweep's `sweep_table`, where already made."""
+    table = sweep_table(sweep) if table is None else table
+    keys, fixed = varied_keys(table), fixed or {}
+    if colour not in COLOURINGS:
+        raise GrokscopeError(f"unknown colouring '{colour}' (use {', '.join(COLOURINGS)})")
+    if not keys:
+        raise GrokscopeError(f"the sweep {sweep.path.name} varies no key: it has no phase diagram")
+    if x == y:
+        raise GrokscopeError(f"the diagram's axes need two different keys; both are '{x}'")
+    grid = cells(table, x, y, fixed)
+    if not grid:
+        raise GrokscopeError(f"no run of the sweep {sweep.path.name} has started with these values")
+    xs = [str(v) for v in axis_order([c["x"] for c in grid])]
+    ys = [str(v) for v in axis_order([c["y"] for c in grid])] if y is not None else [""]
+    fig = go.Figure()
+    cell = int(np.clip(560 / max(len(xs), len(ys)), 70, 120))  # pixels per cell: squares fill 85% of it
+
+    def label(c: dict) -> str:
+        n = len(c["runs"])
+        if colour == "final test accuracy":
+            return ("–" if c["final test acc"] is None else f"{c['final test acc']:.2f}") + (
+                f"<br>n={n}" if n > 1 else ""
+            )
+        if colour == "grok step":
+            value = "not<br>grokked" if c["grok step"] is None else f"{c['grok step']:.0f}"
+            return value + (f"<br>{c['grokked']}/{n}" if n > 1 else "")
+        return (c["outcome"] or "–").replace(" ", "<br>") + (f"<br>{c['outcome count']}/{n}" if n > 1 else "")
+
+    def scatter(chosen: list[dict], fills: list[str], **style) -> None:
+        fig.add_scatter(
+            x=[str(c["x"]) for c in chosen],
+            y=[str(c["y"]) if y is not None else "" for c in chosen],
+            mode="markers+text",
+            text=[label(c) for c in chosen],
+            textfont={"size": 11, "color": [readable_on(fill) for fill in fills]},
+            marker={
+                "symbol": "square",
+                "size": 0.85 * cell,
+                "line": {"width": 1, "color": "#444444"},
+                **style.pop("marker"),
+            },
+            customdata=[c["runs"][0] for c in chosen],
+            hovertext=[", ".join(c["runs"]) for c in chosen],
+            hovertemplate="%{hovertext}<extra></extra>",
+            **style,
+        )
+
+    if colour == "outcome":
+        for i, name in enumerate((*OUTCOMES, None)):
+            chosen = [c for c in grid if c["outcome"] == name]
+            fill = PALETTE[i % len(PALETTE)] if name is not None else "#dddddd"
+            if chosen:
+                scatter(chosen, [fill] * len(chosen), name=name or "no outcome", marker={"color": fill})
+    else:
+        column = COLOURINGS[colour]
+        measured = [c for c in grid if c[column] is not None]
+        if measured:
+            values = np.array([c[column] for c in measured], dtype=float)
+            lo, hi = (0.0, 1.0) if colour == "final test accuracy" else (values.min(), values.max())
+            shares = np.clip((values - lo) / (hi - lo), 0, 1) if hi > lo else np.zeros_like(values)
+            fills = pcolors.sample_colorscale("Viridis", shares.tolist())
+            bar = {"title": {"text": colour}, "len": min(1.0, 300 / (cell * len(ys)))}
+            colours = {"color": values.tolist(), "colorscale": "Viridis", "cmin": lo, "cmax": hi, "colorbar": bar}
+            scatter(measured, fills, name=colour, marker=colours)
+        missing = [c for c in grid if c[column] is None]
+        if missing:
+            name = "not grokked" if colour == "grok step" else "not measured"
+            scatter(missing, ["#dddddd"] * len(missing), name=name, marker={"color": "#dddddd"})
+    pooled = [k for k in keys if k not in (x, y) and k not in fixed]
+    said = [f"{k} = {v}" for k, v in fixed.items()] + ([f"pooled over {', '.join(pooled)}"] if pooled else [])
+    title = f"{sweep.path.name}: {colour}" + (f"<br><sup>{'; '.join(said)}</sup>" if said else "")
+    lines = title.count("<br>")  # a title of several lines is anchored by its last: padded by a line each
+    fig.update_layout(
+        template=TEMPLATE, title={"text": title, "pad": {"t": 12 + 22 * lines}}, showlegend=colour == "outcome"
+    )
+    # each category exactly `cell` pixels (no padding around the markers)
+    fig.update_xaxes(
+        title_text=x, type="category", categoryorder="array", categoryarray=xs, range=[-0.5, len(xs) - 0.5]
+    )
+    fig.update_yaxes(
+        title_text=y or "",
+        type="category",
+        categoryorder="array",
+        categoryarray=ys,
+        range=[-0.5, len(ys) - 0.5],
+        showticklabels=y is not None,
+    )
+    margin = {"l": 130, "r": 150, "t": 90 + 22 * lines, "b": 110}  # axis titles, colour bar, title, legend
+    fig.update_layout(
+        margin=margin,
+        height=margin["t"] + margin["b"] + cell * len(ys),
+        width=margin["l"] + margin["r"] + cell * len(xs),
+        legend={"y": -90 / (cell * len(ys)), "yanchor": "top"},
+    )
+    data = {
+        x: np.array([str(c["x"]) for c in grid]),
+        **({y: np.array([str(c["y"]) for c in grid])} if y is not None else {}),
+        "runs": np.array([" ".join(c["runs"]) for c in grid]),
+        "n_runs": np.array([len(c["runs"]) for c in grid]),
+        "final_test_acc": np.array([np.nan if c["final test acc"] is None else c["final test acc"] for c in grid]),
+        "median_grok_step": np.array([np.nan if c["grok step"] is None else c["grok step"] for c in grid]),
+        "n_grokked": np.array([c["grokked"] for c in grid]),
+        "outcome": np.array([c["outcome"] or "" for c in grid]),
+        "outcome_count": np.array([c["outcome count"] for c in grid]),
+    }
+    return Plot(fig, data)
 
 
 IPR_BINS = np.linspace(0, 1, 26)  # the IPR lies in (0, 1]

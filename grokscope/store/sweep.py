@@ -19,23 +19,25 @@ def is_sweep(path: str | Path) -> bool:
     return (Path(path) / MANIFEST).is_file()
 
 
-def manifest(configs: dict[str, RunConfig]) -> dict:
-    """What `sweep.json` holds for these runs (name → config), as JSON reads it back."""
+def manifest(configs: dict[str, RunConfig], keys: list[str]) -> dict:
+    """What `sweep.json` holds for these runs (name → config) and the keys the spec varies (in its order), as
+    JSON reads it back."""
     runs = [{"name": name, "config": config.to_dict()} for name, config in configs.items()]
-    return json.loads(json.dumps({"runs": runs}))  # tuples as lists
+    return json.loads(json.dumps({"keys": keys, "runs": runs}))  # tuples as lists
 
 
 @dataclass(frozen=True)
 class Sweep:
     path: Path
     configs: dict[str, RunConfig]  # run name → its config, in the spec's order
+    keys: list[str]  # the keys the spec varies, in its order
 
     @property
     def varied(self) -> dict[str, list]:
         """The config keys whose values differ between runs (dotted, as --set takes them; the name aside) →
-        each run's value, in the order of `configs`."""
+        each run's value, in the order of `configs`; the spec's keys first, in its order."""
         flat = [flatten(config.to_dict()) for config in self.configs.values()]
-        keys = dict.fromkeys(key for f in flat for key in f if key != "name")
+        keys = dict.fromkeys([*self.keys, *(key for f in flat for key in f if key != "name")])
         values = {key: [f.get(key) for f in flat] for key in keys}
         return {key: v for key, v in values.items() if any(x != v[0] for x in v)}
 
@@ -61,4 +63,10 @@ def open_sweep(path: str | Path) -> Sweep:
         raise GrokscopeError(f"{path / MANIFEST}: not a sweep manifest (no {e})") from None
     except GrokscopeError as e:
         raise GrokscopeError(f"{path / MANIFEST}: {e}") from None
-    return Sweep(path, configs)
+    bad = next((name for name in configs if Path(name).name != name or name in ("", ".", "..")), None)
+    if bad is not None:  # a run lives in the sweep's directory, never elsewhere
+        raise GrokscopeError(f"{path / MANIFEST}: the run name '{bad}' is not a directory name")
+    keys = data.get("keys", [])
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise GrokscopeError(f"{path / MANIFEST}: not a sweep manifest (its keys are not a list of names)")
+    return Sweep(path, configs, keys)

@@ -50,7 +50,8 @@ def sweep(
     if executor == "ray" and jobs != 1:
         raise GrokscopeError("--jobs is for --executor local: Ray runs as many runs at once as it has cores")
     runs, out = load_spec(spec), Path(out).resolve()  # absolute: Ray tasks run in another directory
-    written = manifest({run.name: run.config for run in runs})
+    keys = list(dict.fromkeys(key for run in runs for key in run.overrides))
+    written = manifest({run.name: run.config for run in runs}, keys)
     if is_sweep(out):
         if layout.read_json(out / MANIFEST) != written:
             raise GrokscopeError(f"{out} holds another sweep (its {MANIFEST} differs): give another --out")

@@ -33,6 +33,7 @@ SPEC_KEYS = {"preset", "set", "grid", "runs"}
 class SweepRun:
     name: str
     config: RunConfig
+    overrides: dict  # what varies in it (the grid point and its [[runs]] entry), in the spec's order
 
 
 def load_spec(path: str | Path) -> list[SweepRun]:
@@ -71,7 +72,7 @@ def load_spec(path: str | Path) -> list[SweepRun]:
         name = run_name(varied)
         if any(r.name == name for r in runs):
             raise GrokscopeError(f"{path}: runs {said} and another would share the directory name {name}")
-        runs.append(SweepRun(name, config.with_overrides({"name": name})))
+        runs.append(SweepRun(name, config.with_overrides({"name": name}), varied))
     return runs
 
 
