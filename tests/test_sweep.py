@@ -21,6 +21,7 @@ from grokscope.analysis.sweeps import OUTCOMES, cells, outcome, sweep_table, var
 from grokscope.cli import main
 from grokscope.figures.export import NO_BROWSER
 from grokscope.store import layout
+from grokscope.store.sweep import open_sweep
 from grokscope.sweep import load_spec, sweep
 from grokscope.train.loop import Trainer
 
@@ -178,6 +179,18 @@ def test_a_directory_holding_another_sweep_is_refused(tmp_path, capsys):
     (tmp_path / "b.toml").write_text('preset = "tiny"\n[set]\n"train.steps" = 3\n"task.p" = 7\n')
     assert main(["sweep", str(tmp_path / "b.toml"), "--out", str(tmp_path / "out")]) == 2
     assert "holds another sweep" in capsys.readouterr().err
+
+
+def test_a_sweep_made_before_the_manifest_kept_its_keys_goes_on(small_sweep, tmp_path):
+    shutil.copytree(small_sweep.path, tmp_path / "wd")
+    manifest = json.loads((tmp_path / "wd" / "sweep.json").read_text())
+    (tmp_path / "wd" / "sweep.json").write_text(json.dumps({"runs": manifest["runs"]}))
+    assert open_sweep(tmp_path / "wd").keys == []  # read as it is: the varied keys in config order
+    (tmp_path / "wd.toml").write_text(SPEC)
+    said = []
+    sweep(tmp_path / "wd.toml", tmp_path / "wd", say=said.append)
+    assert said == [f"{name}: complete" for name in small_sweep.configs]
+    assert open_sweep(tmp_path / "wd").keys == ["optim.weight_decay", "model.seed"]
 
 
 def test_the_same_config_twice_is_refused(tmp_path, capsys):

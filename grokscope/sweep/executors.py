@@ -53,8 +53,11 @@ def sweep(
     keys = list(dict.fromkeys(key for run in runs for key in run.overrides))
     written = manifest({run.name: run.config for run in runs}, keys)
     if is_sweep(out):
-        if layout.read_json(out / MANIFEST) != written:
+        found = layout.read_json(out / MANIFEST)
+        if found.get("runs") != written["runs"]:
             raise GrokscopeError(f"{out} holds another sweep (its {MANIFEST} differs): give another --out")
+        if found != written:  # made before the manifest kept the spec's keys
+            layout.write_json(out / MANIFEST, written)
     elif out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise GrokscopeError(f"{out} exists and is not this sweep's directory: give another --out")
     else:
@@ -67,7 +70,7 @@ def sweep(
             say(f"{run.name}: complete")
         else:
             todo.append(Job(run.config.to_dict(), str(where), layout.is_run(where)))
-    if executor == "ray":
+    if executor == "ray" and todo:  # nothing to do starts no Ray
         on_ray(todo, address, say, {**train_options, "progress": False})
     elif jobs == 1 or len(todo) <= 1:
         for job in todo:
