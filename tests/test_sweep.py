@@ -138,6 +138,19 @@ def test_the_ray_executor_without_ray_says_how_to_install_it(tmp_path, capsys, m
     assert capsys.readouterr().err == "grokscope: error: the ray executor needs Ray: pip install 'grokscope[sweep]'\n"
 
 
+def test_an_unreachable_ray_cluster_is_said_in_one_line(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as closed:  # a port nothing listens on: bound, never listening
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+        (tmp_path / "s.toml").write_text('preset = "tiny"\n[set]\n"task.p" = 7\n')
+        options = ["--executor", "ray", "--address", f"127.0.0.1:{port}"]
+        assert main(["sweep", str(tmp_path / "s.toml"), "--out", str(tmp_path / "out"), *options]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"grokscope: error: cannot reach Ray at 127.0.0.1:{port} (") and err.count("\n") == 1, err
+
+
 @pytest.mark.parametrize(
     "options, message",
     [

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 from collections.abc import Callable
 from multiprocessing import get_context
 from pathlib import Path
@@ -137,6 +138,8 @@ def on_ray(todo: list[Job], address: str | None, say: Callable[[str], None], opt
     except ImportError:
         raise GrokscopeError(RAY_MISSING) from None
     started = not ray.is_initialized()
+    if started and address is not None:
+        check_reachable(address)
     if started:
         try:
             quiet = {"log_to_driver": False, "logging_level": logging.ERROR}  # the sweep says what happens
@@ -165,6 +168,19 @@ def on_ray(todo: list[Job], address: str | None, say: Callable[[str], None], opt
             ray.cancel(ref, force=True)
         if started:
             ray.shutdown()
+
+
+def check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """A cluster given as HOST:PORT (or ray://HOST:PORT) answers a TCP connection within timeout_s, else
+    GrokscopeError: Ray itself retries an unreachable address for minutes. "auto" and other forms are left
+    to Ray."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise GrokscopeError(f"cannot reach Ray at {address} ({e.strerror or e})") from None
 
 
 def train_on_ray(job: Job, options: dict) -> None:
