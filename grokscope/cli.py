@@ -726,8 +726,9 @@ def sweep_figures(args: argparse.Namespace) -> int:
     from grokscope.config import parse_override
     from grokscope.store.sweep import open_sweep
 
-    if args.step is not None or args.only is not None:
-        raise GrokscopeError("--step and --only are for a run; a sweep's diagrams show each run's last step")
+    given = [option for option, value in (("--step", args.step), ("--only", args.only)) if value is not None]
+    if given:
+        raise GrokscopeError(f"{given[0]} is for a run; a sweep's diagrams are all written, at each run's last step")
     sweep = open_sweep(args.run)
     table = sweep_table(sweep)
     keys = varied_keys(table)
@@ -735,8 +736,11 @@ def sweep_figures(args: argparse.Namespace) -> int:
         raise GrokscopeError(f"--fix expects KEY=VALUE, got '{next(t for t in args.fix if '=' not in t)}'")
     fixed = dict(parse_override(text) for text in args.fix)
     free = [k for k in keys if k not in fixed]
-    x = args.x or (free[0] if free else None)
-    y = args.y if args.y or args.x else next((k for k in free if k != x), None)
+    if args.x or args.y:  # the other axis: the first free key; --y alone and the only free key: one row of it
+        x = args.x or next((k for k in free if k != args.y), args.y)
+        y = None if args.x is None and x == args.y else args.y
+    else:
+        x, y = (free + [None, None])[:2]
     if x is None:
         raise GrokscopeError(f"the sweep {sweep.path.name} varies no key that is not fixed: it has no phase diagram")
     plots = {

@@ -158,6 +158,7 @@ def test_an_unreachable_ray_cluster_is_said_in_one_line(tmp_path, capsys):
         (["--executor", "ray", "--jobs", "2"], "--jobs is for --executor local"),
         (["--address", "auto"], "--address is for --executor ray"),
         (["--jobs", "0"], "--jobs must be >= 1"),
+        (["--device", "tpu"], "unknown device 'tpu'"),
     ],
 )
 def test_executor_options_that_do_not_fit_are_refused(tmp_path, capsys, options, message):
@@ -347,9 +348,10 @@ def test_the_phase_diagram_has_a_square_per_cell_that_opens_its_run(small_sweep)
     "args, message",
     [
         (["--x", "optim.lr"], "the sweep does not vary 'optim.lr'"),
-        (["--step", "3"], "--step and --only are for a run"),
+        (["--step", "3"], "--step is for a run"),
+        (["--only", "sweep_outcome"], "--only is for a run"),
         (["--fix", "model.seed"], "--fix expects KEY=VALUE"),
-        (["--fix", "model.seed=7"], "no run of the sweep wd has started with these values"),
+        (["--fix", "model.seed=7"], "the sweep has no run with model.seed = 7 (its values: 0, 1)"),
     ],
 )
 def test_sweep_figures_bad_input(small_sweep, tmp_path, capsys, args, message):

@@ -95,6 +95,10 @@ def cells(table: dict[str, list], x: str, y: str | None, fixed: dict[str, object
     for key in (x, y, *fixed):
         if key is not None and key not in table:
             raise GrokscopeError(f"the sweep does not vary '{key}' (it varies: {', '.join(varied_keys(table))})")
+    for key, value in fixed.items():
+        if value not in table[key]:
+            values = ", ".join(map(str, dict.fromkeys(table[key])))
+            raise GrokscopeError(f"the sweep has no run with {key} = {value} (its values: {values})")
     out: dict[tuple, dict] = {}
     for i, name in enumerate(table["run"]):
         if table["status"][i] == "not started" or any(table[k][i] != v for k, v in fixed.items()):

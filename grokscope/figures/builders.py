@@ -741,7 +741,7 @@ def sweep_diagram(
             lo, hi = (0.0, 1.0) if colour == "final test accuracy" else (values.min(), values.max())
             shares = np.clip((values - lo) / (hi - lo), 0, 1) if hi > lo else np.zeros_like(values)
             fills = pcolors.sample_colorscale("Viridis", shares.tolist())
-            bar = {"title": {"text": colour}, "len": min(1.0, 300 / (cell * len(ys)))}
+            bar = {"title": {"text": colour, "side": "right"}, "len": min(1.0, 300 / (cell * len(ys))), "thickness": 20}
             colours = {"color": values.tolist(), "colorscale": "Viridis", "cmin": lo, "cmax": hi, "colorbar": bar}
             scatter(measured, fills, name=colour, marker=colours)
         missing = [c for c in grid if c[column] is None]
@@ -750,6 +750,9 @@ def sweep_diagram(
             scatter(missing, ["#dddddd"] * len(missing), name=name, marker={"color": "#dddddd"})
     pooled = [k for k in keys if k not in (x, y) and k not in fixed]
     said = [f"{k} = {v}" for k, v in fixed.items()] + ([f"pooled over {', '.join(pooled)}"] if pooled else [])
+    complete = table["status"].count("complete")
+    if complete < len(table["run"]):  # an unfinished sweep: its cells show where its runs are now
+        said.append(f"{complete} of {len(table['run'])} runs complete")
     title = f"{sweep.path.name}: {colour}" + (f"<br><sup>{'; '.join(said)}</sup>" if said else "")
     lines = title.count("<br>")  # a title of several lines is anchored by its last: padded by a line each
     fig.update_layout(
@@ -766,6 +769,7 @@ def sweep_diagram(
         categoryarray=ys,
         range=[-0.5, len(ys) - 0.5],
         showticklabels=y is not None,
+        ticks="outside" if y is not None else "",
     )
     margin = {"l": 130, "r": 150, "t": 90 + 22 * lines, "b": 110}  # axis titles, colour bar, title, legend
     fig.update_layout(

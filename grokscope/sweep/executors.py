@@ -51,6 +51,10 @@ def sweep(
     if executor == "ray" and jobs != 1:
         raise GrokscopeError("--jobs is for --executor local: Ray runs as many runs at once as it has cores")
     runs, out = load_spec(spec), Path(out).resolve()  # absolute: Ray tasks run in another directory
+    if "device" in train_options:  # before anything is written or started
+        from grokscope.train.loop import check_device
+
+        check_device(train_options["device"])
     keys = list(dict.fromkeys(key for run in runs for key in run.overrides))
     written = manifest({run.name: run.config for run in runs}, keys)
     if is_sweep(out):
