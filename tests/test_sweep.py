@@ -238,6 +238,7 @@ def test_ctrl_c_stops_a_parallel_sweep_and_the_same_sweep_resumes_it(tmp_path):
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=60)
     assert process.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
+    assert "leaked" not in err, err  # no semaphore left behind by a worker ended mid-run
     # the runs started (a run stopped while its directory was being laid out leaves none: it starts afresh)
     runs = [p for p in (tmp_path / "out").iterdir() if layout.is_run(p)]
     assert 0 < len(runs) <= 2 and not any((p / "COMPLETE").is_file() for p in runs)  # 4 runs, 2 at a time

@@ -126,11 +126,17 @@ def in_pool(todo: list[Job], jobs: int, say: Callable[[str], None], options: dic
 
 def pool_worker(threads: int) -> None:
     """A worker process of `--jobs`: `threads` torch threads; Ctrl-C is its parent's to act on (it ends the
-    workers), not each worker's (one would go on to its next queued run)."""
+    workers), not each worker's (one would go on to its next queued run). tqdm's lock is a thread lock: its
+    default, a multiprocessing lock, would be left behind by a worker ended mid-run, and Python warns of the
+    leaked semaphore at exit."""
+    import threading
+
     import torch
+    from tqdm.auto import tqdm
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
+    tqdm.set_lock(threading.RLock())
 
 
 def on_ray(todo: list[Job], address: str | None, say: Callable[[str], None], options: dict) -> None:
