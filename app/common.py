@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import os
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -56,19 +55,6 @@ def opened(root: str, name: str) -> grokscope.Run:
     return grokscope.open_run(Path(root) / name)
 
 
-def activity(run: grokscope.Run) -> str:
-    """'training' if the run committed progress within the last half minute (training commits every few
-    seconds), else 'stopped'."""
-    age = time.time() - (run.path / layout.PROGRESS).stat().st_mtime
-    return "training" if age < 30 else "stopped"
-
-
-def status(run: grokscope.Run) -> str:
-    """'complete', 'training at step N' or 'stopped at step N'."""
-    last = int(run.steps[-1]) if run.n_checkpoints else None
-    return "complete" if run.complete else f"{activity(run)} at step {last}"
-
-
 def facts(run: grokscope.Run) -> dict[str, object]:
     """What the run header and the Runs table say of a run, from its store and cached analyses (nothing is
     computed): how it was trained, when it grokked, its key frequencies and phases, its final accuracies (a run
@@ -79,7 +65,7 @@ def facts(run: grokscope.Run) -> dict[str, object]:
     last = run.final_metrics()
     final = {split: last.get(f"{split}_acc") for split in ("train", "test", "all")}
     out = {
-        "status": status(run),
+        "status": run.status,
         "task": run.task.describe(run.has_split),
         "model": run_model(run),
         "training": training_label(run.config),

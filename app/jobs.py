@@ -63,10 +63,11 @@ def jobs() -> list[Job]:
 
 
 def start(runs_dir: Path, run: str, what: str, arguments: list[str]) -> Job:
-    """Starts `grokscope <arguments>` for the run (a plain name inside runs_dir) in its own process."""
+    """Starts `grokscope <arguments>` for the run (a name inside runs_dir: RUN, or SWEEP/RUN) in its own
+    process."""
     logs = runs_dir / LOGS
     logs.mkdir(exist_ok=True)
-    log = logs / f"{run}-{what}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    log = logs / f"{run.replace('/', '__')}-{what}-{time.strftime('%Y%m%d-%H%M%S')}.log"
     command = [sys.executable, "-c", HEAR_CTRL_C, "grokscope", *arguments]
     shared = registry()
     with shared["lock"], log.open("w") as out:

@@ -57,7 +57,7 @@ def cursor(run: grokscope.Run, marks: dict[str, int]) -> int:
         st.session_state.step = steps[-1]
     data = {
         "kind": "cursor",
-        "run": run.name,
+        "run": str(run.path),  # the identity: two sweeps may hold runs of one name
         "steps": steps,
         "step": st.session_state.step,
         "marks": list(marks.items()),
@@ -121,7 +121,7 @@ def payload(run: grokscope.Run, plot: Plot) -> dict:
     ys = [[trace, encode(values), int(values.shape[1])] for trace, values in scrub.ys.items()]
     return {
         "kind": "chart",
-        "run": run.name,
+        "run": str(run.path),  # the identity: two sweeps may hold runs of one name
         "steps": [int(s) for s in run.steps],
         "figure": figure,
         "ys": ys,

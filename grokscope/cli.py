@@ -734,9 +734,11 @@ def sweep_figures(args: argparse.Namespace) -> int:
     keys = varied_keys(table)
     if any("=" not in text for text in args.fix):
         raise GrokscopeError(f"--fix expects KEY=VALUE, got '{next(t for t in args.fix if '=' not in t)}'")
-    fixed = dict(parse_override(text) for text in args.fix)
+    fixed = {key: tuple(v) if isinstance(v, list) else v for key, v in map(parse_override, args.fix)}  # as configs
     free = [k for k in keys if k not in fixed]
-    if args.x or args.y:  # the other axis: the first free key; --y alone and the only free key: one row of it
+    if args.x and not args.y:  # y: the first other free key, if any
+        x, y = args.x, next((k for k in free if k != args.x), None)
+    elif args.y:  # x: the first other free key; --y alone on the only free key: one row of it
         x = args.x or next((k for k in free if k != args.y), args.y)
         y = None if args.x is None and x == args.y else args.y
     else:

@@ -160,10 +160,16 @@ def test_the_sweep_page_draws_the_phase_diagram_and_opens_its_runs(runs_dir, sma
 def test_an_unreadable_sweep_says_so_on_its_page(runs_dir, tmp_path, monkeypatch):
     root = tmp_path / "runs"
     shutil.copytree(runs_dir / "wd", root / "wd")
+    shutil.copytree(runs_dir / "wd", root / "bad")
     (root / "wd" / "sweep.json").write_text('{"runs": [{"name": "../tiny", "config": {}}]}')
+    (root / "bad" / "sweep.json").write_text('{"runs": [{"name": 5, "config": {}}]}')
     at = app(root, monkeypatch)
+    assert not at.exception and not at.error  # the Runs page: the sweeps' runs are not listed, nothing breaks
     at.switch_page("pages/75_sweep.py").run()
     assert not at.exception
+    (error,) = [e.value for e in at.error]  # the first sweep, bad
+    assert "Sweep 'bad' cannot be read" in error and "not a sweep manifest" in error and "\n" not in error
+    at.selectbox(key="sweep").set_value("wd").run()
     (error,) = [e.value for e in at.error]
     assert "Sweep 'wd' cannot be read" in error and "is not a directory name" in error and "\n" not in error
 

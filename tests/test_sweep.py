@@ -176,6 +176,7 @@ def test_executor_options_that_do_not_fit_are_refused(tmp_path, capsys, options,
         ('presets = "tiny"\n', "unknown entry 'presets'"),
         ("[grid\n", "not a TOML sweep spec"),
         ('preset = "huge"\n', "unknown preset"),
+        ('preset = "tiny"\nruns = []\n', "the spec describes no run"),
     ],
 )
 def test_bad_specs_are_refused_in_one_line(tmp_path, capsys, spec, message):
@@ -193,6 +194,45 @@ def test_a_directory_holding_another_sweep_is_refused(tmp_path, capsys):
     (tmp_path / "b.toml").write_text('preset = "tiny"\n[set]\n"train.steps" = 3\n"task.p" = 7\n')
     assert main(["sweep", str(tmp_path / "b.toml"), "--out", str(tmp_path / "out")]) == 2
     assert "holds another sweep" in capsys.readouterr().err
+
+
+def test_a_run_failing_ends_a_parallel_sweep_while_another_still_trains(tmp_path, capsys):
+    spec = 'preset = "tiny"\n[set]\n"task.p" = 13\n"train.steps" = 20000\n[[runs]]\n"model.seed" = 0\n'
+    spec += '[[runs]]\n"model.seed" = 1\n"train.batch_size" = 1000\n'  # larger than the training set: fails
+    (tmp_path / "s.toml").write_text(spec)
+    assert main(["sweep", str(tmp_path / "s.toml"), "--out", str(tmp_path / "out"), "--jobs", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("grokscope: error: model.seed=1__train.batch_size=1000: train.batch_size 1000 is larger")
+    assert not (tmp_path / "out" / "model.seed=0" / "COMPLETE").exists()  # not waited for: stopped where it was
+
+
+def test_a_link_inside_a_sweep_is_not_one_of_its_runs(small_sweep, small_run, tmp_path):
+    shutil.copytree(small_sweep.path, tmp_path / "wd")
+    first = next(iter(small_sweep.configs))
+    shutil.rmtree(tmp_path / "wd" / first)
+    (tmp_path / "wd" / first).symlink_to(small_run.path)  # a run directory elsewhere
+    wd = open_sweep(tmp_path / "wd")
+    assert first not in wd.started() and len(wd.started()) == 3
+    assert sweep_table(wd)["status"][0] == "not started"
+    with pytest.raises(grokscope.GrokscopeError, match="has no started run"):
+        wd.open(first)
+
+
+@pytest.mark.parametrize(
+    "manifest, message",
+    [
+        ({"runs": [{"name": 5, "config": {}}]}, "not a sweep manifest"),
+        ({"runs": ["a"]}, "not a sweep manifest"),
+        ({"runs": [{"name": "a", "config": {}}, {"name": "a", "config": {}}]}, "two runs share a name"),
+        ({"runs": [{"name": "..", "config": {}}]}, "is not a directory name"),
+        ({"runs": [{"name": "a", "config": {"optim.nope": 1}}]}, "unknown config key"),
+    ],
+)
+def test_a_bad_manifest_is_one_line(tmp_path, manifest, message):
+    (tmp_path / "sweep.json").write_text(json.dumps(manifest))
+    with pytest.raises(grokscope.GrokscopeError, match=message) as caught:
+        open_sweep(tmp_path)
+    assert "\n" not in str(caught.value)
 
 
 def test_a_sweep_made_before_the_manifest_kept_its_keys_goes_on(small_sweep, tmp_path):
@@ -263,7 +303,8 @@ def fake_run(final: dict, corrupt_frac: float = 0.1, has_split: bool = True) -> 
         (0.89, 1.0, 1.0, 0.0, 0.1, "memorization"),  # just short of generalizing, the training set fitted
         (0.5, 0.98, 0.9, 0.0, 0.1, "not fitted"),
         (0.99, 1.0, float("nan"), float("nan"), 0.0, "generalization"),  # no corruption: no inversion to speak of
-        (float("nan"), float("nan"), float("nan"), float("nan"), 0.1, "not fitted"),  # diverged
+        (float("nan"), float("nan"), float("nan"), float("nan"), 0.1, None),  # diverged: no outcome
+        (0.95, 0.95, float("nan"), float("nan"), 0.01, "generalization"),  # ξ > 0 but no example drawn
     ],
 )
 def test_outcome_rules(test, train, noisy, true, corrupt, expected):

@@ -24,7 +24,7 @@ for name in common.run_names():
     rows.append(
         {
             "run": name,
-            "status": common.status(run),
+            "status": run.status,
             "preset": run.config.preset,
             "task": run.task.describe(run.has_split),
             "checkpoints": run.n_checkpoints,

@@ -13,7 +13,8 @@ from grokscope.figures.builders import ON_REQUEST, local_complexity, region_slic
 
 def offer(run, missing: list[str]) -> None:
     """Analyses computed on request: a button starts them as a job (the CLI's `analyze --only`)."""
-    running = jobs.busy(run.name)
+    name = st.session_state.chosen_run  # the Jobs page's name for the run (SWEEP/RUN inside a sweep)
+    running = jobs.busy(name)
     if running is not None:
         st.info(f"Computing for {run.name} (see the Jobs page): {running.last_line() or 'starting'}")
         return
@@ -24,7 +25,7 @@ def offer(run, missing: list[str]) -> None:
         f"--only {names}`, or the button."
     )
     if st.button(f"Compute {names}", key="compute on request"):
-        jobs.start(common.runs_dir(), run.name, "analyze", ["analyze", str(run.path), "--only", names])
+        jobs.start(common.runs_dir(), name, "analyze", ["analyze", str(run.path), "--only", names])
         st.rerun()
 
 

@@ -64,9 +64,9 @@ def board() -> None:
         running = jobs.busy(run_name)
         columns = st.columns([2, 4, 1, 1])
         columns[0].markdown(f"**{run_name}**")
-        columns[1].caption(common.status(run) + (f" · {running.what} running" if running else ""))
+        columns[1].caption(run.status + (f" · {running.what} running" if running else ""))
         # a run trained elsewhere that committed progress lately is left alone
-        idle = running is None and (run.complete or common.activity(run) == "stopped" or jobs.stopped(run_name))
+        idle = running is None and (run.complete or run.activity == "stopped" or jobs.stopped(run_name))
         if idle and not run.complete and columns[2].button("Resume", key=f"resume {run_name}"):
             jobs.start(root, run_name, "resume", ["train", "--resume", "--out", str(run.path)])
         if idle and run.n_checkpoints and columns[3].button("Analyse", key=f"analyse {run_name}"):

@@ -12,7 +12,7 @@ threshold of the memorization phase (analysis/progress.py):
 - generalizing without corruption: "generalization";
 - not generalizing: "memorization" (the training labels fitted), else "not fitted" (Doshi et al.'s forgetting
   and confusion phases are not told apart: they need more than the final accuracies).
-A run without a split (imported) has no outcome (None).
+A run without a split (imported), or whose accuracies are not finite (diverged), has no outcome (None).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ OUTCOMES = (
     "not fitted",
 )
 GENERALIZES = 0.9
+RUN_COLUMNS = ("status", "final train acc", "final test acc", "grok step", "outcome")  # after the varied keys
 COLOURINGS = {  # what a phase diagram's colour shows → the table column it reads
     "final test accuracy": "final test acc",
     "grok step": "grok step",
@@ -44,10 +45,10 @@ def outcome(run: Run) -> str | None:
     """The run's outcome at its last recorded step (see the module's docstring); None without a split or a
     recorded step."""
     final = run.final_metrics()
-    if not run.has_split or not final:
-        return None
+    if not run.has_split or not final or not np.isfinite([final["train_acc"], final["test_acc"]]).all():
+        return None  # no split, nothing recorded yet, or diverged
     if final["test_acc"] >= GENERALIZES:
-        if not run.config.task.corrupt_frac:
+        if not np.isfinite(final["corrupted_noisy_acc"]):  # no corrupted training example (none drawn, or ξ = 0)
             return "generalization"
         if final["corrupted_noisy_acc"] >= TRAIN_FIT:
             return "coexistence"
@@ -57,11 +58,11 @@ def outcome(run: Run) -> str | None:
 
 def sweep_table(sweep: Sweep) -> dict[str, list]:
     """One row per run of the sweep, in its order: the run's name, its value of each varied key, its status
-    ("complete", "stopped at step N", "not started"), final train and test accuracy, grok step (None if not
+    (Run.status, or "not started"), final train and test accuracy, grok step (None if not
     grokked) and outcome; None where the run has not started or cannot be read."""
     varied = sweep.varied
     table: dict[str, list] = {"run": list(sweep.configs), **varied}
-    columns = ("status", "final train acc", "final test acc", "grok step", "outcome")
+    columns = RUN_COLUMNS
     table.update({c: [] for c in columns})
     started = set(sweep.started())
     for name in sweep.configs:
@@ -75,8 +76,7 @@ def sweep_table(sweep: Sweep) -> dict[str, list]:
                 row["status"] = f"unreadable: {e}"
             else:
                 final = run.final_metrics()
-                last = int(run.n_metric_steps) - 1
-                row["status"] = "complete" if run.complete else f"stopped at step {last}"
+                row["status"] = run.status
                 row["final train acc"] = final.get("train_acc")
                 row["final test acc"] = final.get("test_acc")
                 row["grok step"] = run.grok_step
@@ -132,5 +132,4 @@ def cells(table: dict[str, list], x: str, y: str | None, fixed: dict[str, object
 
 def varied_keys(table: dict[str, list]) -> list[str]:
     """The config keys a sweep table has a column for."""
-    fixed_columns = {"run", "status", "final train acc", "final test acc", "grok step", "outcome"}
-    return [key for key in table if key not in fixed_columns]
+    return [key for key in table if key not in ("run", *RUN_COLUMNS)]

@@ -662,10 +662,10 @@ def readable_on(fill: str) -> str:
 
 
 def axis_order(values: list) -> list:
-    """A phase diagram axis's values in order: numbers by value, anything else as text."""
+    """A phase diagram axis's values in order: numbers by value, then anything else as text."""
     distinct = list(dict.fromkeys(values))
-    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in distinct)
-    return sorted(distinct) if numeric else sorted(distinct, key=str)
+    numbers = [v for v in distinct if isinstance(v, int | float) and not isinstance(v, bool)]
+    return sorted(numbers) + sorted((v for v in distinct if v not in numbers), key=str)
 
 
 def sweep_diagram(

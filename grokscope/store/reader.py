@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -11,6 +12,8 @@ import numpy as np
 from grokscope.config import RunConfig, upgrade
 from grokscope.errors import GrokscopeError
 from grokscope.store import layout
+
+ACTIVE_S = 30  # a run that committed progress this recently is still training
 
 if TYPE_CHECKING:
     import torch
@@ -239,6 +242,23 @@ class Run:
         loss = self.metrics["train_loss" if self.has_split else "all_loss"]
         hits = np.flatnonzero(~np.isfinite(loss[steps]))
         return int(steps[hits[0]]) if len(hits) else None
+
+    @property
+    def activity(self) -> str:
+        """'training' if the run committed progress within the last half minute (training commits every few
+        seconds), else 'stopped'."""
+        age = time.time() - (self.path / layout.PROGRESS).stat().st_mtime
+        return "training" if age < ACTIVE_S else "stopped"
+
+    @property
+    def status(self) -> str:
+        """'complete', 'training at step N' or 'stopped at step N' (N: the last saved step), or 'laid out, no
+        checkpoint yet'."""
+        if self.complete:
+            return "complete"
+        if not self.n_checkpoints:
+            return "laid out, no checkpoint yet"
+        return f"{self.activity} at step {int(self.steps[-1])}"
 
     def final_metrics(self) -> dict[str, float]:
         """Each metric column at the last recorded step; the test columns of a run with train.eval_every at

@@ -42,12 +42,18 @@ class Sweep:
         return {key: v for key, v in values.items() if any(x != v[0] for x in v)}
 
     def started(self) -> list[str]:
-        """The runs whose directory is laid out (training, stopped or complete)."""
-        return [name for name in self.configs if layout.is_run(self.path / name)]
+        """The runs whose directory is laid out (training, stopped or complete) inside the sweep's directory (a
+        link leading elsewhere is not one of its runs)."""
+        inside = self.path.resolve()
+        return [
+            name
+            for name in self.configs
+            if layout.is_run(self.path / name) and (self.path / name).resolve().is_relative_to(inside)
+        ]
 
     def open(self, name: str) -> Run:
-        if name not in self.configs:
-            raise GrokscopeError(f"the sweep {self.path} has no run '{name}'")
+        if name not in self.started():
+            raise GrokscopeError(f"the sweep {self.path} has no started run '{name}'")
         return open_run(self.path / name)
 
 
@@ -57,12 +63,17 @@ def open_sweep(path: str | Path) -> Sweep:
     if not is_sweep(path):
         raise GrokscopeError(f"{path} is not a sweep (no {MANIFEST}: make one with grokscope sweep SPEC.toml)")
     data = layout.read_json(path / MANIFEST)
+    entries = data.get("runs")
+    if not isinstance(entries, list) or not all(
+        isinstance(e, dict) and isinstance(e.get("name"), str) and isinstance(e.get("config"), dict) for e in entries
+    ):
+        raise GrokscopeError(f"{path / MANIFEST}: not a sweep manifest (runs: a list of {{name, config}})")
     try:
-        configs = {entry["name"]: RunConfig.from_dict(entry["config"]) for entry in data["runs"]}
-    except (KeyError, TypeError) as e:
-        raise GrokscopeError(f"{path / MANIFEST}: not a sweep manifest (no {e})") from None
+        configs = {entry["name"]: RunConfig.from_dict(entry["config"]) for entry in entries}
     except GrokscopeError as e:
         raise GrokscopeError(f"{path / MANIFEST}: {e}") from None
+    if len(configs) != len(entries):
+        raise GrokscopeError(f"{path / MANIFEST}: two runs share a name")
     bad = next((name for name in configs if Path(name).name != name or name in ("", ".", "..")), None)
     if bad is not None:  # a run lives in the sweep's directory, never elsewhere
         raise GrokscopeError(f"{path / MANIFEST}: the run name '{bad}' is not a directory name")

@@ -7,6 +7,7 @@ the rest.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -50,6 +51,11 @@ def sweep(
         raise GrokscopeError("--address is for --executor ray")
     if executor == "ray" and jobs != 1:
         raise GrokscopeError("--jobs is for --executor local: Ray runs as many runs at once as it has cores")
+    if executor == "ray":
+        try:
+            import ray  # noqa: F401  (before anything is written)
+        except ImportError:
+            raise GrokscopeError(RAY_MISSING) from None
     runs, out = load_spec(spec), Path(out).resolve()  # absolute: Ray tasks run in another directory
     if "device" in train_options:  # before anything is written or started
         from grokscope.train.loop import check_device
@@ -94,13 +100,19 @@ class Job:
         self.config, self.where, self.resume = config, where, resume
         self.name = Path(where).name
 
-    def train(self, options: dict) -> None:
+    def train(self, options: dict) -> Job:
+        """Train the run (GrokscopeError names it); returns the job, for the executors that hear of runs as they
+        end."""
         from grokscope.train import train
 
-        if self.resume:
-            train(out=self.where, resume=True, **options)
-        else:
-            train(RunConfig.from_dict(self.config), self.where, **options)
+        try:
+            if self.resume:
+                train(out=self.where, resume=True, **options)
+            else:
+                train(RunConfig.from_dict(self.config), self.where, **options)
+        except GrokscopeError as e:
+            raise GrokscopeError(f"{self.name}: {e}") from None
+        return self
 
     def done(self) -> str:
         return f"{self.name}: {'resumed' if self.resume else 'trained'}"
@@ -110,12 +122,10 @@ def in_pool(todo: list[Job], jobs: int, say: Callable[[str], None], options: dic
     """`jobs` spawned processes; Ctrl-C or a failed run ends the sweep at once: queued runs never start,
     running ones stop where they are (crash-safe: the same sweep again resumes them)."""
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    pool = get_context("spawn").Pool(jobs, initializer=pool_worker, initargs=(threads,))
+    pool = get_context("spawn").Pool(min(jobs, len(todo)), initializer=pool_worker, initargs=(threads,))
     try:
-        results = [pool.apply_async(job.train, (options,)) for job in todo]
-        for result, job in zip(results, todo):
-            result.get()  # a worker's error, raised here
-            say(job.done())
+        for job in pool.imap_unordered(functools.partial(Job.train, options=options), todo):
+            say(job.done())  # as each run ends; a run's error is raised here as soon as it fails
         pool.close()
     except BaseException:
         pool.terminate()
@@ -140,13 +150,11 @@ def pool_worker(threads: int) -> None:
 
 
 def on_ray(todo: list[Job], address: str | None, say: Callable[[str], None], options: dict) -> None:
-    """One Ray task per run (num_cpus=1, no retries: a resumed run restarts from its own last commit when the
-    sweep is run again). Ctrl-C or a failed run cancels the others, which stop where they are. A Ray instance
+    """One Ray task per run (num_cpus=1, and a GPU with --device cuda; no retries: the same sweep again resumes a
+    run from its own last commit). Ctrl-C or a failed run cancels the others, which stop where they are. A Ray instance
     started here (no `address`, none running in this process) is shut down at the end."""
-    try:
-        import ray
-    except ImportError:
-        raise GrokscopeError(RAY_MISSING) from None
+    import ray
+
     started = not ray.is_initialized()
     if started and address is not None:
         check_reachable(address)
@@ -161,10 +169,12 @@ def on_ray(todo: list[Job], address: str | None, say: Callable[[str], None], opt
             raise GrokscopeError(
                 f"cannot start or reach Ray ({address or 'local'}): {str(e).splitlines()[0]}"
             ) from None
-    say(f"Ray: {len(todo)} runs on {int(ray.cluster_resources().get('CPU', 0))} cores, one run per core")
-    task = ray.remote(num_cpus=1, max_retries=0)(train_on_ray)
-    pending = {task.remote(job, options): job for job in todo}
+    pending = {}
     try:
+        say(f"Ray: {len(todo)} runs on {int(ray.cluster_resources().get('CPU', 0))} cores, one run per core")
+        gpus = 1 if str(options.get("device", "cpu")).startswith("cuda") else 0  # Ray hides GPUs from tasks without
+        task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(train_on_ray)
+        pending = {task.remote(job, options): job for job in todo}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
             job = pending.pop(ready[0])
@@ -172,6 +182,8 @@ def on_ray(todo: list[Job], address: str | None, say: Callable[[str], None], opt
                 ray.get(ready[0])
             except ray.exceptions.RayTaskError as e:  # the run's own error, as the local executors raise it
                 raise (e.cause if isinstance(e.cause, GrokscopeError) else e) from None
+            except ray.exceptions.RayError as e:  # the worker or its node died, Ray's memory monitor, ...
+                raise GrokscopeError(f"{job.name}: Ray: {str(e).strip().splitlines()[0]}") from None
             say(job.done())
     finally:
         for ref in pending:

@@ -70,9 +70,13 @@ def load_spec(path: str | Path) -> list[SweepRun]:
         if same != said:
             raise GrokscopeError(f"{path}: runs {same} and {said} have the same config")
         name = run_name(varied)
+        if len(name.encode()) > 255:  # a file name's limit on common file systems
+            raise GrokscopeError(f"{path}: run {said}: its directory name is longer than 255 bytes")
         if any(r.name == name for r in runs):
             raise GrokscopeError(f"{path}: runs {said} and another would share the directory name {name}")
         runs.append(SweepRun(name, config.with_overrides({"name": name}), varied))
+    if not runs:
+        raise GrokscopeError(f"{path}: the spec describes no run (an empty [[runs]] list?)")
     return runs
 
 
