@@ -114,7 +114,7 @@ def run_names() -> list[str]:
     names = []
     for name in sweep_names():
         try:
-            names += [f"{name}/{run}" for run in open_sweep(name).started()]
+            names += [f"{name}/{run}" for run in read_sweep(root / name).started()]
         except grokscope.GrokscopeError:  # an unreadable manifest: the Sweep page says so
             continue
     found = [p.name for p in inside_dirs(root) if layout.is_run(p)]

@@ -42,8 +42,8 @@ COLOURINGS = {  # what a phase diagram's colour shows → the table column it re
 
 
 def outcome(run: Run) -> str | None:
-    """The run's outcome at its last recorded step (see the module's docstring); None without a split or a
-    recorded step."""
+    """The run's outcome at its last recorded step (see the module's docstring); None without a split, a
+    recorded step or finite accuracies."""
     final = run.final_metrics()
     if not run.has_split or not final or not np.isfinite([final["train_acc"], final["test_acc"]]).all():
         return None  # no split, nothing recorded yet, or diverged
@@ -60,14 +60,10 @@ def sweep_table(sweep: Sweep) -> dict[str, list]:
     """One row per run of the sweep, in its order: the run's name, its value of each varied key, its status
     (Run.status, or "not started"), final train and test accuracy, grok step (None if not
     grokked) and outcome; None where the run has not started or cannot be read."""
-    varied = sweep.varied
-    table: dict[str, list] = {"run": list(sweep.configs), **varied}
-    columns = RUN_COLUMNS
-    table.update({c: [] for c in columns})
-    started = set(sweep.started())
+    table: dict[str, list] = {"run": list(sweep.configs), **sweep.varied, **{c: [] for c in RUN_COLUMNS}}
     for name in sweep.configs:
-        row = dict.fromkeys(columns)
-        if name not in started:
+        row = dict.fromkeys(RUN_COLUMNS)
+        if not sweep.has_started(name):
             row["status"] = "not started"
         else:
             try:
@@ -81,7 +77,7 @@ def sweep_table(sweep: Sweep) -> dict[str, list]:
                 row["final test acc"] = final.get("test_acc")
                 row["grok step"] = run.grok_step
                 row["outcome"] = outcome(run)
-        for c in columns:
+        for c in RUN_COLUMNS:
             table[c].append(row[c])
     return table
 

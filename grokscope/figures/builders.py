@@ -676,8 +676,8 @@ def sweep_diagram(
     fixed: dict[str, object] | None = None,
     table: dict[str, list] | None = None,
 ) -> Plot:
-    """A sweep's phase diagram: a square per value of key x and of key y (None: one row), coloured by the final test accuracy, the grok step or the
-    outcome (analysis/sweeps.py), among the runs with the `fixed` values of other keys; keys neither on an axis
+    """A sweep's phase diagram: a square per value of key x and of key y (None: one row), coloured by the final
+    test accuracy, the grok step or the outcome (analysis/sweeps.py), among the runs with the `fixed` values of other keys; keys neither on an axis
     nor fixed (seeds, say) are pooled: mean accuracy, median grok step of the runs that grokked, most common
     outcome, each cell saying over how many runs. Each marker's customdata is its cell's first run, so a click
     can open it. table: the sweep's `sweep_table`, where already made."""

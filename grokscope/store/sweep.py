@@ -41,18 +41,18 @@ class Sweep:
         values = {key: [f.get(key) for f in flat] for key in keys}
         return {key: v for key, v in values.items() if any(x != v[0] for x in v)}
 
+    def has_started(self, name: str) -> bool:
+        """Whether the run's directory is laid out (training, stopped or complete) inside the sweep's directory
+        (a link leading elsewhere is not one of its runs)."""
+        where = self.path / name
+        return name in self.configs and layout.is_run(where) and where.resolve().is_relative_to(self.path.resolve())
+
     def started(self) -> list[str]:
-        """The runs whose directory is laid out (training, stopped or complete) inside the sweep's directory (a
-        link leading elsewhere is not one of its runs)."""
-        inside = self.path.resolve()
-        return [
-            name
-            for name in self.configs
-            if layout.is_run(self.path / name) and (self.path / name).resolve().is_relative_to(inside)
-        ]
+        """The runs whose directory is laid out, in the sweep's order."""
+        return [name for name in self.configs if self.has_started(name)]
 
     def open(self, name: str) -> Run:
-        if name not in self.started():
+        if not self.has_started(name):
             raise GrokscopeError(f"the sweep {self.path} has no started run '{name}'")
         return open_run(self.path / name)
 
