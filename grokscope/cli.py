@@ -106,9 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--executor",
         default="local",
-        help="local: on this machine, --jobs at a time; ray: one Ray task per run (pip install 'grokscope[sweep]')",
+        help="local: on this machine, --jobs at a time; ray: one Ray task per run or pack (pip install 'grokscope[sweep]')",
     )
     p.add_argument("--jobs", type=int, default=1, help="local: runs trained at once, in separate processes (default 1)")
+    p.add_argument(
+        "--pack",
+        type=int,
+        default=1,
+        help="train up to N runs that differ only in seeds, splits, corruption, loss, optim and grokfast settings "
+        "together in one process (torch.func.vmap; pays for small models and on GPUs, see benchmarks; default 1)",
+    )
     p.add_argument(
         "--address", help="ray: the cluster to run on, as ray.init takes it ('auto'; default: a local Ray instance)"
     )
@@ -319,7 +326,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from grokscope.train import RUNS_DIR
 
     out = Path(args.out) if args.out else RUNS_DIR / Path(args.spec).stem
-    runs = sweep(args.spec, out, args.jobs, args.executor, args.address, device=args.device)
+    runs = sweep(args.spec, out, args.jobs, args.executor, args.address, args.pack, device=args.device)
     print(f"sweep: {out} ({len(runs)} runs)")
     for path in runs:
         summary = open_run(path).summary()

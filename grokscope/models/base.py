@@ -54,6 +54,8 @@ class Model(HookedRootModule):
     imported: ClassVar[bool] = False
     # what a pathway runs through, in words (see pathway_hooks)
     pathway_units: ClassVar[str] = "each layer's most active neurons (grokscope's dense analogue)"
+    # whether runs of it can train packed (grokscope.train.pack): all_logits and the loss read no module state
+    packs: ClassVar[bool] = True
 
     def __init__(self, cfg: ModelConfig, task: Task):
         super().__init__()

@@ -74,6 +74,7 @@ class MoETransformer(Transformer):
     token_indexed = False
     mlp_block = MoEBlock
     pathway_units = "the experts each router chose"
+    packs = False  # extra_loss reads the routing its last forward kept on the module
 
     def grid_logits(self, grad_rows: torch.Tensor | None = None) -> torch.Tensor:
         """Logits at `=` for every input: the plain forward (the transformer's fast form reads one MLP)."""

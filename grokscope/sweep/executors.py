@@ -1,8 +1,9 @@
-"""Training a sweep's runs: one after another, in a pool of local processes, or as Ray tasks.
+"""Training a sweep's runs: one after another, in a pool of local processes, or as Ray tasks; each alone or
+several packed into one process (grokscope.train.pack).
 
-Every run is an ordinary run directory inside the sweep's (store/sweep.py), trained by `grokscope.train`, so a
-run is crash-safe and resumable wherever it ran, and the same sweep again skips complete runs and resumes
-the rest.
+Every run is an ordinary run directory inside the sweep's (store/sweep.py), trained by `grokscope.train` (or
+a pack), so a run is crash-safe and resumable wherever it ran, and the same sweep again skips complete runs
+and resumes the rest.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def sweep(
     jobs: int = 1,
     executor: str = "local",
     address: str | None = None,
+    pack: int = 1,
     say: Callable[[str], None] = print,
     **train_options,
 ) -> list[Path]:
@@ -39,14 +41,18 @@ def sweep(
     skipping complete runs and resuming interrupted ones; returns the run directories in the spec's order.
 
     executor "local": `jobs` runs at a time (separate processes beyond one, each with cores / jobs torch
-    threads). "ray": one Ray task per run, one core and one torch thread each, on the cluster at `address`
+    threads). "ray": one Ray task per run (or pack), one core and one torch thread each, on the cluster at `address`
     (ray.init's: "auto", "ray://host:port") or on a local Ray instance with this machine's cores; `out` must
-    be a path every node sees. train_options: passed to `grokscope.train` (device, commit_every_s, progress).
+    be a path every node sees. pack: up to this many runs that differ only in seeds, splits, corruption, loss,
+    optim.* and grokfast.* train together in one process (grokscope.train.pack; the others alone); a run started
+    in a pack resumes in it. train_options: passed to `grokscope.train` (device, commit_every_s, progress).
     """
     if executor not in EXECUTORS:
         raise GrokscopeError(f"unknown executor '{executor}' (use {' or '.join(EXECUTORS)})")
     if jobs < 1:
         raise GrokscopeError(f"--jobs must be >= 1; got {jobs}")
+    if pack < 1:
+        raise GrokscopeError(f"--pack must be >= 1; got {pack}")
     if executor == "local" and address is not None:
         raise GrokscopeError("--address is for --executor ray")
     if executor == "ray" and jobs != 1:
@@ -80,42 +86,75 @@ def sweep(
         if (where / layout.COMPLETE).is_file():
             say(f"{run.name}: complete")
         else:
-            todo.append(Job(run.config.to_dict(), str(where), layout.is_run(where)))
+            todo.append((run.config, where))
+    todo = jobs_for(todo, pack)
     if executor == "ray" and todo:  # nothing to do starts no Ray
         on_ray(todo, address, say, {**train_options, "progress": False})
     elif jobs == 1 or len(todo) <= 1:
         for job in todo:
-            say(f"{job.name}: {'resuming' if job.resume else 'training'}")
+            say(f"{job.name}: {'resuming' if job.resume else 'training'}{job.together}")
             job.train(train_options)
     else:
         in_pool(todo, jobs, say, {**train_options, "progress": False})
     return [out / run.name for run in runs]
 
 
-class Job:
-    """One run of a sweep to train: its config (as a dict, to cross process boundaries), its directory and
-    whether it resumes there."""
+def jobs_for(todo: list[tuple[RunConfig, Path]], pack: int) -> list[Job]:
+    """The runs to train (config, directory) as jobs: a run started in a pack with the rest of that pack (its
+    meta names it), another started run alone, new runs that can share a pack (grokscope.train.pack) in packs
+    of up to `pack` in the spec's order, the others alone."""
+    from grokscope.train.pack import pack_key, packable
 
-    def __init__(self, config: dict, where: str, resume: bool):
-        self.config, self.where, self.resume = config, where, resume
-        self.name = Path(where).name
+    jobs, started_packs, new_packs = [], {}, {}
+    for config, where in todo:
+        if layout.is_run(where):
+            members = layout.read_json(where / layout.META).get("pack")
+            if members:
+                started_packs.setdefault(tuple(members), []).append((config, where))
+            else:
+                jobs.append(Job([(config, where)], resume=True))
+        elif pack > 1 and packable(config) is None:
+            new_packs.setdefault(pack_key(config), []).append((config, where))
+        else:
+            jobs.append(Job([(config, where)], resume=False))
+    jobs += [Job(runs, resume=True, packed=True) for runs in started_packs.values()]
+    for runs in new_packs.values():
+        jobs += [Job(runs[i : i + pack], resume=False) for i in range(0, len(runs), pack)]
+    return jobs
+
+
+class Job:
+    """Runs of a sweep to train in one process: one run (`grokscope.train`), or a pack (grokscope.train.pack;
+    several runs, or what remains of a pack a run was started in). Configs as dicts and directories as strings, to
+    cross process boundaries."""
+
+    def __init__(self, runs: list[tuple[RunConfig, Path]], resume: bool, packed: bool = False):
+        self.configs = [config.to_dict() for config, _ in runs]
+        self.wheres = [str(where) for _, where in runs]
+        self.resume, self.packed = resume, packed or len(runs) > 1
+        self.name = ", ".join(Path(where).name for where in self.wheres)
+        self.together = f" (one pack of {len(runs)})" if self.packed else ""
 
     def train(self, options: dict) -> Job:
-        """Train the run (GrokscopeError names it); returns the job, for the executors that hear of runs as they
-        end."""
+        """Train the runs (GrokscopeError names them); returns the job, for the executors that hear of jobs as
+        they end."""
         from grokscope.train import train
 
         try:
-            if self.resume:
-                train(out=self.where, resume=True, **options)
+            if self.packed:
+                from grokscope.train.pack import train_pack
+
+                train_pack([RunConfig.from_dict(c) for c in self.configs], self.wheres, **options)
+            elif self.resume:
+                train(out=self.wheres[0], resume=True, **options)
             else:
-                train(RunConfig.from_dict(self.config), self.where, **options)
+                train(RunConfig.from_dict(self.configs[0]), self.wheres[0], **options)
         except GrokscopeError as e:
             raise GrokscopeError(f"{self.name}: {e}") from None
         return self
 
     def done(self) -> str:
-        return f"{self.name}: {'resumed' if self.resume else 'trained'}"
+        return f"{self.name}: {'resumed' if self.resume else 'trained'}{self.together}"
 
 
 def in_pool(todo: list[Job], jobs: int, say: Callable[[str], None], options: dict) -> None:
@@ -150,7 +189,7 @@ def pool_worker(threads: int) -> None:
 
 
 def on_ray(todo: list[Job], address: str | None, say: Callable[[str], None], options: dict) -> None:
-    """One Ray task per run (num_cpus=1, and a GPU with --device cuda; no retries: the same sweep again resumes a
+    """One Ray task per job (num_cpus=1, and a GPU with --device cuda; no retries: the same sweep again resumes a
     run from its own last commit). Ctrl-C or a failed run cancels the others, which stop where they are. A Ray instance
     started here (no `address`, none running in this process) is shut down at the end."""
     import ray
@@ -171,7 +210,8 @@ def on_ray(todo: list[Job], address: str | None, say: Callable[[str], None], opt
             ) from None
     pending = {}
     try:
-        say(f"Ray: {len(todo)} runs on {int(ray.cluster_resources().get('CPU', 0))} cores, one run per core")
+        cores = int(ray.cluster_resources().get("CPU", 0))
+        say(f"Ray: {len(todo)} {'jobs' if any(job.packed for job in todo) else 'runs'} on {cores} cores, one per core")
         gpus = 1 if str(options.get("device", "cpu")).startswith("cuda") else 0  # Ray hides GPUs from tasks without
         task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(train_on_ray)
         pending = {task.remote(job, options): job for job in todo}
@@ -206,7 +246,7 @@ def check_reachable(address: str, timeout_s: float = 5.0) -> None:
 
 
 def train_on_ray(job: Job, options: dict) -> None:
-    """A Ray task: one run with one torch thread (Ray gives it one core)."""
+    """A Ray task: one run or pack with one torch thread (Ray gives it one core)."""
     import torch
 
     torch.set_num_threads(1)

@@ -57,8 +57,7 @@ def train(
     grokscope.analysis.tickets): masked weights start and stay at zero.
     """
     device = check_device(device)
-    if not (math.isfinite(commit_every_s) and commit_every_s >= 0):  # 0: commit at every checkpoint
-        raise GrokscopeError(f"--commit-every must be a finite number of seconds >= 0; got {commit_every_s}")
+    check_commit_every(commit_every_s)
     if resume:
         if out is None:
             raise GrokscopeError("--resume needs the run directory (--out RUN)")
@@ -67,6 +66,12 @@ def train(
         if run.complete:
             return out
         same_threads(run.meta.get("threads"))
+        if run.meta.get("pack"):
+            print(
+                f"grokscope: warning: {out} was trained in a pack of {len(run.meta['pack'])} runs; resumed alone, "
+                "the rest of it is not bit-exact (`grokscope sweep --pack` resumes the pack)",
+                file=sys.stderr,
+            )
         config, dataset, writer = run.config, run.dataset, RunWriter(out)
     else:
         if config is None:
@@ -74,27 +79,48 @@ def train(
         if bool(config.ticket.kind) != (mask is not None):
             raise GrokscopeError("a mask goes with a ticket config (ticket.kind set), and only with one")
         out = Path(out) if out is not None else RUNS_DIR / config.name
-        model = build_model(config)  # first: a model that cannot read the task says so before anything else
-        dataset = make_task(config.task).dataset()
-        n_train = len(dataset.train_rows)
-        if config.train.batch_size > n_train:
-            raise GrokscopeError(
-                f"train.batch_size {config.train.batch_size} is larger than the training set ({n_train} rows): "
-                "use 0 for full batch"
-            )
-        params = dict(model.named_parameters())
-        schedule = checkpoint_steps(config.train.steps, config.checkpoints)
-        old = move_aside(out, force)
-        try:
-            writer = RunWriter.create(out, config, dataset, params, provenance(model, device), schedule, mask)
-        except BaseException:
-            if old is not None:
-                old.rename(out)  # the replaced run comes back untouched
-            raise
-        if old is not None:
-            shutil.rmtree(old)
+        dataset, writer = create_run(config, out, device, force=force, mask=mask)
     Trainer(config, dataset, writer, device, commit_every_s).run(progress)
     return out
+
+
+def check_commit_every(commit_every_s: float) -> None:
+    if not (math.isfinite(commit_every_s) and commit_every_s >= 0):  # 0: commit at every checkpoint
+        raise GrokscopeError(f"--commit-every must be a finite number of seconds >= 0; got {commit_every_s}")
+
+
+def create_run(
+    config: RunConfig,
+    out: Path,
+    device: torch.device,
+    *,
+    force: bool = False,
+    mask: dict[str, torch.Tensor] | None = None,
+    pack: list[str] | None = None,
+) -> tuple[Dataset, RunWriter]:
+    """Lay out a new run at `out` (an existing run moves aside with force, and comes back if this fails):
+    its dataset and writer. pack: the names of the runs it trains with in one process, recorded in its meta."""
+    model = build_model(config)  # first: a model that cannot read the task says so before anything else
+    dataset = make_task(config.task).dataset()
+    n_train = len(dataset.train_rows)
+    if config.train.batch_size > n_train:
+        raise GrokscopeError(
+            f"train.batch_size {config.train.batch_size} is larger than the training set ({n_train} rows): "
+            "use 0 for full batch"
+        )
+    params = dict(model.named_parameters())
+    schedule = checkpoint_steps(config.train.steps, config.checkpoints)
+    meta = provenance(model, device) | ({"pack": pack} if pack else {})
+    old = move_aside(out, force)
+    try:
+        writer = RunWriter.create(out, config, dataset, params, meta, schedule, mask)
+    except BaseException:
+        if old is not None:
+            old.rename(out)  # the replaced run comes back untouched
+        raise
+    if old is not None:
+        shutil.rmtree(old)
+    return dataset, writer
 
 
 def same_threads(recorded: int | None) -> None:
@@ -251,24 +277,34 @@ class Trainer:
     def step(self, step: int) -> None:
         """Evaluate at the current parameters, record metrics[:, step], then update them."""
         rows, labels = self.batch(step)
-        dropout = self.config.model.dropout > 0
         evaluate = self.config.train.evaluates(step, self.saved)
         # (n_inputs, n_classes): every input, so metrics need no extra pass; between evaluations (full batches
         # only, see TrainConfig) the training inputs alone, in the dataset's order; with dropout, the loss needs
         # its own forward
-        with torch.set_grad_enabled(not dropout):
+        with torch.set_grad_enabled(self.config.model.dropout == 0):
             if evaluate:
                 logits = self.model.all_logits(self.inputs, grad_rows=rows)
             else:
                 logits = self.model.rows_logits(self.inputs, rows)
-        if dropout:
+        loss = self.measure(step, logits, rows, labels, evaluate)
+        if step < self.config.train.steps:
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.update(step)
+
+    def measure(
+        self, step: int, logits: torch.Tensor, rows: torch.Tensor, labels: torch.Tensor, evaluate: bool
+    ) -> torch.Tensor:
+        """Record metrics[:, step] from the logits of every input (evaluate) or of the step's training rows
+        (`batch(step)`: rows and labels, in order); returns the loss to train on at this step."""
+        if self.config.model.dropout > 0:
             losses, loss = None, self.dropout_loss(step, rows, labels)
         else:  # per example, so that a full batch's metrics reuse them
             losses = self.loss_fn(logits[rows] if evaluate else logits, labels, per_example=True)
             loss = losses.mean()
         extra = self.model.extra_loss(rows)  # e.g. an MoE router's balancing: trained on, not a metric
         with torch.no_grad():
-            full_batch = rows is self.train_rows and not dropout
+            full_batch = rows is self.train_rows and losses is not None
             train_losses = losses.detach() if full_batch else None
             if evaluate:
                 values = self.step_metrics(logits, train_losses)
@@ -280,19 +316,20 @@ class Trainer:
                 torch.stack([p.detach().double().square().sum() for p in self.params.values()]).sum().sqrt()
             )
             self.metrics[:, step] = torch.stack([values[c] for c in layout.METRIC_COLUMNS])
-        if step < self.config.train.steps:
-            self.opt.zero_grad(set_to_none=True)
-            (loss if extra is None else loss + extra).backward()
-            if self.mask is not None:  # masked weights get no update from any optimizer: they stay zero
-                for name, p in self.params.items():
-                    p.grad.mul_(self.mask[name])
-            if self.filter is not None:
-                self.filter.apply_({name: p.grad for name, p in self.params.items()})
-            if self.config.optim.orthograd:
-                orthogonalize_(self.params)
-            for group in self.opt.param_groups:
-                group["lr"] = lr_at(step, self.config.optim)
-            self.opt.step()
+        return loss if extra is None else loss + extra
+
+    def update(self, step: int) -> None:
+        """The optimizer's step from the gradients in .grad (ticket mask, Grokfast filter, ⊥Grad, lr schedule)."""
+        if self.mask is not None:  # masked weights get no update from any optimizer: they stay zero
+            for name, p in self.params.items():
+                p.grad.mul_(self.mask[name])
+        if self.filter is not None:
+            self.filter.apply_({name: p.grad for name, p in self.params.items()})
+        if self.config.optim.orthograd:
+            orthogonalize_(self.params)
+        for group in self.opt.param_groups:
+            group["lr"] = lr_at(step, self.config.optim)
+        self.opt.step()
 
     def dropout_loss(self, step: int, rows: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The loss through the plain forward in training mode; its dropout draws come from the random
@@ -312,34 +349,57 @@ class Trainer:
         self.writer.commit(step, n_checkpoints, n_metric_steps, state)
         self.committed_metrics, self.last_commit = n_metric_steps, time.monotonic()
 
-    def run(self, show_progress: bool) -> None:
-        steps = self.config.train.steps
-        next_row = int(np.searchsorted(self.schedule, self.start))  # the next checkpoint's row
-        self.committed_metrics, self.last_commit = self.start, time.monotonic()
-        with tqdm(total=steps, initial=self.start, disable=not show_progress, unit="step", dynamic_ncols=True) as bar:
-            for step in range(self.start, steps + 1):
-                if next_row < len(self.schedule) and self.schedule[next_row] == step:
-                    self.writer.save_checkpoint(next_row, self.params)
-                    next_row += 1
-                    if step > self.start and time.monotonic() - self.last_commit >= self.commit_every_s:
-                        self.commit(step, n_checkpoints=next_row, n_metric_steps=step)
-                    if step > self.start:
-                        self.show(bar, step, step - 1)
-                self.step(step)
-            self.commit(steps, n_checkpoints=next_row, n_metric_steps=steps + 1)
-            self.show(bar, steps, steps)
-        self.writer.finish(self.params)
-
-    def show(self, bar: tqdm, n_updates: int, step: int) -> None:
-        """Progress bar at `n_updates` with the metrics of `step` (a host sync: at checkpoints only)."""
-        if bar.disable:
-            return
+    def tested(self, step: int) -> dict[str, float]:
+        """The metrics of `step`, its test columns from the last step that measured them (train.eval_every)."""
         values = dict(zip(layout.METRIC_COLUMNS, self.metrics[:, step].tolist()))
-        if step != self.last_evaluated and not math.isfinite(values["test_loss"]):  # train.eval_every: the last test
-            tested = dict(zip(layout.METRIC_COLUMNS, self.metrics[:, self.last_evaluated].tolist()))
-            values.update(test_loss=tested["test_loss"], test_acc=tested["test_acc"])
-        bar.set_postfix_str(
-            f"train {values['train_loss']:.3g}/{values['train_acc']:.1%} test {values['test_loss']:.3g}/{values['test_acc']:.1%}",
-            refresh=False,
-        )
-        bar.update(n_updates - bar.n)
+        if step != self.last_evaluated and not math.isfinite(values["test_loss"]):
+            last = dict(zip(layout.METRIC_COLUMNS, self.metrics[:, self.last_evaluated].tolist()))
+            values.update(test_loss=last["test_loss"], test_acc=last["test_acc"])
+        return values
+
+    def run(self, show_progress: bool) -> None:
+        run_steps([self], self.step, show_progress)
+
+
+def run_steps(trainers: list[Trainer], step_fn, show_progress: bool) -> None:
+    """Train runs that share a checkpoint schedule and a start step, `step_fn(step)` stepping them all: at each
+    scheduled step save every run's checkpoint, and every commit_every_s commit them all (so that they resume
+    together), then the step."""
+    first = trainers[0]
+    steps, start, schedule = first.config.train.steps, first.start, first.schedule
+    next_row = int(np.searchsorted(schedule, start))  # the next checkpoint's row
+    for trainer in trainers:
+        trainer.committed_metrics, trainer.last_commit = start, time.monotonic()
+    with tqdm(total=steps, initial=start, disable=not show_progress, unit="step", dynamic_ncols=True) as bar:
+        for step in range(start, steps + 1):
+            if next_row < len(schedule) and schedule[next_row] == step:
+                for trainer in trainers:
+                    trainer.writer.save_checkpoint(next_row, trainer.params)
+                next_row += 1
+                if step > start and time.monotonic() - first.last_commit >= first.commit_every_s:
+                    for trainer in trainers:
+                        trainer.commit(step, n_checkpoints=next_row, n_metric_steps=step)
+                if step > start:
+                    show(bar, trainers, step, step - 1)
+            step_fn(step)
+        for trainer in trainers:
+            trainer.commit(steps, n_checkpoints=next_row, n_metric_steps=steps + 1)
+        show(bar, trainers, steps, steps)
+    for trainer in trainers:
+        trainer.writer.finish(trainer.params)
+
+
+def show(bar: tqdm, trainers: list[Trainer], n_updates: int, step: int) -> None:
+    """Progress bar at `n_updates` with the metrics of `step` (a host sync: at checkpoints only): one run's
+    losses and accuracies, or a pack's range of test accuracies."""
+    if bar.disable:
+        return
+    tested = [trainer.tested(step) for trainer in trainers]
+    if len(trainers) == 1:
+        values = tested[0]
+        text = f"train {values['train_loss']:.3g}/{values['train_acc']:.1%} test {values['test_loss']:.3g}/{values['test_acc']:.1%}"
+    else:
+        accuracies = [values["test_acc"] for values in tested]
+        text = f"{len(trainers)} runs, test {min(accuracies):.1%}–{max(accuracies):.1%}"
+    bar.set_postfix_str(text, refresh=False)
+    bar.update(n_updates - bar.n)

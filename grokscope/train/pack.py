@@ -1,0 +1,141 @@
+"""Several runs trained in one process as one batched computation (`grokscope sweep --pack N`).
+
+Runs of the same shape (model, task inputs, steps and checkpoint schedule; seeds, splits, corruption, loss,
+optimizer and Grokfast settings may differ) are stepped together: their parameters are stacked and the
+logits of every input computed for all of them at once (torch.func.functional_call under vmap), the per-run
+losses summed for one backward (each run's gradient is its own loss's: the sum's derivative is 1 for each),
+then each run's own optimizer, Grokfast filter and ⊥Grad update it. Each run keeps its own Trainer, metrics and
+ordinary run directory; the pack commits all its runs together, so that they resume together.
+
+The pack's forward is each model's plain differentiable form (`all_logits` with every row differentiated:
+vmap cannot enter the fast training step's in-place blocked forward and custom backward), so a packed run
+equals the same run trained alone to float32 rounding, not to the bit, and a pack pays only where per-call
+overhead dominates a step (small models on CPU; a GPU): see benchmarks/README.md. Resumed with the same pack,
+a packed run continues bit for bit on CPU.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+from torch.func import functional_call, vmap
+
+from grokscope.config import RunConfig, flatten
+from grokscope.errors import GrokscopeError
+from grokscope.models import MODELS
+from grokscope.store import layout, open_run
+from grokscope.store.writer import RunWriter
+from grokscope.train.loop import Trainer, check_commit_every, check_device, create_run, run_steps, same_threads
+
+# the keys runs of one pack may differ in: they change labels, splits, initial values or the update rule, not
+# the shapes or the steps
+FREE_KEYS = ("name", "preset", "model.seed", "model.init_std", "model.init_scale", "train.seed", "train.loss")
+FREE_KEYS += ("train.batch_size", "task.op", "task.train_frac", "task.n_train", "task.corrupt_frac", "task.seed")
+FREE_SECTIONS = ("optim.", "grokfast.")
+
+
+def packable(config: RunConfig) -> str | None:
+    """Why the run cannot join a pack, or None: dropout draws and ticket masks are per run and the MoE
+    transformer's router losses are read from module state, none of which vmap batches."""
+    if config.model.dropout > 0:
+        return "model.dropout"
+    if config.ticket.kind:
+        return "a ticket"
+    if not MODELS[config.model.kind].packs:
+        return f"model.kind '{config.model.kind}'"
+    return None
+
+
+def pack_key(config: RunConfig) -> str:
+    """Runs with equal keys can share a pack: their configs agree but for FREE_KEYS and FREE_SECTIONS."""
+    kept = {
+        k: v for k, v in flatten(config.to_dict()).items() if k not in FREE_KEYS and not k.startswith(FREE_SECTIONS)
+    }
+    return repr(sorted(kept.items()))
+
+
+class AllLogits(torch.nn.Module):
+    """A model's logits of every input, (n_inputs, n_classes), as a module whose forward functional_call runs."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.model.all_logits(inputs)
+
+
+class Pack:
+    """Trainers of runs that share a pack key and a start step, stepped as one."""
+
+    def __init__(self, trainers: list[Trainer]):
+        first = trainers[0]
+        for trainer in trainers[1:]:
+            if trainer.start != first.start or list(trainer.schedule) != list(first.schedule):
+                raise GrokscopeError("runs of a pack must share their checkpoint steps and resume from the same step")
+            if not torch.equal(trainer.inputs, first.inputs):
+                raise GrokscopeError("runs of a pack must read the same inputs (task.kind, task.p, ...)")
+        self.trainers = trainers
+        self.forward = AllLogits(copy.deepcopy(first.model))  # its own parameters are never read
+
+    def logits(self) -> torch.Tensor:
+        """(n_runs, n_inputs, n_classes), with a graph to every run's parameters."""
+        names = self.trainers[0].names
+        stacked = {f"model.{n}": torch.stack([t.params[n] for t in self.trainers]) for n in names}
+        inputs = self.trainers[0].inputs
+        return vmap(lambda params: functional_call(self.forward, params, (inputs,)))(stacked)
+
+    def step(self, step: int) -> None:
+        first = self.trainers[0]
+        evaluate = first.config.train.evaluates(step, first.saved)  # the same for every run: same schedule
+        losses = []
+        for trainer, logits in zip(self.trainers, self.logits()):
+            rows, labels = trainer.batch(step)
+            losses.append(trainer.measure(step, logits if evaluate else logits[rows], rows, labels, evaluate))
+        if step < first.config.train.steps:
+            for trainer in self.trainers:
+                trainer.opt.zero_grad(set_to_none=True)
+            torch.stack(losses).sum().backward()
+            for trainer in self.trainers:
+                trainer.update(step)
+
+
+def train_pack(
+    configs: list[RunConfig],
+    outs: list[str | Path],
+    *,
+    device: str = "cpu",
+    progress: bool = True,
+    commit_every_s: float = 2.0,
+) -> list[Path]:
+    """Train the runs `configs` into `outs` as one pack and return their directories. A directory holding an
+    incomplete run resumes it (its own config is used); all of them must then be at the same step, as a pack
+    that committed together leaves them."""
+    device = check_device(device)
+    check_commit_every(commit_every_s)
+    outs = [Path(out) for out in outs]
+    names = [out.name for out in outs]
+    trainers = []
+    for config, out in zip(configs, outs):
+        if layout.is_run(out):
+            run = open_run(out)
+            if run.complete:
+                raise GrokscopeError(f"{out} is complete: a pack trains incomplete runs only")
+            same_threads(run.meta.get("threads"))
+            config, dataset, writer = run.config, run.dataset, RunWriter(out)
+        else:
+            why = packable(config)
+            if why is not None:
+                raise GrokscopeError(f"{config.name}: {why} cannot be packed; train it alone")
+            dataset, writer = create_run(config, out, device, pack=names)
+        trainers.append(Trainer(config, dataset, writer, device, commit_every_s))
+    keys = {pack_key(trainer.config) for trainer in trainers}
+    if len(keys) > 1:
+        raise GrokscopeError(
+            "runs of a pack must differ only in seeds, splits, corruption, loss, optim.* and grokfast.*"
+        )
+    pack = Pack(trainers)
+    run_steps(trainers, pack.step, progress)
+    return outs
