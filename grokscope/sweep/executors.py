@@ -101,8 +101,9 @@ def sweep(
 
 def jobs_for(todo: list[tuple[RunConfig, Path]], pack: int) -> list[Job]:
     """The runs to train (config, directory) as jobs: a run started in a pack with the rest of that pack (its
-    meta names it), another started run alone, new runs that can share a pack (grokscope.train.pack) in packs
-    of up to `pack` in the spec's order, the others alone."""
+    meta names it) that stopped at the same step (a pack commits its runs one after another: one stopped between
+    two of them resumes as two packs), another started run alone, new runs that can share a pack
+    (grokscope.train.pack) in packs of up to `pack` in the spec's order, the others alone."""
     from grokscope.train.pack import pack_key, packable
 
     jobs, started_packs, new_packs = [], {}, {}
@@ -110,7 +111,8 @@ def jobs_for(todo: list[tuple[RunConfig, Path]], pack: int) -> list[Job]:
         if layout.is_run(where):
             members = layout.read_json(where / layout.META).get("pack")
             if members:
-                started_packs.setdefault(tuple(members), []).append((config, where))
+                step = layout.read_json(where / layout.PROGRESS)["step"]
+                started_packs.setdefault((tuple(members), step), []).append((config, where))
             else:
                 jobs.append(Job([(config, where)], resume=True))
         elif pack > 1 and packable(config) is None:
