@@ -213,7 +213,8 @@ def on_ray(todo: list[Job], address: str | None, say: Callable[[str], None], opt
     pending = {}
     try:
         cores = int(ray.cluster_resources().get("CPU", 0))
-        say(f"Ray: {len(todo)} {'jobs' if any(job.packed for job in todo) else 'runs'} on {cores} cores, one per core")
+        unit = "job" if any(job.packed for job in todo) else "run"  # a job: a run or a pack
+        say(f"Ray: {len(todo)} {unit}s on {cores} cores, one {unit} per core")
         gpus = 1 if str(options.get("device", "cpu")).startswith("cuda") else 0  # Ray hides GPUs from tasks without
         task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(train_on_ray)
         pending = {task.remote(job, options): job for job in todo}
