@@ -23,7 +23,7 @@ VARIANTS = [
     {},
     {"model.seed": 1, "task.seed": 2, "optim.lr": 3e-3, "optim.weight_decay": 3.0, "task.corrupt_frac": 0.2},
     {"model.seed": 2, "train.loss": "mse", "grokfast.kind": "ema", "optim.orthograd": True},
-    {"model.seed": 3, "grokfast.kind": "ma", "grokfast.ma_window": 4, "task.train_frac": 0.5, "train.batch_size": 32},
+    {"model.seed": 3, "grokfast.kind": "ma", "grokfast.ma_window": 4, "task.op": "sub"},
 ]
 
 
@@ -36,7 +36,9 @@ def trajectories(path) -> dict[str, np.ndarray]:
     return {name: np.asarray(run.trajectory(name)) for name in run.param_names}
 
 
-@pytest.mark.parametrize("base", [MLP, {"task.p": 13}], ids=["mlp", "transformer"])
+@pytest.mark.parametrize(
+    "base", [MLP, {"task.p": 13}, {"task.p": 13, "train.batch_size": 32}], ids=["mlp", "transformer", "minibatch"]
+)
 def test_each_packed_run_is_that_run_trained_alone(tmp_path, base):
     runs = configs(base)
     packed = train_pack(runs, [tmp_path / "pack" / c.name for c in runs], progress=False)

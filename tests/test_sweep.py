@@ -124,6 +124,29 @@ def test_a_sweep_on_ray_trains_and_resumes_the_runs_the_local_executor_trains(tm
         assert np.array_equal(ray_run.metrics["test_loss"], local_run.metrics["test_loss"], equal_nan=True)
 
 
+def test_ray_trains_a_pack_as_one_task_the_same_as_here(tmp_path, ray_files):
+    """--pack on Ray: one task per pack, each run bit for bit the same pack trained here with one thread."""
+    spec = tmp_path / "wd.toml"
+    spec.write_text(SPEC)
+    names = [r.name for r in load_spec(spec)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        here = sweep(spec, tmp_path / "here", pack=2, say=lambda _: None, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    said = []
+    runs = sweep(spec, tmp_path / "out", executor="ray", pack=2, say=said.append)
+    assert said[0] == f"Ray: 2 jobs on {os.cpu_count()} cores, one job per core"
+    packs = [f"{names[0]}, {names[1]}: trained (one pack of 2)", f"{names[2]}, {names[3]}: trained (one pack of 2)"]
+    assert sorted(said[1:]) == packs
+    for ray_run, local_run in zip(runs, here):
+        ray_run, local_run = grokscope.open_run(ray_run), grokscope.open_run(local_run)
+        assert ray_run.complete and ray_run.meta["pack"] == local_run.meta["pack"]
+        for name, value in local_run.params(24).items():
+            assert torch.equal(ray_run.params(24)[name], value), (ray_run.name, name)
+
+
 def test_a_run_failing_on_ray_ends_the_sweep_in_one_line(tmp_path, capsys, ray_files):
     (tmp_path / "s.toml").write_text('preset = "tiny"\n[set]\n"task.p" = 7\n"train.batch_size" = 1000\n')
     assert main(["sweep", str(tmp_path / "s.toml"), "--out", str(tmp_path / "out"), "--executor", "ray"]) == 2

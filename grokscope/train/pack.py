@@ -32,7 +32,7 @@ from grokscope.train.loop import Trainer, check_commit_every, check_device, crea
 # the keys runs of one pack may differ in: they change labels, splits, initial values or the update rule, not
 # the shapes or the steps
 FREE_KEYS = ("name", "preset", "model.seed", "model.init_std", "model.init_scale", "train.seed", "train.loss")
-FREE_KEYS += ("train.batch_size", "task.op", "task.train_frac", "task.n_train", "task.corrupt_frac", "task.seed")
+FREE_KEYS += ("task.op", "task.corrupt_frac", "task.seed")
 FREE_SECTIONS = ("optim.", "grokfast.")
 
 
@@ -56,15 +56,15 @@ def pack_key(config: RunConfig) -> str:
     return repr(sorted(kept.items()))
 
 
-class AllLogits(torch.nn.Module):
-    """A model's logits of every input, (n_inputs, n_classes), as a module whose forward functional_call runs."""
+class RowsLogits(torch.nn.Module):
+    """A model's logits of some inputs, (len(rows), n_classes), as a module whose forward functional_call runs."""
 
     def __init__(self, model: torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.model.all_logits(inputs)
+    def forward(self, inputs: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        return self.model.rows_logits(inputs, rows)
 
 
 class Pack:
@@ -78,28 +78,49 @@ class Pack:
             if not torch.equal(trainer.inputs, first.inputs):
                 raise GrokscopeError("runs of a pack must read the same inputs (task.kind, task.p, ...)")
         self.trainers = trainers
-        self.forward = AllLogits(copy.deepcopy(first.model))  # its own parameters are never read
+        self.forward = RowsLogits(copy.deepcopy(first.model))  # its own parameters are never read
 
-    def logits(self) -> torch.Tensor:
-        """(n_runs, n_inputs, n_classes), with a graph to every run's parameters."""
-        names = self.trainers[0].names
+    def logits(self, rows: torch.Tensor) -> torch.Tensor:
+        """rows (n_runs, n_rows): each run's logits of its rows, (n_runs, n_rows, n_classes), with a graph to
+        every run's parameters where grad is enabled."""
+        names, inputs = self.trainers[0].names, self.trainers[0].inputs
         stacked = {f"model.{n}": torch.stack([t.params[n] for t in self.trainers]) for n in names}
-        inputs = self.trainers[0].inputs
-        return vmap(lambda params: functional_call(self.forward, params, (inputs,)))(stacked)
+        return vmap(lambda params, r: functional_call(self.forward, params, (inputs, r)))(stacked, rows)
 
     def step(self, step: int) -> None:
+        """As Trainer.step for every run: the step's training rows with a graph (the backward differentiates only
+        those, as the fast step does) and, where the step evaluates, every other input without one."""
         first = self.trainers[0]
         evaluate = first.config.train.evaluates(step, first.saved)  # the same for every run: same schedule
+        batches = [trainer.batch(step) for trainer in self.trainers]
+        rows = torch.stack([r for r, _ in batches])
+        logits = self.logits(rows)
+        if evaluate:
+            n_inputs = len(first.inputs)
+            rest = torch.stack([complement(r, n_inputs) for r in rows])
+            with torch.no_grad():
+                rest_logits = self.logits(rest)
         losses = []
-        for trainer, logits in zip(self.trainers, self.logits()):
-            rows, labels = trainer.batch(step)
-            losses.append(trainer.measure(step, logits if evaluate else logits[rows], rows, labels, evaluate))
+        for i, (trainer, (run_rows, labels)) in enumerate(zip(self.trainers, batches)):
+            run_logits = logits[i]
+            if evaluate:  # every input's, in order
+                run_logits = run_logits.new_empty((n_inputs, run_logits.shape[-1]))
+                run_logits[rest[i]] = rest_logits[i]
+                run_logits[run_rows] = logits[i]
+            losses.append(trainer.measure(step, run_logits, run_rows, labels, evaluate))
         if step < first.config.train.steps:
             for trainer in self.trainers:
                 trainer.opt.zero_grad(set_to_none=True)
             torch.stack(losses).sum().backward()
             for trainer in self.trainers:
                 trainer.update(step)
+
+
+def complement(rows: torch.Tensor, n: int) -> torch.Tensor:
+    """The inputs 0..n-1 not in rows, ascending."""
+    keep = torch.ones(n, dtype=torch.bool, device=rows.device)
+    keep[rows] = False
+    return keep.nonzero().squeeze(-1)
 
 
 def train_pack(
