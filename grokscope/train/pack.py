@@ -1,17 +1,19 @@
 """Several runs trained in one process as one batched computation (`grokscope sweep --pack N`).
 
-Runs of the same shape (model, task inputs, steps and checkpoint schedule; seeds, splits, corruption, loss,
-optimizer and Grokfast settings may differ) are stepped together: their parameters are stacked and the
-logits of every input computed for all of them at once (torch.func.functional_call under vmap), the per-run
-losses summed for one backward (each run's gradient is its own loss's: the sum's derivative is 1 for each),
-then each run's own optimizer, Grokfast filter and ⊥Grad update it. Each run keeps its own Trainer, metrics and
-ordinary run directory; the pack commits all its runs together, so that they resume together.
+Runs of the same shape (model, task inputs, training-set and batch size, steps and checkpoint schedule; seeds,
+splits, corruption, the operation, loss, optimizer and Grokfast settings may differ) are stepped together: their
+parameters are stacked and each run's logits of its training rows computed for all of them at once
+(torch.func.functional_call under vmap, over `Model.rows_logits`), every other input's without a graph where
+the step evaluates; the per-run losses are summed for one backward (each run's gradient is its own loss's: the
+sum's derivative is 1 for each), then each run's own optimizer, Grokfast filter and ⊥Grad update it. Each run
+keeps its own Trainer, metrics and ordinary run directory; the pack commits all its runs together, so that
+they resume together.
 
-The pack's forward is each model's plain differentiable form (`all_logits` with every row differentiated:
-vmap cannot enter the fast training step's in-place blocked forward and custom backward), so a packed run
-equals the same run trained alone to float32 rounding, not to the bit, and a pack pays only where per-call
-overhead dominates a step (small models on CPU; a GPU): see benchmarks/README.md. Resumed with the same pack,
-a packed run continues bit for bit on CPU.
+vmap cannot enter the fast training step (an in-place blocked forward into reused buffers, a custom backward),
+so a packed run equals the same run trained alone to float32 rounding, not to the bit (rounding that Adam and
+ReLU amplify where a gradient is near zero: see benchmarks/README.md), and a pack pays only where per-call
+overhead dominates a step: small models on CPU, and GPUs. Resumed with the same pack, a packed run continues
+bit for bit on CPU.
 """
 
 from __future__ import annotations
