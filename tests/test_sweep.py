@@ -23,6 +23,7 @@ from grokscope.figures.export import NO_BROWSER
 from grokscope.store import layout
 from grokscope.store.sweep import open_sweep
 from grokscope.sweep import load_spec, sweep
+from grokscope.sweep.executors import SweepBar, jobs_for
 from grokscope.train.loop import Trainer
 
 SPEC = SWEEP_SPEC
@@ -60,6 +61,30 @@ def test_a_grid_trains_each_run_once_and_resumes_an_interrupted_one(tmp_path, mo
     manifest = json.loads((tmp_path / "out" / "sweep.json").read_text())
     assert [r["name"] for r in manifest["runs"]] == names
     assert sweep(spec, tmp_path / "out", say=said.append) == runs and said[-4:] == [f"{n}: complete" for n in names]
+
+
+def test_the_bar_of_runs_training_elsewhere_counts_each_run_s_durable_steps(tmp_path, monkeypatch):
+    """--jobs and Ray show one bar: every run's last committed step, read from its run directory."""
+    spec = tmp_path / "wd.toml"
+    spec.write_text(SPEC)
+    runs = load_spec(spec)
+    step = Trainer.step
+
+    def interrupted(self, s):  # the second run stops at step 10; its last commit is at checkpoint step 8
+        if self.config.name == runs[1].name and s == 10:
+            raise KeyboardInterrupt
+        step(self, s)
+
+    monkeypatch.setattr(Trainer, "step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        sweep(spec, tmp_path / "out", say=lambda _: None, progress=False, commit_every_s=0)
+    todo = jobs_for([(run.config, tmp_path / "out" / run.name) for run in runs[1:]], pack=1)
+    said = []
+    bar = SweepBar(todo, said.append, show=True)
+    assert (bar.bar.total, bar.bar.n) == (3 * 24, 8)  # 3 runs of 24 steps to train; 8 of them durable
+    bar.ended(todo[0])
+    assert said == [f"{runs[1].name}: resumed"] and bar.bar.postfix == "1 of 3 runs done"
+    bar.close()
 
 
 def test_runs_in_parallel_processes(tmp_path):

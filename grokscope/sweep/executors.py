@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import multiprocessing
 import os
 import signal
 import socket
+import sys
 from collections.abc import Callable
 from multiprocessing import get_context
 from pathlib import Path
@@ -45,7 +47,8 @@ def sweep(
     (ray.init's: "auto", "ray://host:port") or on a local Ray instance with this machine's cores; `out` must
     be a path every node sees. pack: up to this many runs that differ only in seeds, splits, corruption, loss,
     optim.* and grokfast.* train together in one process (grokscope.train.pack; the others alone); a run started
-    in a pack resumes in it. train_options: passed to `grokscope.train` (device, commit_every_s, progress).
+    in a pack resumes in it. train_options: passed to `grokscope.train` (device, commit_every_s, progress: each
+    run's bar, or with other processes one bar for all in a terminal).
     """
     if executor not in EXECUTORS:
         raise GrokscopeError(f"unknown executor '{executor}' (use {' or '.join(EXECUTORS)})")
@@ -88,14 +91,19 @@ def sweep(
         else:
             todo.append((run.config, where))
     todo = jobs_for(todo, pack)
-    if executor == "ray" and todo:  # nothing to do starts no Ray
-        on_ray(todo, address, say, {**train_options, "progress": False})
-    elif jobs == 1 or len(todo) <= 1:
-        for job in todo:
+    if executor == "local" and (jobs == 1 or len(todo) <= 1):
+        for job in todo:  # each run's own progress bar
             say(f"{job.name}: {'resuming' if job.resume else 'training'}{job.together}")
             job.train(train_options)
-    else:
-        in_pool(todo, jobs, say, {**train_options, "progress": False})
+    elif todo:  # in other processes: one bar for all (nothing to do starts no Ray)
+        bar = SweepBar(todo, say, show=train_options.get("progress", True) and sys.stderr.isatty())
+        try:
+            if executor == "ray":
+                on_ray(todo, address, bar, {**train_options, "progress": False})
+            else:
+                in_pool(todo, jobs, bar, {**train_options, "progress": False})
+        finally:
+            bar.close()
     return [out / run.name for run in runs]
 
 
@@ -159,14 +167,64 @@ class Job:
         return f"{self.name}: {'resumed' if self.resume else 'trained'}{self.together}"
 
 
-def in_pool(todo: list[Job], jobs: int, say: Callable[[str], None], options: dict) -> None:
+POLL_S = 2.0  # how often a sweep's bar re-reads its runs' progress
+
+
+class SweepBar:
+    """One progress bar over every step of the jobs' runs, for the executors whose runs train in other
+    processes: each run's last durable step, read from its run directory (the store: nothing else crosses
+    from the workers) at each `refresh`; `say` writes above it."""
+
+    def __init__(self, todo: list[Job], say: Callable[[str], None], show: bool):
+        from tqdm.auto import tqdm
+
+        self.say, self.wheres, self.n_ended = say, [Path(where) for job in todo for where in job.wheres], 0
+        total = sum(config["train"]["steps"] for job in todo for config in job.configs)
+        self.bar = tqdm(total=total, unit="step", desc="sweep", disable=not show, dynamic_ncols=True, leave=False)
+        self.refresh()
+
+    def refresh(self) -> None:
+        if not self.bar.disable:
+            self.bar.update(sum(durable_step(where) for where in self.wheres) - self.bar.n)
+
+    def tell(self, message: str) -> None:
+        self.refresh()
+        with self.bar.external_write_mode():
+            self.say(message)
+
+    def ended(self, job: Job) -> None:
+        self.n_ended += len(job.wheres)
+        self.bar.set_postfix_str(f"{self.n_ended} of {len(self.wheres)} runs done", refresh=False)
+        self.tell(job.done())
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def durable_step(where: Path) -> int:
+    """A run's last durable step (0 before its first commit, or before it is laid out)."""
+    try:
+        return layout.read_json(where / layout.PROGRESS).get("step") or 0
+    except GrokscopeError:
+        return 0
+
+
+def in_pool(todo: list[Job], jobs: int, bar: SweepBar, options: dict) -> None:
     """`jobs` spawned processes; Ctrl-C or a failed run ends the sweep at once: queued runs never start,
     running ones stop where they are (crash-safe: the same sweep again resumes them)."""
     threads = max(1, (os.cpu_count() or 1) // jobs)
     pool = get_context("spawn").Pool(min(jobs, len(todo)), initializer=pool_worker, initargs=(threads,))
     try:
-        for job in pool.imap_unordered(functools.partial(Job.train, options=options), todo):
-            say(job.done())  # as each run ends; a run's error is raised here as soon as it fails
+        ended = pool.imap_unordered(functools.partial(Job.train, options=options), todo)
+        while True:
+            try:
+                job = ended.next(timeout=POLL_S)  # a run's error is raised here as soon as it fails
+            except multiprocessing.TimeoutError:
+                bar.refresh()
+                continue
+            except StopIteration:
+                break
+            bar.ended(job)
         pool.close()
     except BaseException:
         pool.terminate()
@@ -190,7 +248,7 @@ def pool_worker(threads: int) -> None:
     tqdm.set_lock(threading.RLock())
 
 
-def on_ray(todo: list[Job], address: str | None, say: Callable[[str], None], options: dict) -> None:
+def on_ray(todo: list[Job], address: str | None, bar: SweepBar, options: dict) -> None:
     """One Ray task per job (num_cpus=1, and a GPU with --device cuda; no retries: the same sweep again resumes a
     run from its own last commit). Ctrl-C or a failed run cancels the others, which stop where they are. A Ray instance
     started here (no `address`, none running in this process) is shut down at the end."""
@@ -214,12 +272,15 @@ def on_ray(todo: list[Job], address: str | None, say: Callable[[str], None], opt
     try:
         cores = int(ray.cluster_resources().get("CPU", 0))
         unit = "job" if any(job.packed for job in todo) else "run"  # a job: a run or a pack
-        say(f"Ray: {len(todo)} {unit}s on {cores} cores, one {unit} per core")
+        bar.tell(f"Ray: {len(todo)} {unit}s on {cores} cores, one {unit} per core")
         gpus = 1 if str(options.get("device", "cpu")).startswith("cuda") else 0  # Ray hides GPUs from tasks without
         task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=0)(train_on_ray)
         pending = {task.remote(job, options): job for job in todo}
         while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
+            if not ready:
+                bar.refresh()
+                continue
             job = pending.pop(ready[0])
             try:
                 ray.get(ready[0])
@@ -227,7 +288,7 @@ def on_ray(todo: list[Job], address: str | None, say: Callable[[str], None], opt
                 raise (e.cause if isinstance(e.cause, GrokscopeError) else e) from None
             except ray.exceptions.RayError as e:  # the worker or its node died, Ray's memory monitor, ...
                 raise GrokscopeError(f"{job.name}: Ray: {str(e).strip().splitlines()[0]}") from None
-            say(job.done())
+            bar.ended(job)
     finally:
         for ref in pending:
             ray.cancel(ref, force=True)
