@@ -144,6 +144,7 @@ def test_runs_that_cannot_share_a_pack_train_alone_or_apart(tmp_path):
     longer = small_config(**{**SHORT, "train.steps": STEPS + 1, "name": "longer"})
     with pytest.raises(GrokscopeError, match="differ only in seeds"):
         train_pack([small_config(**SHORT, name="a"), longer], [tmp_path / "a", tmp_path / "longer"], progress=False)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "longer").exists()  # refused before anything is written
     moe = small_config(**{**SHORT, "model.kind": "moe", "name": "moe"})
     with pytest.raises(GrokscopeError, match="model.kind 'moe' cannot be packed"):
         train_pack([moe, moe.with_overrides({"name": "moe2"})], [tmp_path / "m1", tmp_path / "m2"], progress=False)

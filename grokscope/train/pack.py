@@ -139,26 +139,27 @@ def train_pack(
     device = check_device(device)
     check_commit_every(commit_every_s)
     outs = [Path(out) for out in outs]
-    names = [out.name for out in outs]
-    trainers = []
-    for config, out in zip(configs, outs):
-        if layout.is_run(out):
-            run = open_run(out)
-            if run.complete:
-                raise GrokscopeError(f"{out} is complete: a pack trains incomplete runs only")
-            same_threads(run.meta.get("threads"))
-            config, dataset, writer = run.config, run.dataset, RunWriter(out)
-        else:
-            why = packable(config)
-            if why is not None:
-                raise GrokscopeError(f"{config.name}: {why} cannot be packed; train it alone")
-            dataset, writer = create_run(config, out, device, pack=names)
-        trainers.append(Trainer(config, dataset, writer, device, commit_every_s))
-    keys = {pack_key(trainer.config) for trainer in trainers}
-    if len(keys) > 1:
+    runs = [open_run(out) if layout.is_run(out) else None for out in outs]
+    configs = [config if run is None else run.config for config, run in zip(configs, runs)]
+    for config, run in zip(configs, runs):  # everything checked before anything is written
+        if run is not None and run.complete:
+            raise GrokscopeError(f"{run.path} is complete: a pack trains incomplete runs only")
+        why = packable(config)
+        if why is not None:
+            raise GrokscopeError(f"{config.name}: {why} cannot be packed; train it alone")
+    if len({pack_key(config) for config in configs}) > 1:
         raise GrokscopeError(
-            "runs of a pack must differ only in seeds, splits, corruption, loss, optim.* and grokfast.*"
+            "runs of a pack must differ only in seeds, corruption, the operation, initial scale, loss, optim.* and "
+            "grokfast.*"
         )
+    trainers = []
+    for config, run, out in zip(configs, runs, outs):
+        if run is None:
+            dataset, writer = create_run(config, out, device, pack=[out.name for out in outs])
+        else:
+            same_threads(run.meta.get("threads"))
+            dataset, writer = run.dataset, RunWriter(out)
+        trainers.append(Trainer(config, dataset, writer, device, commit_every_s))
     pack = Pack(trainers)
     run_steps(trainers, pack.step, progress)
     return outs
