@@ -12,6 +12,7 @@ import grokscope
 from grokscope.cli import main
 from grokscope.errors import GrokscopeError
 from grokscope.sweep import load_spec, sweep
+from grokscope.train import pack as packing
 from grokscope.train.loop import Trainer
 from grokscope.train.pack import Pack, train_pack
 
@@ -149,6 +150,41 @@ def test_runs_that_cannot_share_a_pack_train_alone_or_apart(tmp_path):
     with pytest.raises(GrokscopeError, match="model.kind 'moe' cannot be packed"):
         train_pack([moe, moe.with_overrides({"name": "moe2"})], [tmp_path / "m1", tmp_path / "m2"], progress=False)
     assert not (tmp_path / "m1").exists()
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        # division leaves out the pairs with b = 0: a training set of another size
+        'preset = "tiny"\n[set]\n"task.p" = 13\n"train.steps" = 4\n[grid]\n"task.op" = ["add", "div"]\n',
+        # the digits task standardises its pixels by its split: other inputs for another split seed
+        'preset = "digits"\n[set]\n"train.steps" = 4\n"checkpoints.n_uniform" = 2\n[grid]\n"task.seed" = [1, 2]\n',
+    ],
+    ids=["div", "digits-split"],
+)
+def test_runs_whose_data_differ_do_not_pack(tmp_path, spec):
+    (tmp_path / "s.toml").write_text(spec)
+    said = []
+    runs = sweep(tmp_path / "s.toml", tmp_path / "out", pack=2, say=said.append, progress=False)
+    assert said == [f"{path.name}: training" for path in runs]  # each alone, not one pack of 2
+    assert all(grokscope.open_run(path).complete for path in runs)
+
+
+def test_a_started_pack_that_can_no_longer_pack_resumes_its_runs_alone(tmp_path, monkeypatch, capsys):
+    """A pack made before a rule that refuses it (here: every run its own key) resumes run by run."""
+    spec = tmp_path / "wd.toml"
+    spec.write_text(SWEEP_SPEC)
+    names = [run.name for run in load_spec(spec)]
+    interrupt_pack_at(monkeypatch, 10)
+    with pytest.raises(KeyboardInterrupt):
+        sweep(spec, tmp_path / "out", pack=2, say=lambda _: None, progress=False, commit_every_s=0)
+    monkeypatch.undo()
+    monkeypatch.setattr(packing, "pack_key", lambda config: config.name)
+    said = []
+    runs = sweep(spec, tmp_path / "out", pack=2, say=said.append, progress=False)
+    assert said == [f"{names[0]}: resuming", f"{names[1]}: resuming", f"{names[2]}: training", f"{names[3]}: training"]
+    assert all(grokscope.open_run(path).complete for path in runs)
+    assert capsys.readouterr().err.count("resumed alone, the rest of it is not bit-exact") == 2
 
 
 def test_pack_misuse_is_one_line(tmp_path, capsys):

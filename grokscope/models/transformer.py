@@ -229,7 +229,8 @@ class Transformer(Model):
         """Logits at `=` for every input, row a * p + b: (p², p). Equal to the plain forward's to float32
         precision; fires no hooks. For n_layers > 1 it is the plain forward. grad_rows: see read_out. Without
         a graph, or with grad_rows, the values come from grid_forward (so training and every later
-        measurement of a checkpoint agree to the bit); with a graph over all rows, from read_out's products."""
+        measurement of a checkpoint agree to the bit; a packed run's metrics came from rows_logits, equal to
+        float32 rounding); with a graph over all rows, from read_out's products."""
         if len(self.blocks) != 1:
             return self.plain_logits(torch.arange(self.p**2, device=self.embed.W_E.device))
         mlp, W_U = self.blocks[0].mlp, self.unembed.W_U

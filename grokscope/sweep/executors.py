@@ -110,8 +110,9 @@ def sweep(
 def jobs_for(todo: list[tuple[RunConfig, Path]], pack: int) -> list[Job]:
     """The runs to train (config, directory) as jobs: a run started in a pack with the rest of that pack (its
     meta names it) that stopped at the same step (a pack commits its runs one after another: one stopped between
-    two of them resumes as two packs), another started run alone, new runs that can share a pack
-    (grokscope.train.pack) in packs of up to `pack` in the spec's order, the others alone."""
+    two of them resumes as two packs), or alone where they can no longer share one (a pack made before a rule
+    that would refuse it); another started run alone; new runs that can share a pack (grokscope.train.pack) in
+    packs of up to `pack` in the spec's order, the others alone."""
     from grokscope.train.pack import pack_key, packable
 
     jobs, started_packs, new_packs = [], {}, {}
@@ -127,7 +128,11 @@ def jobs_for(todo: list[tuple[RunConfig, Path]], pack: int) -> list[Job]:
             new_packs.setdefault(pack_key(config), []).append((config, where))
         else:
             jobs.append(Job([(config, where)], resume=False))
-    jobs += [Job(runs, resume=True, packed=True) for runs in started_packs.values()]
+    for runs in started_packs.values():
+        if all(packable(config) is None for config, _ in runs) and len({pack_key(c) for c, _ in runs}) == 1:
+            jobs.append(Job(runs, resume=True, packed=True))
+        else:
+            jobs += [Job([run], resume=True) for run in runs]
     for runs in new_packs.values():
         jobs += [Job(runs[i : i + pack], resume=False) for i in range(0, len(runs), pack)]
     return jobs

@@ -10,15 +10,16 @@ keeps its own Trainer, metrics and ordinary run directory; the pack commits all 
 they resume together.
 
 vmap cannot enter the fast training step (an in-place blocked forward into reused buffers, a custom backward),
-so a packed run equals the same run trained alone to float32 rounding, not to the bit (rounding that Adam and
-ReLU amplify where a gradient is near zero: see benchmarks/README.md), and a pack pays only where per-call
-overhead dominates a step: small models on CPU, and GPUs. Resumed with the same pack, a packed run continues
-bit for bit on CPU.
+so a packed run equals the same run trained alone to float32 rounding at each step, not to the bit; over
+training that rounding compounds as it does on another CPU (Adam and ReLU amplify it where a gradient is near
+zero: benchmarks/README.md). A pack pays only where per-call overhead dominates a step: small models on CPU,
+and GPUs. Resumed with the same pack, a packed run continues bit for bit on CPU.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 from pathlib import Path
 
 import torch
@@ -26,13 +27,14 @@ from torch.func import functional_call, vmap
 
 from grokscope.config import RunConfig, flatten
 from grokscope.errors import GrokscopeError
-from grokscope.models import MODELS
+from grokscope.models import MODELS, build_model
 from grokscope.store import layout, open_run
 from grokscope.store.writer import RunWriter
+from grokscope.tasks import make_task
 from grokscope.train.loop import Trainer, check_commit_every, check_device, create_run, run_steps, same_threads
 
-# the keys runs of one pack may differ in: they change labels, splits, initial values or the update rule, not
-# the shapes or the steps
+# the keys runs of one pack may differ in: they change labels, splits, initial values or the update rule; whether
+# the training sets keep one size and the inputs stay the same is checked on the data (see pack_key)
 FREE_KEYS = ("name", "preset", "model.seed", "model.init_std", "model.init_scale", "train.seed", "train.loss")
 FREE_KEYS += ("task.op", "task.corrupt_frac", "task.seed")
 FREE_SECTIONS = ("optim.", "grokfast.")
@@ -51,11 +53,17 @@ def packable(config: RunConfig) -> str | None:
 
 
 def pack_key(config: RunConfig) -> str:
-    """Runs with equal keys can share a pack: their configs agree but for FREE_KEYS and FREE_SECTIONS."""
+    """Runs with equal keys can share a pack: their configs agree but for FREE_KEYS and FREE_SECTIONS, their
+    training sets have one size and they read the same inputs (the operation decides which pairs are valid, so
+    the training-set size; the digits task standardises its pixels by the training split's statistics)."""
     kept = {
         k: v for k, v in flatten(config.to_dict()).items() if k not in FREE_KEYS and not k.startswith(FREE_SECTIONS)
     }
-    return repr(sorted(kept.items()))
+    task = make_task(config.task)
+    dataset = task.dataset()
+    inputs = build_model(config).task_inputs(task, dataset).contiguous()
+    digest = hashlib.sha256(inputs.numpy().tobytes()).hexdigest()
+    return repr((sorted(kept.items()), len(dataset.train_rows), inputs.dtype, tuple(inputs.shape), digest))
 
 
 class RowsLogits(torch.nn.Module):
@@ -73,14 +81,11 @@ class Pack:
     """Trainers of runs that share a pack key and a start step, stepped as one."""
 
     def __init__(self, trainers: list[Trainer]):
-        first = trainers[0]
-        for trainer in trainers[1:]:
-            if trainer.start != first.start or list(trainer.schedule) != list(first.schedule):
-                raise GrokscopeError("runs of a pack must share their checkpoint steps and resume from the same step")
-            if not torch.equal(trainer.inputs, first.inputs):
-                raise GrokscopeError("runs of a pack must read the same inputs (task.kind, task.p, ...)")
+        if len({trainer.start for trainer in trainers}) > 1:
+            raise GrokscopeError("runs of a pack must resume from the same step")
         self.trainers = trainers
-        self.forward = RowsLogits(copy.deepcopy(first.model))  # its own parameters are never read
+        self.forward = RowsLogits(copy.deepcopy(trainers[0].model))  # its own parameters are never read
+        self.rest_of_training: torch.Tensor | None = None  # others() for full batches, made once
 
     def logits(self, rows: torch.Tensor) -> torch.Tensor:
         """rows (n_runs, n_rows): each run's logits of its rows, (n_runs, n_rows, n_classes), with a graph to
@@ -98,8 +103,7 @@ class Pack:
         rows = torch.stack([r for r, _ in batches])
         logits = self.logits(rows)
         if evaluate:
-            n_inputs = len(first.inputs)
-            rest = torch.stack([complement(r, n_inputs) for r in rows])
+            n_inputs, rest = len(first.inputs), self.others(batches)
             with torch.no_grad():
                 rest_logits = self.logits(rest)
         losses = []
@@ -116,6 +120,18 @@ class Pack:
             torch.stack(losses).sum().backward()
             for trainer in self.trainers:
                 trainer.update(step)
+
+    def others(self, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """Each run's inputs outside its batch, ascending: (n_runs, n_inputs - n_rows). For full batches, the same
+        every step, they are found once (on CUDA, finding them syncs with the host)."""
+        full = all(rows is trainer.train_rows for trainer, (rows, _) in zip(self.trainers, batches))
+        if full and self.rest_of_training is not None:
+            return self.rest_of_training
+        n_inputs = len(self.trainers[0].inputs)
+        rest = torch.stack([complement(rows, n_inputs) for rows, _ in batches])
+        if full:
+            self.rest_of_training = rest
+        return rest
 
 
 def complement(rows: torch.Tensor, n: int) -> torch.Tensor:
@@ -150,7 +166,7 @@ def train_pack(
     if len({pack_key(config) for config in configs}) > 1:
         raise GrokscopeError(
             "runs of a pack must differ only in seeds, corruption, the operation, initial scale, loss, optim.* and "
-            "grokfast.*"
+            "grokfast.*, with training sets of one size and the same inputs"
         )
     trainers = []
     for config, run, out in zip(configs, runs, outs):
