@@ -113,8 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--pack",
         type=int,
         default=1,
-        help="train up to N runs that differ only in seeds, splits, corruption, loss, optim and grokfast settings "
-        "together in one process (torch.func.vmap; pays for small models and on GPUs, see benchmarks; default 1)",
+        metavar="N",
+        help="train up to N runs that differ only in seeds, corruption, operation, loss, optim and grokfast settings "
+        "together in one process (torch.func.vmap; pays for small models and on GPUs, see README; default 1)",
     )
     p.add_argument(
         "--address", help="ray: the cluster to run on, as ray.init takes it ('auto'; default: a local Ray instance)"
