@@ -367,6 +367,11 @@ def test_a_live_run_draws_what_was_analysed_while_the_next_pass_runs(small_run, 
         time.sleep(1)
         at.run()
     assert cursor(at)["steps"][-1] == step
+    # the charts appear once the pass has written its files; its thread then still reads them back for the
+    # pages to draw during the next pass: let it finish, or that next pass would find nothing to draw yet
+    for thread in threading.enumerate():
+        if thread.name == "analyse live":
+            thread.join(timeout=120)
     release, real = threading.Event(), analysis.analyze
     monkeypatch.setattr(analysis, "analyze", lambda run, **kw: release.wait(60) and real(run, **kw))
     layout.write_json(path / layout.PROGRESS, dict(progress, n_metric_steps=progress["n_metric_steps"]))
