@@ -45,9 +45,9 @@ def sweep(
     executor "local": `jobs` runs at a time (separate processes beyond one, each with cores / jobs torch
     threads). "ray": one Ray task per run (or pack), one core and one torch thread each, on the cluster at `address`
     (ray.init's: "auto", "ray://host:port") or on a local Ray instance with this machine's cores; `out` must
-    be a path every node sees. pack: up to this many runs that differ only in seeds, splits, corruption, loss,
-    optim.* and grokfast.* train together in one process (grokscope.train.pack; the others alone); a run started
-    in a pack resumes in it. train_options: passed to `grokscope.train` (device, commit_every_s, progress: each
+    be a path every node sees. pack: up to this many runs that can share a pack (grokscope.train.pack.pack_key:
+    seeds, corruption, operation, loss, optim.* and grokfast.* may differ) train together in one process, the
+    others alone; a run started in a pack resumes in it. train_options: passed to `grokscope.train` (device, commit_every_s, progress: each
     run's bar, or with other processes one bar for all in a terminal).
     """
     if executor not in EXECUTORS:

@@ -31,7 +31,15 @@ from grokscope.models import MODELS, build_model
 from grokscope.store import layout, open_run
 from grokscope.store.writer import RunWriter
 from grokscope.tasks import make_task
-from grokscope.train.loop import Trainer, check_commit_every, check_device, create_run, run_steps, same_threads
+from grokscope.train.loop import (
+    COMMIT_EVERY_S,
+    Trainer,
+    check_commit_every,
+    check_device,
+    create_run,
+    run_steps,
+    same_threads,
+)
 
 # the keys runs of one pack may differ in: they change labels, splits, initial values or the update rule; whether
 # the training sets keep one size and the inputs stay the same is checked on the data (see pack_key)
@@ -147,7 +155,7 @@ def train_pack(
     *,
     device: str = "cpu",
     progress: bool = True,
-    commit_every_s: float = 2.0,
+    commit_every_s: float = COMMIT_EVERY_S,
 ) -> list[Path]:
     """Train the runs `configs` into `outs` as one pack and return their directories. A directory holding an
     incomplete run resumes it (its own config is used); all of them must then be at the same step, as a pack
