@@ -114,13 +114,14 @@ class _RowsReadout(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad):
         x, saved, W_in, M, W_skip, rows = ctx.saved_tensors
-        g, x_r = grad[rows], x[rows]  # (n, V), (n, d_x)
+        g, x_r = grad.index_select(0, rows), x.index_select(0, rows)  # (n, V), (n, d_x)
         if ctx.from_output:
-            h = saved[rows]
-            grad_pre = torch.ops.aten.threshold_backward(g @ M.T, h, 0)  # ReLU's own backward, read from its output
+            h = saved.index_select(0, rows)
+            grad_pre = g @ M.T  # then ReLU's own backward, read from its output, in place
+            torch.ops.aten.threshold_backward.grad_input(grad_pre, h, 0, grad_input=grad_pre)
         else:
             with torch.enable_grad():
-                pre_r = saved[rows].requires_grad_()
+                pre_r = saved.index_select(0, rows).requires_grad_()
                 h = ctx.act(pre_r)  # (n, d_mlp)
             (grad_pre,) = torch.autograd.grad(h, pre_r, g @ M.T)
         grad_M = h.detach().T @ g

@@ -299,15 +299,16 @@ class Trainer:
         (`batch(step)`: rows and labels, in order); returns the loss to train on at this step."""
         if self.config.model.dropout > 0:
             losses, loss = None, self.dropout_loss(step, rows, labels)
-        else:  # per example, so that a full batch's metrics reuse them
-            losses = self.loss_fn(logits[rows] if evaluate else logits, labels, per_example=True)
+        else:  # per example, so that a full batch's metrics reuse them and the rows' logits
+            rows_logits = logits[rows] if evaluate else logits
+            losses = self.loss_fn(rows_logits, labels, per_example=True)
             loss = losses.mean()
         extra = self.model.extra_loss(rows)  # e.g. an MoE router's balancing: trained on, not a metric
         with torch.no_grad():
             full_batch = rows is self.train_rows and losses is not None
             train_losses = losses.detach() if full_batch else None
             if evaluate:
-                values = self.step_metrics(logits, train_losses)
+                values = self.step_metrics(logits, train_losses, rows_logits.detach() if full_batch else None)
                 self.last_evaluated = step
             else:
                 values = self.step_metrics.training(logits, train_losses)

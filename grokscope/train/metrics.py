@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from grokscope.tasks import Dataset
-from grokscope.train.losses import accuracy, softmax_collapse
+from grokscope.train.losses import accuracy, predicted, softmax_collapse
 
 
 class StepMetrics:
@@ -38,9 +38,12 @@ class StepMetrics:
         self.n_corrupted, self.n_clean = on_device(corrupted.sum()), on_device((1 - corrupted).sum())
 
     @torch.no_grad()
-    def __call__(self, logits: torch.Tensor, train_losses: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """logits: (n_inputs, n_classes) of every input; train_losses: the per-example training losses when
-        already computed (a full-batch step's, (n_train,))."""
+    def __call__(
+        self, logits: torch.Tensor, train_losses: torch.Tensor | None = None, train_logits: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """logits: (n_inputs, n_classes) of every input; train_losses and train_logits: the training inputs'
+        per-example losses (n_train,) and logits (n_train, n_classes) when already computed (a full-batch
+        step's)."""
         if not self.has_split:
             all_logits = logits[self.all_rows]
             return {
@@ -49,7 +52,7 @@ class StepMetrics:
             }
         test_logits = logits[self.test_rows]
         return {
-            **self.training(logits[self.train_rows], train_losses),
+            **self.training(logits[self.train_rows] if train_logits is None else train_logits, train_losses),
             "test_loss": self.loss_fn(test_logits, self.test_labels),
             "test_acc": accuracy(test_logits, self.test_labels),
         }
@@ -60,9 +63,9 @@ class StepMetrics:
         (n_train, n_classes) in the dataset's order."""
         if train_losses is None:
             train_losses = self.loss_fn(train_logits, self.train_labels, per_example=True)
-        predicted = train_logits.argmax(-1)
-        hits = (predicted == self.train_labels).double()
-        true_hits = (predicted == self.true_train_labels).double()
+        classes = predicted(train_logits)
+        hits = (classes == self.train_labels).double()
+        true_hits = (classes == self.true_train_labels).double()
         return {
             "train_loss": train_losses.mean(),
             "train_acc": hits.mean(),
