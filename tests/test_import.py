@@ -530,3 +530,21 @@ def test_phases_without_a_split_come_from_the_source_curves(small_run, tmp_path)
     run = grokscope.open_run(out)
     assert str(analysis.load(run, "phases")["rule"]) == "source losses"
     assert analysis.phase_steps(run)["memorization_end"] == 37
+
+
+def test_an_import_over_a_run_another_writer_holds_is_refused(small_run, exported, tmp_path, capsys):
+    """Replacing a run that is being trained would pull it from under its trainer: one line, exit 2, the run as
+    it was."""
+    from grokscope.store.writer import writing
+
+    root, _ = exported
+    args = ["import", str(root), "--out", str(tmp_path / "run"), "--train-rows", str(root / "train.json")]
+    assert main(args) == 0
+    files = {f: f.read_bytes() for f in sorted((tmp_path / "run").rglob("*")) if f.is_file()}
+    capsys.readouterr()
+    with writing(tmp_path / "run"):
+        assert main([*args, "--force"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"grokscope: error: {tmp_path / 'run'} is being written by another writer: wait for it to end, or stop it"
+    )
+    assert {f: f.read_bytes() for f in sorted((tmp_path / "run").rglob("*")) if f.is_file()} == files

@@ -1,5 +1,6 @@
 """A `kill -9` at any moment leaves a readable run; resuming it gives bit-for-bit the uninterrupted run."""
 
+import contextlib
 import json
 import os
 import signal
@@ -26,8 +27,8 @@ def train_in_subprocess(out, overrides):
     return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def kill_when_past(process, out, step):
-    """SIGKILL the trainer once its durable progress has passed `step`."""
+def kill_when_past(process, out, step, sig=signal.SIGKILL):
+    """SIGKILL (or send `sig` to) the trainer once its durable progress has passed `step`."""
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
@@ -38,8 +39,9 @@ def kill_when_past(process, out, step):
             pass
         assert process.poll() is None, process.stderr.read().decode()
         time.sleep(0.005)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    process.send_signal(sig)
+    if sig == signal.SIGKILL:
+        process.wait()
 
 
 def blank_uncommitted(run):
@@ -166,3 +168,63 @@ def test_resume_uses_the_run_s_own_thread_count(tmp_path, monkeypatch):
         assert torch.get_num_threads() == 1 and grokscope.open_run(out).complete
     finally:
         torch.set_num_threads(threads)
+
+
+def test_a_run_being_trained_refuses_other_writers_until_its_trainer_dies(tmp_path, capsys):
+    """Two writers of one run would interleave checkpoints and progress: while a trainer holds a run (here
+    stopped mid-run with SIGSTOP, so it holds it for as long as the test needs), resuming it, replacing it,
+    is one line and exit 2, and writes nothing. The lock goes with
+    the trainer's process: after a kill -9 the run resumes, and no lock file is left."""
+    from grokscope.cli import main
+
+    out = tmp_path / "run"
+    process = train_in_subprocess(out, {"train.steps": STEPS})
+    try:
+        kill_when_past(process, out, 10, sig=signal.SIGSTOP)
+        files = {f: f.read_bytes() for f in sorted(out.rglob("*")) if f.is_file()}
+        for args in (
+            ["train", "--resume", "--out", str(out)],
+            ["train", "--preset", "tiny", "--out", str(out), "--force"],
+        ):
+            assert main(args) == 2
+            err = capsys.readouterr().err
+            assert err.strip() == (
+                f"grokscope: error: {out} is being written by another process (pid {process.pid}): "
+                "wait for it to end, or stop it"
+            )
+        assert {f: f.read_bytes() for f in sorted(out.rglob("*")) if f.is_file()} == files
+    finally:
+        process.kill()
+        process.wait()
+    grokscope.train(out=out, resume=True, progress=False)
+    assert grokscope.open_run(out).complete
+    assert [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+def test_a_sweep_or_a_pack_stops_at_a_run_another_writer_holds(tmp_path):
+    """The sweep names the run held (here taken by this process as the sweep reaches it, as another sweep's worker
+    would hold it) and leaves it alone; a pack given one directory twice is refused before it writes either."""
+    from conftest import SWEEP_SPEC
+
+    from grokscope.errors import GrokscopeError
+    from grokscope.store.writer import writing
+    from grokscope.sweep import sweep
+    from grokscope.sweep.spec import load_spec
+    from grokscope.train.pack import train_pack
+
+    spec = tmp_path / "wd.toml"
+    spec.write_text(SWEEP_SPEC)
+    name = load_spec(spec)[1].name
+    with contextlib.ExitStack() as held:
+
+        def say(line):
+            if line.startswith(f"{name}: "):
+                held.enter_context(writing(tmp_path / "wd" / name))
+
+        with pytest.raises(GrokscopeError, match=f"{name}: .* is being written by another writer"):
+            sweep(spec, tmp_path / "wd", say=say, progress=False)
+        assert not (tmp_path / "wd" / name).exists()
+    config = load_spec(spec)[0].config
+    with pytest.raises(GrokscopeError, match="is being written by another writer"):
+        train_pack([config, config], [tmp_path / "pack", tmp_path / "pack"], progress=False)
+    assert not (tmp_path / "pack").exists() and not (tmp_path / ".pack.lock").exists()

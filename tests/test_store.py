@@ -161,13 +161,18 @@ def test_eval_every_measures_the_test_inputs_at_its_steps_only(small_run, tmp_pa
         assert np.array_equal(np.isfinite(m[column]), expected), column
     for column in ("train_loss", "train_acc", "weight_norm", "sc_fraction", "logit_norm"):
         assert np.isfinite(m[column]).all(), column
-    # the two runs are the same maths; their weights drift apart by float32 rounding, which training amplifies
-    # (observed: up to 2e-4 relative in the losses by step 120). 1e-3 leaves headroom, while a wrong step
-    # (logits not aligned with their labels, a missing term) moves the losses by far more
+    # the two runs are the same maths; their weights drift apart by float32 rounding, which training amplifies,
+    # most once the run memorizes (Adam's normalized step turns rounding in a near-zero gradient into a step's
+    # worth): observed up to 2e-4 relative in the losses by step 120 on a 2-core AMD EPYC (AVX2), but 2.6e-2 by
+    # step 80 on a 2-core Intel Xeon (AVX-512), where the losses agree to 1.7e-6 by step 30 and 9.2e-5 by step
+    # 40, growing ~8x per 5 steps. So compare the 40 steps before it memorizes (train accuracy 0.47 at step 40):
+    # 1e-3 leaves headroom, while a wrong step (logits not aligned with their labels, a missing term) moves the
+    # losses by far more; accuracies within 1% of the rows (observed: 3 of 577 rows, 0.5%, from near-ties)
+    window = steps <= 40
     for column in ("train_loss", "test_loss"):
-        np.testing.assert_allclose(m[column][expected], small_run.metrics[column][expected], rtol=1e-3, err_msg=column)
-    assert np.abs(m["train_acc"] - small_run.metrics["train_acc"]).max() <= 2 / len(run.dataset.train_rows)
-    assert run.grok_step == small_run.grok_step
+        got, want = m[column][expected & window], small_run.metrics[column][expected & window]
+        np.testing.assert_allclose(got, want, rtol=1e-3, err_msg=column)
+    assert np.abs(m["train_acc"] - small_run.metrics["train_acc"])[window].max() <= 0.01
     # a run stopped between evaluations reports its test metrics at the last step that measured them
     last = int(steps[~expected][-1])  # a step between evaluations, as the last recorded one
     previous = int(steps[: last + 1][expected[: last + 1]][-1])

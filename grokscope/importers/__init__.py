@@ -29,23 +29,26 @@ def check_out(out: Path, force: bool) -> None:
 @contextlib.contextmanager
 def laid_out(out: Path, force: bool) -> Iterator[Path]:
     """A directory to build an imported run in, renamed to `out` when the block ends: the run exists whole
-    or not at all. A run already at `out` (force) is replaced only then; on failure it comes back untouched."""
+    or not at all. A run already at `out` (force) is replaced only then; on failure it comes back untouched.
+    The run's lock is held throughout (a run another process is writing is refused)."""
+    from grokscope.store.writer import writing
     from grokscope.train.loop import move_aside
 
-    building = out.with_name(f".{out.name}.importing")
-    shutil.rmtree(building, ignore_errors=True)
-    old = move_aside(out, force)
-    try:
-        yield building
-        building.rename(out)
-        layout.fsync_dir(out.parent)
-    except BaseException:
+    with writing(out):
+        building = out.with_name(f".{out.name}.importing")
         shutil.rmtree(building, ignore_errors=True)
+        old = move_aside(out, force)
+        try:
+            yield building
+            building.rename(out)
+            layout.fsync_dir(out.parent)
+        except BaseException:
+            shutil.rmtree(building, ignore_errors=True)
+            if old is not None:
+                old.rename(out)
+            raise
         if old is not None:
-            old.rename(out)
-        raise
-    if old is not None:
-        shutil.rmtree(old)
+            shutil.rmtree(old)
 
 
 def write_series(

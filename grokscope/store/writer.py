@@ -8,9 +8,13 @@ to trust. So a `kill -9` at any moment leaves the previous commit intact and rea
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import os
 import shutil
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +41,67 @@ def reserve(path: Path, n_bytes: int) -> None:
         # file systems without fallocate: the free-space check in RunWriter.create stands in for it
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Hold the right to write the run at `path` (lay it out, replace it, train it) for the block. Two writers of
+    one run would interleave their checkpoints and progress, so a second one, in another process or in this
+    one, gets a GrokscopeError before it writes anything.
+
+    The lock is an exclusive flock on `.<name>.lock` beside the run's real location (a run directory is renamed
+    while it is laid out or replaced), which the kernel drops when the process ends, however it ends. The file is removed when
+    the block ends, while still locked; a writer that locked a file removed meanwhile locks the new one instead.
+    Where the file system cannot lock (some network or FUSE file systems), a warning says so and the block runs
+    unguarded."""
+    layout.check_creatable(path)
+    where = path.resolve()  # one lock whichever way the run is named (a relative path, a link)
+    if not where.name:
+        raise GrokscopeError(f"{path} cannot hold a run: give it its own directory")
+    where.parent.mkdir(parents=True, exist_ok=True)
+    lock = where.with_name(f".{where.name}.lock")
+    fd = lock_file(lock, path)
+    try:
+        yield
+    finally:
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                lock.unlink()
+            os.close(fd)
+
+
+def lock_file(lock: Path, path: Path) -> int | None:
+    """An open descriptor of `lock`, flocked and holding this process's pid; None where the file system cannot
+    lock (warned). GrokscopeError where another holds it."""
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 20, 0).decode(errors="replace").strip()
+            os.close(fd)
+            by = (
+                f"another process (pid {holder})"
+                if holder.isdigit() and int(holder) != os.getpid()
+                else "another writer"
+            )
+            raise GrokscopeError(f"{path} is being written by {by}: wait for it to end, or stop it") from None
+        except OSError as e:
+            os.close(fd)
+            print(
+                f"grokscope: warning: cannot lock {lock} ({e.strerror or e}); nothing stops another process "
+                f"writing {path} at the same time",
+                file=sys.stderr,
+            )
+            return None
+        try:
+            if os.fstat(fd).st_ino == os.stat(lock).st_ino:
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, str(os.getpid()).encode(), 0)
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # removed by the writer that held it before this one: lock the file there now
 
 
 def creating_dir(path: Path) -> Path:

@@ -26,7 +26,7 @@ from grokscope.config import RunConfig
 from grokscope.errors import GrokscopeError
 from grokscope.models import build_model
 from grokscope.store import layout, open_run
-from grokscope.store.writer import RunWriter
+from grokscope.store.writer import RunWriter, writing
 from grokscope.tasks import Dataset, make_task
 from grokscope.train import RUNS_DIR
 from grokscope.train.filters import make_filter
@@ -62,25 +62,29 @@ def train(
         if out is None:
             raise GrokscopeError("--resume needs the run directory (--out RUN)")
         out = Path(out)
-        run = open_run(out)
-        if run.complete:
-            return out
-        same_threads(run.meta.get("threads"))
-        if run.meta.get("pack"):
-            print(
-                f"grokscope: warning: {out} was trained in a pack of {len(run.meta['pack'])} runs; resumed alone, "
-                "the rest of it is not bit-exact (`grokscope sweep --pack` resumes the pack)",
-                file=sys.stderr,
-            )
-        config, dataset, writer = run.config, run.dataset, RunWriter(out)
+        open_run(out)  # what is not a run says so before anything is made
     else:
         if config is None:
             raise GrokscopeError("train needs a config (or resume=True)")
         if bool(config.ticket.kind) != (mask is not None):
             raise GrokscopeError("a mask goes with a ticket config (ticket.kind set), and only with one")
         out = Path(out) if out is not None else RUNS_DIR / config.name
-        dataset, writer = create_run(config, out, device, force=force, mask=mask)
-    Trainer(config, dataset, writer, device, commit_every_s).run(progress)
+    with writing(out):
+        if resume:
+            run = open_run(out)  # as the last writer left it
+            if run.complete:
+                return out
+            same_threads(run.meta.get("threads"))
+            if run.meta.get("pack"):
+                print(
+                    f"grokscope: warning: {out} was trained in a pack of {len(run.meta['pack'])} runs; resumed "
+                    "alone, the rest of it is not bit-exact (`grokscope sweep --pack` resumes the pack)",
+                    file=sys.stderr,
+                )
+            config, dataset, writer = run.config, run.dataset, RunWriter(out)
+        else:
+            dataset, writer = create_run(config, out, device, force=force, mask=mask)
+        Trainer(config, dataset, writer, device, commit_every_s).run(progress)
     return out
 
 
@@ -99,7 +103,7 @@ def create_run(
     pack: list[str] | None = None,
 ) -> tuple[Dataset, RunWriter]:
     """Lay out a new run at `out` (an existing run moves aside with force, and comes back if this fails):
-    its dataset and writer. pack: the names of the runs it trains with in one process, recorded in its meta."""
+    its dataset and writer. The caller holds the run's lock (store.writer.writing). pack: the names of the runs it trains with in one process, recorded in its meta."""
     model = build_model(config)  # first: a model that cannot read the task says so before anything else
     dataset = make_task(config.task).dataset()
     n_train = len(dataset.train_rows)

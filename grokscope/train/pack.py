@@ -18,6 +18,7 @@ and GPUs. Resumed with the same pack, a packed run continues bit for bit on CPU.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 from pathlib import Path
@@ -29,7 +30,7 @@ from grokscope.config import RunConfig, flatten
 from grokscope.errors import GrokscopeError
 from grokscope.models import MODELS, build_model
 from grokscope.store import layout, open_run
-from grokscope.store.writer import RunWriter
+from grokscope.store.writer import RunWriter, writing
 from grokscope.tasks import make_task
 from grokscope.train.loop import (
     COMMIT_EVERY_S,
@@ -163,27 +164,30 @@ def train_pack(
     device = check_device(device)
     check_commit_every(commit_every_s)
     outs = [Path(out) for out in outs]
-    runs = [open_run(out) if layout.is_run(out) else None for out in outs]
-    configs = [config if run is None else run.config for config, run in zip(configs, runs)]
-    for config, run in zip(configs, runs):  # everything checked before anything is written
-        if run is not None and run.complete:
-            raise GrokscopeError(f"{run.path} is complete: a pack trains incomplete runs only")
-        why = packable(config)
-        if why is not None:
-            raise GrokscopeError(f"{config.name}: {why} cannot be packed; train it alone")
-    if len({pack_key(config) for config in configs}) > 1:
-        raise GrokscopeError(
-            "runs of a pack must differ only in seeds, corruption, the operation, initial scale, loss, optim.* and "
-            "grokfast.*, with training sets of one size and the same inputs"
-        )
-    trainers = []
-    for config, run, out in zip(configs, runs, outs):
-        if run is None:
-            dataset, writer = create_run(config, out, device, pack=[out.name for out in outs])
-        else:
-            same_threads(run.meta.get("threads"))
-            dataset, writer = run.dataset, RunWriter(out)
-        trainers.append(Trainer(config, dataset, writer, device, commit_every_s))
-    pack = Pack(trainers)
-    run_steps(trainers, pack.step, progress)
+    with contextlib.ExitStack() as locks:  # before anything is read: what the last writer left
+        for out in outs:
+            locks.enter_context(writing(out))
+        runs = [open_run(out) if layout.is_run(out) else None for out in outs]
+        configs = [config if run is None else run.config for config, run in zip(configs, runs)]
+        for config, run in zip(configs, runs):  # everything checked before anything is written
+            if run is not None and run.complete:
+                raise GrokscopeError(f"{run.path} is complete: a pack trains incomplete runs only")
+            why = packable(config)
+            if why is not None:
+                raise GrokscopeError(f"{config.name}: {why} cannot be packed; train it alone")
+        if len({pack_key(config) for config in configs}) > 1:
+            raise GrokscopeError(
+                "runs of a pack must differ only in seeds, corruption, the operation, initial scale, loss, optim.* and "
+                "grokfast.*, with training sets of one size and the same inputs"
+            )
+        trainers = []
+        for config, run, out in zip(configs, runs, outs):
+            if run is None:
+                dataset, writer = create_run(config, out, device, pack=[out.name for out in outs])
+            else:
+                same_threads(run.meta.get("threads"))
+                dataset, writer = run.dataset, RunWriter(out)
+            trainers.append(Trainer(config, dataset, writer, device, commit_every_s))
+        pack = Pack(trainers)
+        run_steps(trainers, pack.step, progress)
     return outs
