@@ -33,8 +33,8 @@ def trainers(config: grokscope.RunConfig, n_runs: int, root: Path) -> list[Train
     made = []
     for seed in range(n_runs):
         run_config = config.with_overrides({"model.seed": seed, "name": f"seed{seed}"})
-        dataset, writer = create_run(run_config, root / run_config.name, CPU)
-        made.append(Trainer(run_config, dataset, writer, CPU, commit_every_s=0))
+        with create_run(run_config, root / run_config.name, CPU) as (dataset, writer):
+            made.append(Trainer(run_config, dataset, writer, CPU, commit_every_s=0))
     return made
 
 

@@ -545,6 +545,7 @@ def test_an_import_over_a_run_another_writer_holds_is_refused(small_run, exporte
     with writing(tmp_path / "run"):
         assert main([*args, "--force"]) == 2
     assert capsys.readouterr().err.strip() == (
-        f"grokscope: error: {tmp_path / 'run'} is being written by another writer: wait for it to end, or stop it"
+        f"grokscope: error: {tmp_path / 'run'} is being written by another writer in this process: "
+        "wait for it to end, or stop it"
     )
     assert {f: f.read_bytes() for f in sorted((tmp_path / "run").rglob("*")) if f.is_file()} == files

@@ -102,8 +102,9 @@ def test_a_sweep_packs_runs_and_resumes_the_pack_bit_for_bit(tmp_path, monkeypat
     assert grokscope.open_run(runs[3]).meta.get("pack") is None  # the fourth run alone: a pack of one is a run
 
 
-def test_a_pack_stopped_between_its_runs_commits_resumes_and_finishes(tmp_path, monkeypatch):
-    """A pack commits its runs one after another: stopped between two, they resume as two packs."""
+def stopped_between_commits(tmp_path, monkeypatch) -> tuple:
+    """The 4 runs of SWEEP_SPEC in one pack in <tmp>/out, stopped after the first run's commit at step 16 and
+    before the others': (spec, run names)."""
     spec = tmp_path / "wd.toml"
     spec.write_text(SWEEP_SPEC)
     names = [run.name for run in load_spec(spec)]
@@ -120,6 +121,12 @@ def test_a_pack_stopped_between_its_runs_commits_resumes_and_finishes(tmp_path, 
     monkeypatch.undo()
     steps = [grokscope.open_run(tmp_path / "out" / name).steps[-1] for name in names]
     assert steps[0] == 16 and all(s == 8 for s in steps[1:])
+    return spec, names
+
+
+def test_a_pack_stopped_between_its_runs_commits_resumes_and_finishes(tmp_path, monkeypatch):
+    """A pack commits its runs one after another: stopped between two, they resume as two packs."""
+    spec, names = stopped_between_commits(tmp_path, monkeypatch)
     said = []
     runs = sweep(spec, tmp_path / "out", pack=4, say=said.append, progress=False)
     assert sorted(said) == sorted(
@@ -204,3 +211,18 @@ def test_a_packed_run_resumed_alone_says_it_is_not_bit_exact(tmp_path, monkeypat
     grokscope.train(out=tmp_path / "r0", resume=True, progress=False)
     assert "trained in a pack of 2 runs; resumed alone" in capsys.readouterr().err
     assert grokscope.open_run(tmp_path / "r0").complete
+
+
+def test_a_pack_refuses_one_directory_twice_and_runs_at_different_steps(tmp_path, monkeypatch):
+    """Before it writes anything: one directory twice (two of the pack's runs would write it) and started runs
+    at different steps (a pack steps its runs together from one step)."""
+    config = small_config(**SHORT)
+    with pytest.raises(GrokscopeError, match="each run of a pack needs a directory of its own"):
+        train_pack([config, config], [tmp_path / "pack", tmp_path / "x" / ".." / "pack"], progress=False)
+    assert list(tmp_path.iterdir()) == []
+    spec, names = stopped_between_commits(tmp_path, monkeypatch)
+    runs = [tmp_path / "out" / name for name in names[:2]]
+    progress = [(run / "progress.json").read_bytes() for run in runs]
+    with pytest.raises(GrokscopeError, match="must be at one step to resume together; they are at 16, 8"):
+        train_pack([run.config for run in load_spec(spec)[:2]], runs, progress=False)
+    assert [(run / "progress.json").read_bytes() for run in runs] == progress

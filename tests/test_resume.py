@@ -3,7 +3,9 @@
 import contextlib
 import json
 import os
+import pathlib
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -170,17 +172,28 @@ def test_resume_uses_the_run_s_own_thread_count(tmp_path, monkeypatch):
         torch.set_num_threads(threads)
 
 
+def stopped(process):
+    """Wait until SIGSTOP has stopped the process (it takes effect asynchronously)."""
+    deadline = time.monotonic() + 30
+    stat = pathlib.Path(f"/proc/{process.pid}/stat")
+    while stat.read_text().rsplit(")", 1)[1].split()[0] != "T":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+@pytest.mark.slow
 def test_a_run_being_trained_refuses_other_writers_until_its_trainer_dies(tmp_path, capsys):
     """Two writers of one run would interleave checkpoints and progress: while a trainer holds a run (here
-    stopped mid-run with SIGSTOP, so it holds it for as long as the test needs), resuming it, replacing it,
-    is one line and exit 2, and writes nothing. The lock goes with
-    the trainer's process: after a kill -9 the run resumes, and no lock file is left."""
+    stopped mid-run with SIGSTOP, so it holds it for as long as the test needs), resuming or replacing it is one
+    line naming the trainer's process, exit 2, and writes nothing. The lock goes with the trainer's process: after
+    a kill -9 the run resumes, and no lock file is left."""
     from grokscope.cli import main
 
     out = tmp_path / "run"
     process = train_in_subprocess(out, {"train.steps": STEPS})
     try:
         kill_when_past(process, out, 10, sig=signal.SIGSTOP)
+        stopped(process)
         files = {f: f.read_bytes() for f in sorted(out.rglob("*")) if f.is_file()}
         for args in (
             ["train", "--resume", "--out", str(out)],
@@ -189,28 +202,30 @@ def test_a_run_being_trained_refuses_other_writers_until_its_trainer_dies(tmp_pa
             assert main(args) == 2
             err = capsys.readouterr().err
             assert err.strip() == (
-                f"grokscope: error: {out} is being written by another process (pid {process.pid}): "
-                "wait for it to end, or stop it"
+                f"grokscope: error: {out} is being written by another process (pid {process.pid} on "
+                f"{socket.gethostname()}): wait for it to end, or stop it"
             )
         assert {f: f.read_bytes() for f in sorted(out.rglob("*")) if f.is_file()} == files
     finally:
         process.kill()
         process.wait()
+    assert (tmp_path / ".run.lock").exists()  # left by the killed trainer, unlocked
     grokscope.train(out=out, resume=True, progress=False)
     assert grokscope.open_run(out).complete
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
 
 
-def test_a_sweep_or_a_pack_stops_at_a_run_another_writer_holds(tmp_path):
-    """The sweep names the run held (here taken by this process as the sweep reaches it, as another sweep's worker
-    would hold it) and leaves it alone; a pack given one directory twice is refused before it writes either."""
+def test_a_sweep_stops_at_a_run_or_a_directory_another_writer_holds(tmp_path):
+    """A sweep names the run another writer holds (here this process, taking it as the sweep reaches it, as
+    another sweep's worker or a `train --resume` would) and leaves it alone; a second sweep on a directory that a
+    sweep holds is refused before it reads or writes its manifest."""
     from conftest import SWEEP_SPEC
 
     from grokscope.errors import GrokscopeError
+    from grokscope.store.sweep import MANIFEST
     from grokscope.store.writer import writing
     from grokscope.sweep import sweep
     from grokscope.sweep.spec import load_spec
-    from grokscope.train.pack import train_pack
 
     spec = tmp_path / "wd.toml"
     spec.write_text(SWEEP_SPEC)
@@ -221,10 +236,11 @@ def test_a_sweep_or_a_pack_stops_at_a_run_another_writer_holds(tmp_path):
             if line.startswith(f"{name}: "):
                 held.enter_context(writing(tmp_path / "wd" / name))
 
-        with pytest.raises(GrokscopeError, match=f"{name}: .* is being written by another writer"):
+        with pytest.raises(GrokscopeError, match=f"{name}: .* is being written by another writer in this process"):
             sweep(spec, tmp_path / "wd", say=say, progress=False)
         assert not (tmp_path / "wd" / name).exists()
-    config = load_spec(spec)[0].config
-    with pytest.raises(GrokscopeError, match="is being written by another writer"):
-        train_pack([config, config], [tmp_path / "pack", tmp_path / "pack"], progress=False)
-    assert not (tmp_path / "pack").exists() and not (tmp_path / ".pack.lock").exists()
+    manifest = (tmp_path / "wd" / MANIFEST).read_bytes()
+    with writing(tmp_path / "wd"), pytest.raises(GrokscopeError, match="wd is being written by another writer in"):
+        sweep(spec, tmp_path / "wd", say=lambda _: None, progress=False)
+    assert (tmp_path / "wd" / MANIFEST).read_bytes() == manifest
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wd", "wd.toml"]

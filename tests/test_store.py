@@ -180,3 +180,71 @@ def test_eval_every_measures_the_test_inputs_at_its_steps_only(small_run, tmp_pa
     run.refresh()
     assert not np.isfinite(run.metrics["test_acc"][last])
     assert run.summary()["final"]["test_acc"] == run.metrics["test_acc"][previous]
+
+
+def test_a_lock_removed_by_its_last_holder_while_being_taken_is_taken_again(tmp_path, monkeypatch):
+    """The writer before this one removes the lock file as it ends; one that opened the file before that and
+    locks it after holds a removed file, which guards nothing: it must see that and lock the file now there."""
+    import fcntl
+
+    from grokscope.store import writer
+
+    run, lock = tmp_path / "run", tmp_path / ".run.lock"
+    real_flock, calls = fcntl.flock, []
+
+    def flock(fd, operation):
+        calls.append(fd)
+        if len(calls) == 1:
+            lock.unlink()  # the previous holder ends between this writer's open and its flock
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(writer.fcntl, "flock", flock)
+    with writer.writing(run):
+        assert len(calls) == 2 and lock.exists()
+        monkeypatch.setattr(writer.fcntl, "flock", real_flock)
+        with (
+            pytest.raises(GrokscopeError, match="being written by another writer in this process"),
+            writer.writing(run),
+        ):
+            pass
+    assert not lock.exists()
+
+
+def test_a_refused_lock_keeps_no_descriptor_and_an_unlockable_file_system_warns(tmp_path, monkeypatch, capsys):
+    import errno
+    import os
+
+    from grokscope.store import writer
+
+    fds = len(os.listdir("/proc/self/fd"))
+    with writer.writing(tmp_path / "run"):
+        for _ in range(3):
+            with pytest.raises(GrokscopeError, match="being written"), writer.writing(tmp_path / "run"):
+                pass
+        assert len(os.listdir("/proc/self/fd")) == fds + 1  # its own
+    assert len(os.listdir("/proc/self/fd")) == fds
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(writer.fcntl, "flock", no_locks)
+    ran = False
+    with writer.writing(tmp_path / "run"):
+        ran = True
+    assert ran and list(tmp_path.iterdir()) == []
+    assert capsys.readouterr().err.startswith(f"grokscope: warning: cannot lock {tmp_path / '.run.lock'} (")
+    assert len(os.listdir("/proc/self/fd")) == fds
+
+
+def test_a_run_refused_before_training_leaves_nothing(tmp_path):
+    """A config that cannot train is refused before the run's directory, its parents or its lock are made; a
+    path through a loop of links is one line, not a traceback."""
+    from conftest import small_config
+
+    with pytest.raises(GrokscopeError, match="larger than the training set"):
+        grokscope.train(small_config(**{"train.batch_size": 99999}), tmp_path / "new" / "run", progress=False)
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    with pytest.raises(GrokscopeError, match="loop"):
+        grokscope.train(small_config(), tmp_path / "loop" / "run", progress=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["loop"]

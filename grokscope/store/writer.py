@@ -13,6 +13,7 @@ import errno
 import fcntl
 import os
 import shutil
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -45,21 +46,18 @@ def reserve(path: Path, n_bytes: int) -> None:
 
 @contextlib.contextmanager
 def writing(path: Path) -> Iterator[None]:
-    """Hold the right to write the run at `path` (lay it out, replace it, train it) for the block. Two writers of
-    one run would interleave their checkpoints and progress, so a second one, in another process or in this
+    """Hold the right to write the run at `path` (lay it out, replace it, train it) for the block. Two writers
+    of one run would interleave their checkpoints and progress, so a second one, in another process or in this
     one, gets a GrokscopeError before it writes anything.
 
-    The lock is an exclusive flock on `.<name>.lock` beside the run's real location (a run directory is renamed
-    while it is laid out or replaced), which the kernel drops when the process ends, however it ends. The file is removed when
-    the block ends, while still locked; a writer that locked a file removed meanwhile locks the new one instead.
-    Where the file system cannot lock (some network or FUSE file systems), a warning says so and the block runs
-    unguarded."""
+    The lock is an exclusive flock on `.<name>.lock` beside the run (not in it: a run directory is renamed while
+    it is laid out or replaced), which the kernel drops when the process ends, however it ends. The file is
+    removed when the block ends, while still locked (after a kill -9 it stays, unlocked, until the next writer);
+    a writer that locked a file removed meanwhile locks the new one instead. Where the file system cannot lock
+    (some network or FUSE file systems) a warning says so and the block runs unguarded."""
+    lock = lock_path(path)
     layout.check_creatable(path)
-    where = path.resolve()  # one lock whichever way the run is named (a relative path, a link)
-    if not where.name:
-        raise GrokscopeError(f"{path} cannot hold a run: give it its own directory")
-    where.parent.mkdir(parents=True, exist_ok=True)
-    lock = where.with_name(f".{where.name}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
     fd = lock_file(lock, path)
     try:
         yield
@@ -70,38 +68,77 @@ def writing(path: Path) -> Iterator[None]:
             os.close(fd)
 
 
+def lock_path(path: Path) -> Path:
+    """The lock file of the run at `path`: `.<name>.lock` in the real location of its parent (one lock whichever
+    way the parent is reached), the name as given once `.` and `..` are read."""
+    where = Path(os.path.abspath(path))
+    if not where.name:
+        raise GrokscopeError(f"{path} cannot hold a run: give it its own directory")
+    try:
+        parent = where.parent.resolve()
+    except (OSError, RuntimeError) as e:  # RuntimeError: a loop of links
+        raise GrokscopeError(f"{where.parent}: {e}") from None
+    return parent / f".{where.name}.lock"
+
+
 def lock_file(lock: Path, path: Path) -> int | None:
-    """An open descriptor of `lock`, flocked and holding this process's pid; None where the file system cannot
-    lock (warned). GrokscopeError where another holds it."""
-    while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    """An open descriptor of `lock`, flocked, holding "<pid> <host>"; None where the file system cannot lock
+    (warned). GrokscopeError where another writer holds it."""
+    for _ in range(100):
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except PermissionError:  # a lock file another user left: a read-only descriptor locks as well
+            try:
+                fd = os.open(lock, os.O_RDONLY)
+            except OSError as e:
+                return unguarded(lock, path, e)
+        except OSError as e:
+            return unguarded(lock, path, e)
+        held = False
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 20, 0).decode(errors="replace").strip()
-            os.close(fd)
-            by = (
-                f"another process (pid {holder})"
-                if holder.isdigit() and int(holder) != os.getpid()
-                else "another writer"
-            )
-            raise GrokscopeError(f"{path} is being written by {by}: wait for it to end, or stop it") from None
-        except OSError as e:
-            os.close(fd)
-            print(
-                f"grokscope: warning: cannot lock {lock} ({e.strerror or e}); nothing stops another process "
-                f"writing {path} at the same time",
-                file=sys.stderr,
-            )
-            return None
-        try:
-            if os.fstat(fd).st_ino == os.stat(lock).st_ino:
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, str(os.getpid()).encode(), 0)
+            if os.fstat(fd).st_ino == inode(lock):
+                with contextlib.suppress(OSError):  # only for the message another writer gets
+                    os.ftruncate(fd, 0)
+                    os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}".encode(), 0)
+                held = True
                 return fd
-        except FileNotFoundError:
-            pass
-        os.close(fd)  # removed by the writer that held it before this one: lock the file there now
+        except BlockingIOError:
+            raise GrokscopeError(f"{path} is being written by {holder(fd)}: wait for it to end, or stop it") from None
+        except OSError as e:
+            return unguarded(lock, path, e)
+        finally:
+            if not held:
+                os.close(fd)
+        # removed by the writer that held it before this one: lock the file there now
+    raise GrokscopeError(f"cannot lock {lock}: it is replaced as fast as it is locked")
+
+
+def inode(path: Path) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except FileNotFoundError:
+        return None
+
+
+def holder(fd: int) -> str:
+    """Who holds a lock, from what its holder wrote in it."""
+    pid, _, host = os.pread(fd, 300, 0).decode(errors="replace").strip().partition(" ")
+    if pid == str(os.getpid()) and host == socket.gethostname():
+        return "another writer in this process"
+    if pid.isdigit():
+        return f"another process (pid {pid} on {host})" if host else f"another process (pid {pid})"
+    return "another process"
+
+
+def unguarded(lock: Path, path: Path, e: OSError) -> None:
+    print(
+        f"grokscope: warning: cannot lock {lock} ({e.strerror or e}); nothing stops another process writing "
+        f"{path} at the same time",
+        file=sys.stderr,
+    )
+    with contextlib.suppress(OSError):
+        lock.unlink()
 
 
 def creating_dir(path: Path) -> Path:

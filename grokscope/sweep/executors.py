@@ -23,6 +23,7 @@ from grokscope.config import RunConfig
 from grokscope.errors import GrokscopeError
 from grokscope.store import layout
 from grokscope.store.sweep import MANIFEST, is_sweep, manifest
+from grokscope.store.writer import writing
 from grokscope.sweep.spec import load_spec
 
 EXECUTORS = ("local", "ray")
@@ -72,38 +73,39 @@ def sweep(
         check_device(train_options["device"])
     keys = list(dict.fromkeys(key for run in runs for key in run.overrides))
     written = manifest({run.name: run.config for run in runs}, keys)
-    if is_sweep(out):
-        found = layout.read_json(out / MANIFEST)
-        if found.get("runs") != written["runs"]:
-            raise GrokscopeError(f"{out} holds another sweep (its {MANIFEST} differs): give another --out")
-        if found != written:  # made before the manifest kept the spec's keys
-            layout.write_json(out / MANIFEST, written)
-    elif out.exists() and (not out.is_dir() or any(out.iterdir())):
+    if not is_sweep(out) and out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise GrokscopeError(f"{out} exists and is not this sweep's directory: give another --out")
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        layout.write_json(out / MANIFEST, written)
-    todo = []
-    for run in runs:
-        where = out / run.name
-        if (where / layout.COMPLETE).is_file():
-            say(f"{run.name}: complete")
+    with writing(out):  # one sweep in a directory at a time (each run's own lock guards it from other writers)
+        if is_sweep(out):
+            found = layout.read_json(out / MANIFEST)
+            if found.get("runs") != written["runs"]:
+                raise GrokscopeError(f"{out} holds another sweep (its {MANIFEST} differs): give another --out")
+            if found != written:  # made before the manifest kept the spec's keys
+                layout.write_json(out / MANIFEST, written)
         else:
-            todo.append((run.config, where))
-    todo = jobs_for(todo, pack)
-    if executor == "local" and (jobs == 1 or len(todo) <= 1):
-        for job in todo:  # each run's own progress bar
-            say(f"{job.name}: {'resuming' if job.resume else 'training'}{job.together}")
-            job.train(train_options)
-    elif todo:  # in other processes: one bar for all (nothing to do starts no Ray)
-        bar = SweepBar(todo, say, show=train_options.get("progress", True) and sys.stderr.isatty())
-        try:
-            if executor == "ray":
-                on_ray(todo, address, bar, {**train_options, "progress": False})
+            out.mkdir(parents=True, exist_ok=True)
+            layout.write_json(out / MANIFEST, written)
+        todo = []
+        for run in runs:
+            where = out / run.name
+            if (where / layout.COMPLETE).is_file():
+                say(f"{run.name}: complete")
             else:
-                in_pool(todo, jobs, bar, {**train_options, "progress": False})
-        finally:
-            bar.close()
+                todo.append((run.config, where))
+        todo = jobs_for(todo, pack)
+        if executor == "local" and (jobs == 1 or len(todo) <= 1):
+            for job in todo:  # each run's own progress bar
+                say(f"{job.name}: {'resuming' if job.resume else 'training'}{job.together}")
+                job.train(train_options)
+        elif todo:  # in other processes: one bar for all (nothing to do starts no Ray)
+            bar = SweepBar(todo, say, show=train_options.get("progress", True) and sys.stderr.isatty())
+            try:
+                if executor == "ray":
+                    on_ray(todo, address, bar, {**train_options, "progress": False})
+                else:
+                    in_pool(todo, jobs, bar, {**train_options, "progress": False})
+            finally:
+                bar.close()
     return [out / run.name for run in runs]
 
 

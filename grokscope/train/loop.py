@@ -9,6 +9,7 @@ buffer and reach the host only at checkpoints, so on CUDA nothing syncs between 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import math
 import platform
@@ -16,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -58,19 +60,14 @@ def train(
     """
     device = check_device(device)
     check_commit_every(commit_every_s)
-    if resume:
-        if out is None:
-            raise GrokscopeError("--resume needs the run directory (--out RUN)")
-        out = Path(out)
-        open_run(out)  # what is not a run says so before anything is made
-    else:
-        if config is None:
-            raise GrokscopeError("train needs a config (or resume=True)")
-        if bool(config.ticket.kind) != (mask is not None):
-            raise GrokscopeError("a mask goes with a ticket config (ticket.kind set), and only with one")
-        out = Path(out) if out is not None else RUNS_DIR / config.name
-    with writing(out):
+    with contextlib.ExitStack() as held:  # the run's lock (store.writer.writing), for as long as it trains
         if resume:
+            if out is None:
+                raise GrokscopeError("--resume needs the run directory (--out RUN)")
+            out = Path(out)
+            if open_run(out).complete:  # checked before anything is made
+                return out
+            held.enter_context(writing(out))
             run = open_run(out)  # as the last writer left it
             if run.complete:
                 return out
@@ -83,7 +80,12 @@ def train(
                 )
             config, dataset, writer = run.config, run.dataset, RunWriter(out)
         else:
-            dataset, writer = create_run(config, out, device, force=force, mask=mask)
+            if config is None:
+                raise GrokscopeError("train needs a config (or resume=True)")
+            if bool(config.ticket.kind) != (mask is not None):
+                raise GrokscopeError("a mask goes with a ticket config (ticket.kind set), and only with one")
+            out = Path(out) if out is not None else RUNS_DIR / config.name
+            dataset, writer = held.enter_context(create_run(config, out, device, force=force, mask=mask))
         Trainer(config, dataset, writer, device, commit_every_s).run(progress)
     return out
 
@@ -93,6 +95,7 @@ def check_commit_every(commit_every_s: float) -> None:
         raise GrokscopeError(f"--commit-every must be a finite number of seconds >= 0; got {commit_every_s}")
 
 
+@contextlib.contextmanager
 def create_run(
     config: RunConfig,
     out: Path,
@@ -101,9 +104,11 @@ def create_run(
     force: bool = False,
     mask: dict[str, torch.Tensor] | None = None,
     pack: list[str] | None = None,
-) -> tuple[Dataset, RunWriter]:
-    """Lay out a new run at `out` (an existing run moves aside with force, and comes back if this fails):
-    its dataset and writer. The caller holds the run's lock (store.writer.writing). pack: the names of the runs it trains with in one process, recorded in its meta."""
+) -> Iterator[tuple[Dataset, RunWriter]]:
+    """Lay out a new run at `out` (an existing run moves aside with force, and comes back if this fails) and
+    hold its lock (store.writer.writing) for the block: its dataset and writer. What can be checked is checked
+    before anything is written. pack: the names of the runs it trains with in one process, recorded in its
+    meta."""
     model = build_model(config)  # first: a model that cannot read the task says so before anything else
     dataset = make_task(config.task).dataset()
     n_train = len(dataset.train_rows)
@@ -115,16 +120,17 @@ def create_run(
     params = dict(model.named_parameters())
     schedule = checkpoint_steps(config.train.steps, config.checkpoints)
     meta = provenance(model, device) | ({"pack": pack} if pack else {})
-    old = move_aside(out, force)
-    try:
-        writer = RunWriter.create(out, config, dataset, params, meta, schedule, mask)
-    except BaseException:
+    with writing(out):
+        old = move_aside(out, force)
+        try:
+            writer = RunWriter.create(out, config, dataset, params, meta, schedule, mask)
+        except BaseException:
+            if old is not None:
+                old.rename(out)  # the replaced run comes back untouched
+            raise
         if old is not None:
-            old.rename(out)  # the replaced run comes back untouched
-        raise
-    if old is not None:
-        shutil.rmtree(old)
-    return dataset, writer
+            shutil.rmtree(old)
+        yield dataset, writer
 
 
 def same_threads(recorded: int | None) -> None:

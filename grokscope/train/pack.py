@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import os
 from pathlib import Path
 
 import torch
@@ -164,30 +165,35 @@ def train_pack(
     device = check_device(device)
     check_commit_every(commit_every_s)
     outs = [Path(out) for out in outs]
-    with contextlib.ExitStack() as locks:  # before anything is read: what the last writer left
-        for out in outs:
-            locks.enter_context(writing(out))
-        runs = [open_run(out) if layout.is_run(out) else None for out in outs]
-        configs = [config if run is None else run.config for config, run in zip(configs, runs)]
-        for config, run in zip(configs, runs):  # everything checked before anything is written
-            if run is not None and run.complete:
-                raise GrokscopeError(f"{run.path} is complete: a pack trains incomplete runs only")
-            why = packable(config)
-            if why is not None:
-                raise GrokscopeError(f"{config.name}: {why} cannot be packed; train it alone")
-        if len({pack_key(config) for config in configs}) > 1:
-            raise GrokscopeError(
-                "runs of a pack must differ only in seeds, corruption, the operation, initial scale, loss, optim.* and "
-                "grokfast.*, with training sets of one size and the same inputs"
-            )
+    if len({Path(os.path.abspath(out)) for out in outs}) < len(outs):
+        raise GrokscopeError("each run of a pack needs a directory of its own; one is given twice")
+    runs = [open_run(out) if layout.is_run(out) else None for out in outs]
+    configs = [config if run is None else run.config for config, run in zip(configs, runs)]
+    for config, run in zip(configs, runs):  # everything checked before anything is written
+        if run is not None and run.complete:
+            raise GrokscopeError(f"{run.path} is complete: a pack trains incomplete runs only")
+        why = packable(config)
+        if why is not None:
+            raise GrokscopeError(f"{config.name}: {why} cannot be packed; train it alone")
+    if len({pack_key(config) for config in configs}) > 1:
+        raise GrokscopeError(
+            "runs of a pack must differ only in seeds, corruption, the operation, initial scale, loss, optim.* "
+            "and grokfast.*, with training sets of one size and the same inputs"
+        )
+    with contextlib.ExitStack() as held:  # each run's lock (store.writer.writing), for as long as they train
         trainers = []
         for config, run, out in zip(configs, runs, outs):
             if run is None:
-                dataset, writer = create_run(config, out, device, pack=[out.name for out in outs])
+                dataset, writer = held.enter_context(create_run(config, out, device, pack=[o.name for o in outs]))
             else:
+                held.enter_context(writing(out))
                 same_threads(run.meta.get("threads"))
                 dataset, writer = run.dataset, RunWriter(out)
             trainers.append(Trainer(config, dataset, writer, device, commit_every_s))
-        pack = Pack(trainers)
-        run_steps(trainers, pack.step, progress)
+        if len({trainer.start for trainer in trainers}) > 1:  # given so, or moved on by a writer since read
+            raise GrokscopeError(
+                f"the runs of a pack must be at one step to resume together; they are at "
+                f"{', '.join(str(t.start) for t in trainers)}: resume them alone (grokscope train --resume)"
+            )
+        run_steps(trainers, Pack(trainers).step, progress)
     return outs
