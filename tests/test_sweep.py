@@ -186,6 +186,19 @@ def test_the_ray_executor_without_ray_says_how_to_install_it(tmp_path, capsys, m
     assert capsys.readouterr().err == "grokscope: error: the ray executor needs Ray: pip install 'grokscope[sweep]'\n"
 
 
+def test_an_address_for_a_process_already_connected_to_ray_is_refused(tmp_path, monkeypatch):
+    """ray.init in this process comes first (a notebook's), so an address would silently go unused."""
+    import ray
+
+    from grokscope.errors import GrokscopeError
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    (tmp_path / "s.toml").write_text(SPEC)
+    with pytest.raises(GrokscopeError, match="already connected to Ray, so address auto would not be used"):
+        sweep(tmp_path / "s.toml", tmp_path / "out", executor="ray", address="auto", say=lambda _: None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.toml"]
+
+
 def test_an_unreachable_ray_cluster_is_said_in_one_line(tmp_path, capsys):
     import socket
 

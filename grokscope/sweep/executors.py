@@ -45,8 +45,8 @@ def sweep(
 
     executor "local": `jobs` runs at a time (separate processes beyond one, each with cores / jobs torch
     threads). "ray": one Ray task per run (or pack), one core and one torch thread each, on the cluster at `address`
-    (ray.init's: "auto", "ray://host:port") or on a local Ray instance with this machine's cores; `out` must
-    be a path every node sees. pack: up to this many runs that can share a pack (grokscope.train.pack.pack_key:
+    (ray.init's: "auto", "ray://host:port"), on the instance this process is already connected to (then no
+    `address`), or on a local Ray instance with this machine's cores; `out` must be a path every node sees. pack: up to this many runs that can share a pack (grokscope.train.pack.pack_key:
     seeds, corruption, operation, loss, optim.* and grokfast.* may differ) train together in one process, the
     others alone; a run started in a pack resumes in it. train_options: passed to `grokscope.train` (device, commit_every_s, progress: each
     run's bar, or with other processes one bar for all in a terminal).
@@ -61,11 +61,16 @@ def sweep(
         raise GrokscopeError("--address is for --executor ray")
     if executor == "ray" and jobs != 1:
         raise GrokscopeError("--jobs is for --executor local: Ray runs as many runs at once as it has cores")
-    if executor == "ray":
+    if executor == "ray":  # before anything is written
         try:
-            import ray  # noqa: F401  (before anything is written)
+            import ray
         except ImportError:
             raise GrokscopeError(RAY_MISSING) from None
+        if address is not None and ray.is_initialized():
+            raise GrokscopeError(
+                f"this process is already connected to Ray, so address {address} would not be used: leave it out "
+                "to use that instance, or call ray.shutdown() first"
+            )
     runs, out = load_spec(spec), Path(out).resolve()  # absolute: Ray tasks run in another directory
     if "device" in train_options:  # before anything is written or started
         from grokscope.train.loop import check_device
