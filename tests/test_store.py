@@ -248,3 +248,33 @@ def test_a_run_refused_before_training_leaves_nothing(tmp_path):
     with pytest.raises(GrokscopeError, match="loop"):
         grokscope.train(small_config(), tmp_path / "loop" / "run", progress=False)
     assert [p.name for p in tmp_path.iterdir()] == ["loop"]
+
+
+def test_a_run_reached_through_a_link_shares_its_lock_and_is_never_replaced_through_it(tmp_path, monkeypatch, capsys):
+    """A link to a run takes the run's own lock (a second writer through it is refused), and --force through a
+    link, or on the current directory, is one line that changes nothing: replacing would move the link aside
+    (or the directory the shell is in) and put a new directory in its place."""
+    from conftest import small_config
+
+    from grokscope.cli import main
+    from grokscope.store.writer import writing
+
+    grokscope.train(small_config(), tmp_path / "run", progress=False)
+    (tmp_path / "run" / layout.COMPLETE).unlink()  # resumable
+    (tmp_path / "link").symlink_to(tmp_path / "run")
+    held = pytest.raises(GrokscopeError, match="link is being written by another writer in this process")
+    with writing(tmp_path / "run"), held:
+        grokscope.train(out=tmp_path / "link", resume=True, progress=False)
+    files = {f: f.read_bytes() for f in sorted((tmp_path / "run").rglob("*")) if f.is_file()}
+    assert main(["train", "--preset", "tiny", "--out", str(tmp_path / "link"), "--force"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"grokscope: error: {tmp_path / 'link'} is a link: give the run's own directory ({tmp_path / 'run'}) "
+        "or another --out"
+    )
+    monkeypatch.chdir(tmp_path / "run")
+    assert main(["train", "--preset", "tiny", "--out", ".", "--force"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "grokscope: error: --out . is the current directory: give the run its own, e.g. checkpoints/NAME"
+    )
+    assert (tmp_path / "link").is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == ["link", "run"]
+    assert {f: f.read_bytes() for f in sorted((tmp_path / "run").rglob("*")) if f.is_file()} == files

@@ -18,10 +18,9 @@ from grokscope.tasks import Dataset, make_task
 
 
 def check_out(out: Path, force: bool) -> None:
-    """Refuse, before any work, an `out` that holds something and was not asked to be replaced, or that is
-    the current directory (the run is built beside `out` and renamed into place)."""
-    if out.resolve() == Path.cwd().resolve():
-        raise GrokscopeError(f"--out {out} is the current directory: give the run its own, e.g. checkpoints/NAME")
+    """Refuse, before any work, an `out` that holds something and was not asked to be replaced, or where a new
+    run cannot be laid out (layout.check_new_run_path)."""
+    layout.check_new_run_path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not force:
         raise GrokscopeError(f"{out} already exists: --force replaces it (force=True in Python)")
 

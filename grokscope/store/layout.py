@@ -177,6 +177,18 @@ def check_creatable(path: Path) -> None:
             return
 
 
+def check_new_run_path(out: Path) -> None:
+    """A one-line error where a new run cannot be laid out at `out` (it is built beside `out` and renamed into
+    place): the current directory, or a link (replacing a run through it would move the link aside and put a
+    directory in its place)."""
+    if out.is_symlink():
+        raise GrokscopeError(
+            f"{out} is a link: give the run's own directory ({os.path.realpath(out)}) or another --out"
+        )
+    if out.exists() and out.resolve() == Path.cwd().resolve():
+        raise GrokscopeError(f"--out {out} is the current directory: give the run its own, e.g. checkpoints/NAME")
+
+
 def metric_columns(run: Path) -> tuple[str, ...]:
     """The metric columns a run has: NO_SPLIT_COLUMNS where it has no split, else all of METRIC_COLUMNS, less
     the later ones of runs made before them."""

@@ -50,8 +50,8 @@ def writing(path: Path) -> Iterator[None]:
     of one run would interleave their checkpoints and progress, so a second one, in another process or in this
     one, gets a GrokscopeError before it writes anything.
 
-    The lock is an exclusive flock on `.<name>.lock` beside the run (not in it: a run directory is renamed while
-    it is laid out or replaced), which the kernel drops when the process ends, however it ends. The file is
+    The lock is an exclusive flock on `.<name>.lock` beside the run's real location (not in it: a run directory
+    is renamed while it is laid out or replaced), which the kernel drops when the process ends, however it ends. The file is
     removed when the block ends, while still locked (after a kill -9 it stays, unlocked, until the next writer);
     a writer that locked a file removed meanwhile locks the new one instead. Where the file system cannot lock
     (some network or FUSE file systems) a warning says so and the block runs unguarded."""
@@ -69,16 +69,15 @@ def writing(path: Path) -> Iterator[None]:
 
 
 def lock_path(path: Path) -> Path:
-    """The lock file of the run at `path`: `.<name>.lock` in the real location of its parent (one lock whichever
-    way the parent is reached), the name as given once `.` and `..` are read."""
-    where = Path(os.path.abspath(path))
+    """The lock file of the run at `path`: `.<name>.lock` beside its real location, so that every way of
+    reaching the run (a relative path, `..`, a link to it) takes the same lock."""
+    try:
+        where = Path(path).resolve()
+    except (OSError, RuntimeError) as e:  # RuntimeError: a loop of links
+        raise GrokscopeError(f"{path}: {e}") from None
     if not where.name:
         raise GrokscopeError(f"{path} cannot hold a run: give it its own directory")
-    try:
-        parent = where.parent.resolve()
-    except (OSError, RuntimeError) as e:  # RuntimeError: a loop of links
-        raise GrokscopeError(f"{where.parent}: {e}") from None
-    return parent / f".{where.name}.lock"
+    return where.with_name(f".{where.name}.lock")
 
 
 def lock_file(lock: Path, path: Path) -> int | None:

@@ -163,6 +163,7 @@ def move_aside(out: Path, force: bool) -> Path | None:
     """Make room for a new run at `out`: an existing run is renamed aside (deleted once the new one is
     laid out) and returned; anything that is not a grokscope run, or a run holding anything grokscope did
     not write, is never touched."""
+    layout.check_new_run_path(out)
     if not out.exists():
         return None
     if not out.is_dir():
