@@ -22,7 +22,7 @@ Layout of checkpoints/<run>/:
     COMPLETE                  written last
     analysis/<name>@v<n>.npz  cached analyses (grokscope.analysis.cache)
     pruned/<what>/            pruned models (grokscope prune), each an output directory (see claim_outputs)
-Beside it, `.<run>.lock` while a process writes the run (store.writer.writing).
+Beside it, `.<run>.lock` while a process writes the run (store.writer.writing; left, unlocked, by one killed).
 Nothing is unpickled: JSON, `.npy`/`.npz` with allow_pickle=False, and safetensors only.
 """
 

@@ -51,10 +51,11 @@ def writing(path: Path) -> Iterator[None]:
     one, gets a GrokscopeError before it writes anything.
 
     The lock is an exclusive flock on `.<name>.lock` beside the run's real location (not in it: a run directory
-    is renamed while it is laid out or replaced), which the kernel drops when the process ends, however it ends. The file is
-    removed when the block ends, while still locked (after a kill -9 it stays, unlocked, until the next writer);
-    a writer that locked a file removed meanwhile locks the new one instead. Where the file system cannot lock
-    (some network or FUSE file systems) a warning says so and the block runs unguarded."""
+    is renamed while it is laid out or replaced), which the kernel drops when the process ends, however it
+    ends. The file is removed when the block ends, while still locked (a process that ends without unwinding
+    leaves it, unlocked, for the next writer); a writer that locked a file removed meanwhile locks the new one
+    instead. Where the file system cannot lock (some network or FUSE file systems) a warning says so and the
+    block runs unguarded."""
     lock = lock_path(path)
     layout.check_creatable(path)
     lock.parent.mkdir(parents=True, exist_ok=True)

@@ -41,15 +41,17 @@ def sweep(
     **train_options,
 ) -> list[Path]:
     """Train every run of the spec into `out` (created; a directory holding another sweep is refused),
-    skipping complete runs and resuming interrupted ones; returns the run directories in the spec's order.
+    skipping complete runs and resuming interrupted ones; returns the run directories in the spec's order. The
+    sweep holds `out`'s lock (store.writer.writing) while it runs, each run its own.
 
     executor "local": `jobs` runs at a time (separate processes beyond one, each with cores / jobs torch
-    threads). "ray": one Ray task per run (or pack), one core and one torch thread each, on the cluster at `address`
-    (ray.init's: "auto", "ray://host:port"), on the instance this process is already connected to (then no
-    `address`), or on a local Ray instance with this machine's cores; `out` must be a path every node sees. pack: up to this many runs that can share a pack (grokscope.train.pack.pack_key:
-    seeds, corruption, operation, loss, optim.* and grokfast.* may differ) train together in one process, the
-    others alone; a run started in a pack resumes in it. train_options: passed to `grokscope.train` (device, commit_every_s, progress: each
-    run's bar, or with other processes one bar for all in a terminal).
+    threads). "ray": one Ray task per run (or pack), one core and one torch thread each, on the cluster at
+    `address` (ray.init's: "auto", "ray://host:port"), on the instance this process is already connected to
+    (then no `address`), or on a local Ray instance with this machine's cores; `out` must be a path every node
+    sees. pack: up to this many runs that can share a pack (grokscope.train.pack.pack_key: seeds, corruption,
+    operation, loss, optim.* and grokfast.* may differ) train together in one process, the others alone; a run
+    started in a pack resumes in it. train_options: passed to `grokscope.train` (device, commit_every_s,
+    progress: each run's bar, or with other processes one bar for all in a terminal).
     """
     if executor not in EXECUTORS:
         raise GrokscopeError(f"unknown executor '{executor}' (use {' or '.join(EXECUTORS)})")
