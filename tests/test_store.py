@@ -252,8 +252,8 @@ def test_a_run_refused_before_training_leaves_nothing(tmp_path):
 
 def test_a_run_reached_through_a_link_shares_its_lock_and_is_never_replaced_through_it(tmp_path, monkeypatch, capsys):
     """A link to a run takes the run's own lock (a second writer through it is refused), and --force through a
-    link, or on the current directory, is one line that changes nothing: replacing would move the link aside
-    (or the directory the shell is in) and put a new directory in its place."""
+    link, or on the current directory or one holding it, is one line that changes nothing: replacing would move
+    the link aside (or the directory the process works in) and put a new directory in its place."""
     from conftest import small_config
 
     from grokscope.cli import main
@@ -275,6 +275,12 @@ def test_a_run_reached_through_a_link_shares_its_lock_and_is_never_replaced_thro
     assert main(["train", "--preset", "tiny", "--out", ".", "--force"]) == 2
     assert capsys.readouterr().err.strip() == (
         "grokscope: error: --out . is the current directory: give the run its own, e.g. checkpoints/NAME"
+    )
+    monkeypatch.chdir(tmp_path / "run" / "metrics")  # replacing the run would delete the directory it works in
+    assert main(["train", "--preset", "tiny", "--out", str(tmp_path / "run"), "--force"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"grokscope: error: --out {tmp_path / 'run'} holds the current directory: give the run its own, "
+        "e.g. checkpoints/NAME"
     )
     assert (tmp_path / "link").is_symlink() and sorted(p.name for p in tmp_path.iterdir()) == ["link", "run"]
     assert {f: f.read_bytes() for f in sorted((tmp_path / "run").rglob("*")) if f.is_file()} == files

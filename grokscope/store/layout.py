@@ -179,14 +179,16 @@ def check_creatable(path: Path) -> None:
 
 def check_new_run_path(out: Path) -> None:
     """A one-line error where a new run cannot be laid out at `out` (it is built beside `out` and renamed into
-    place): the current directory, or a link (replacing a run through it would move the link aside and put a
-    directory in its place)."""
+    place): the current directory or one holding it (replacing it would pull the directory the process works in
+    from under it), or a link (replacing a run through it would move the link aside and put a directory in its
+    place)."""
     if out.is_symlink():
         raise GrokscopeError(
             f"{out} is a link: give the run's own directory ({os.path.realpath(out)}) or another --out"
         )
-    if out.exists() and out.resolve() == Path.cwd().resolve():
-        raise GrokscopeError(f"--out {out} is the current directory: give the run its own, e.g. checkpoints/NAME")
+    if out.exists() and Path.cwd().resolve().is_relative_to(out.resolve()):
+        what = "is" if out.resolve() == Path.cwd().resolve() else "holds"
+        raise GrokscopeError(f"--out {out} {what} the current directory: give the run its own, e.g. checkpoints/NAME")
 
 
 def metric_columns(run: Path) -> tuple[str, ...]:
