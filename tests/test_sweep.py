@@ -9,6 +9,7 @@ import re
 import shutil
 import sys
 import tempfile
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -346,6 +347,48 @@ def test_ctrl_c_stops_a_parallel_sweep_and_the_same_sweep_resumes_it(tmp_path):
     done = subprocess.run(command[:-2], check=False, capture_output=True, text=True, timeout=600)  # one at a time
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("resuming") == len(runs) and done.stdout.count("training") == 4 - len(runs)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="the workers' parent-death signal is Linux's prctl")
+def test_a_parallel_sweep_killed_outright_takes_its_workers_with_it(tmp_path):
+    """kill -9 of `--jobs 2`: its workers end with it, within seconds (they would train their runs on unseen,
+    holding them: each run here takes a minute or more), so no run is held when the sweep is run again."""
+    import subprocess
+    import time
+
+    from grokscope.store.writer import writing
+
+    spec = tmp_path / "s.toml"
+    spec.write_text(SPEC.replace('"train.steps" = 24', '"train.steps" = 50000'))
+    command = [sys.executable, "-m", "grokscope", "sweep", str(spec), "--out", str(tmp_path / "out"), "--jobs", "2"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(list((tmp_path / "out").glob("[!.]*/progress.json"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)  # until both workers have started their runs
+
+    def children() -> list[int]:
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:  # a process that ended meanwhile
+                continue
+            if int(fields[1]) == process.pid:  # its parent
+                found.append(int(stat.parent.name))
+        return found
+
+    workers = [pid for pid in children() if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert len(workers) == 2, workers  # the pool's two workers
+    process.kill()
+    process.wait()
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in workers):
+        assert time.monotonic() < deadline, "the workers outlived their sweep"
+        time.sleep(0.1)
+    for run in load_spec(spec):
+        with writing(tmp_path / "out" / run.name):  # no run is held: the same sweep again can resume each
+            pass
 
 
 def fake_run(final: dict, corrupt_frac: float = 0.1, has_split: bool = True) -> SimpleNamespace:

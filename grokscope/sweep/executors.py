@@ -182,6 +182,7 @@ class Job:
 
 
 POLL_S = 2.0  # how often a sweep's bar re-reads its runs' progress
+PR_SET_PDEATHSIG = 1  # Linux prctl: the signal a process gets when its parent ends
 
 
 class SweepBar:
@@ -251,13 +252,21 @@ def pool_worker(threads: int) -> None:
     """A worker process of `--jobs`: `threads` torch threads; Ctrl-C is its parent's to act on (it ends the
     workers), not each worker's (one would go on to its next queued run). tqdm's lock is a thread lock: its
     default, a multiprocessing lock, would be left behind by a worker ended mid-run, and Python warns of the
-    leaked semaphore at exit."""
+    leaked semaphore at exit. On Linux a parent killed outright (kill -9) takes its workers with it: they would
+    otherwise train their runs on unseen, holding them."""
     import threading
 
     import torch
     from tqdm.auto import tqdm
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if sys.platform == "linux":
+        import ctypes
+
+        parent = os.getppid()
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # it died before the request was made
+            os._exit(1)
     torch.set_num_threads(threads)
     tqdm.set_lock(threading.RLock())
 
